@@ -1,0 +1,256 @@
+# Copyright: HAECS developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one IPVS engine: read the kernel table, apply a plan, undo on failure.
+
+Every module and the monitor go through `IPVS`.  It speaks netlink through
+`ipvs_netlink`, plans with `ipvs_plan` and never imports Ansible, so the
+monitor runs the very same file.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import ipvs_kmod
+from .ipvs_model import Table, VirtualService
+from .ipvs_netlink import (
+    ATTR_DEST,
+    ATTR_SERVICE,
+    CMD_DEL_DEST,
+    CMD_DEL_SERVICE,
+    CMD_GET_DEST,
+    CMD_GET_INFO,
+    CMD_GET_SERVICE,
+    CMD_NEW_DEST,
+    CMD_NEW_SERVICE,
+    CMD_SET_DEST,
+    CMD_SET_SERVICE,
+    INFO_CONN_TAB_SIZE,
+    INFO_VERSION,
+    GenlSocket,
+    NetlinkError,
+    decode_real_server,
+    decode_service,
+    encode_real_server,
+    encode_service,
+    encode_service_key,
+    nla_nested,
+    parse_attrs,
+)
+from .ipvs_plan import (
+    ADD_REAL_SERVER,
+    ADD_SERVICE,
+    DELETE_REAL_SERVER,
+    DELETE_SERVICE,
+    SET_REAL_SERVER,
+    SET_SERVICE,
+    Operation,
+)
+
+_COMMANDS = {
+    ADD_SERVICE: CMD_NEW_SERVICE,
+    SET_SERVICE: CMD_SET_SERVICE,
+    DELETE_SERVICE: CMD_DEL_SERVICE,
+    ADD_REAL_SERVER: CMD_NEW_DEST,
+    SET_REAL_SERVER: CMD_SET_DEST,
+    DELETE_REAL_SERVER: CMD_DEL_DEST,
+}
+
+# What the kernel's errno means for each kind of IPVS command.
+_ERRNO_HINTS = {
+    errno.EEXIST: "it exists already",
+    errno.ESRCH: "no such virtual service",
+    errno.ENOENT: "not found (a real server that does not exist, or a scheduler / persistence engine the kernel cannot load)",
+    errno.ERANGE: "a value is out of range (weight below 0, or lower threshold above upper threshold)",
+    errno.EINVAL: "the kernel rejected the settings",
+    errno.EAFNOSUPPORT: "address family not supported by this kernel",
+    errno.EPERM: "permission denied: managing IPVS needs root (CAP_NET_ADMIN)",
+}
+
+
+class IPVSError(RuntimeError):
+    """IPVS is unavailable, or the kernel refused a change (after undo)."""
+
+    def __init__(self, message: str, operation: Optional[Operation] = None, rolled_back: bool = False) -> None:
+        self.operation = operation
+        self.rolled_back = rolled_back
+        super().__init__(message)
+
+
+@dataclass
+class ApplyResult:
+    """What `apply` did: the operations sent and the netlink sends it took."""
+
+    operations: List[Operation] = field(default_factory=list)
+    sends: int = 0
+
+
+class IPVS:
+    """A connection to the kernel's IPVS table.
+
+    `load_module` is called with a module name when ip_vs itself or a
+    scheduler must be loaded; tests pass a fake, real use leaves the default.
+    """
+
+    def __init__(self, load_module: Callable[[str], None] = ipvs_kmod.load) -> None:
+        self._load_module = load_module
+        self._sock = self._open()
+
+    def _open(self) -> GenlSocket:
+        try:
+            return GenlSocket()
+        except NetlinkError as error:
+            if error.code != errno.ENOENT:
+                raise IPVSError("cannot open IPVS netlink: %s" % error) from None
+        except PermissionError:
+            raise IPVSError(_ERRNO_HINTS[errno.EPERM]) from None
+        # The IPVS family appears once the ip_vs module is loaded.
+        try:
+            self._load_module("ip_vs")
+        except ipvs_kmod.KernelModuleError as error:
+            raise IPVSError("IPVS is not available in this kernel: %s" % error) from None
+        try:
+            return GenlSocket()
+        except NetlinkError as error:
+            raise IPVSError("IPVS is not available in this kernel after loading ip_vs: %s" % error) from None
+
+    @property
+    def socket(self) -> GenlSocket:
+        """The IPVS netlink socket, for settings outside the table (ipvs_config)."""
+        return self._sock
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> IPVS:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- read
+
+    def info(self) -> Dict[str, object]:
+        answer = self._sock.request(CMD_GET_INFO)[0]
+        version = int.from_bytes(answer[INFO_VERSION][:4], "little") if INFO_VERSION in answer else 0
+        size = int.from_bytes(answer[INFO_CONN_TAB_SIZE][:4], "little") if INFO_CONN_TAB_SIZE in answer else 0
+        return {
+            "version": "%d.%d.%d" % (version >> 16, (version >> 8) & 0xFF, version & 0xFF),
+            "connection_table_size": size,
+        }
+
+    def read(self, with_stats: bool = False, services_only: bool = False) -> Table:
+        """The whole table in one service dump and one dest dump per service."""
+        table: Table = {}
+        for answer in self._sock.request(CMD_GET_SERVICE, dump=True):
+            service = decode_service(parse_attrs(answer[ATTR_SERVICE]), with_stats)
+            table[service.key] = VirtualService(service)
+        if services_only:
+            return table
+        for key, entry in table.items():
+            request = nla_nested(ATTR_SERVICE, encode_service_key(key))
+            for answer in self._sock.request(CMD_GET_DEST, request, dump=True):
+                server = decode_real_server(parse_attrs(answer[ATTR_DEST]), key.family, with_stats)
+                entry.real_servers[server.key] = server
+        return table
+
+    # ---------------------------------------------------------------- write
+
+    def load_modules_for(self, operations: Iterable[Operation]) -> None:
+        """Load every scheduler and persistence engine the operations use."""
+        schedulers = set()
+        engines = set()
+        for op in operations:
+            if op.kind in (ADD_SERVICE, SET_SERVICE):
+                schedulers.add(op.service.scheduler)
+                if op.service.persistence_engine:
+                    engines.add(op.service.persistence_engine)
+        for module in ipvs_kmod.modules_for(schedulers, engines):
+            try:
+                self._load_module(module)
+            except ipvs_kmod.KernelModuleError as error:
+                raise IPVSError(str(error)) from None
+
+    def apply(self, operations: Sequence[Operation], chunk_bytes: int = 32768) -> ApplyResult:
+        """Apply all operations or none.
+
+        If the kernel refuses one, every operation that took effect is undone
+        in reverse order and IPVSError names the refused entry.
+        """
+        result = ApplyResult()
+        if not operations:
+            return result
+        self.load_modules_for(operations)
+        messages = [self._encode(op) for op in operations]
+        _sent, failure = self._sock.batch(messages, chunk_bytes)
+        if failure is None:
+            result.operations = list(operations)
+            return result
+        index, error = failure
+        failed_op = operations[index]
+        done = self._applied_before_failure(operations, messages, index)
+        undo_error = self._undo(done)
+        message = "kernel refused `%s`: %s" % (failed_op.ipvsadm_line(), _explain(error))
+        if undo_error:
+            raise IPVSError(message + "; undoing the earlier changes also failed: %s" % undo_error, failed_op)
+        if done:
+            message += "; the %d change(s) already made were undone" % len(done)
+        raise IPVSError(message, failed_op, rolled_back=True)
+
+    def _applied_before_failure(
+        self, operations: Sequence[Operation], messages: Sequence[Tuple[int, bytes]], failed: int
+    ) -> List[Operation]:
+        # The kernel keeps processing a chunk after a failure, so messages after
+        # the first failure in its chunk may have been applied or refused too:
+        # read the table to know exactly what took effect.
+        applied: List[Operation] = list(operations[:failed])
+        later = operations[failed + 1 :]
+        if later:
+            table = self.read()
+            applied += [op for op in later if _took_effect(op, table)]
+        return applied
+
+    def _undo(self, done: Sequence[Operation]) -> Optional[str]:
+        inverse = [undo for op in reversed(done) for undo in op.inverse()]
+        if not inverse:
+            return None
+        messages = [self._encode(op) for op in inverse]
+        _sent, failure = self._sock.batch(messages)
+        if failure is not None:
+            index, error = failure
+            return "`%s`: %s" % (inverse[index].ipvsadm_line(), _explain(error))
+        return None
+
+    def _encode(self, op: Operation) -> Tuple[int, bytes]:
+        if op.kind == DELETE_SERVICE:
+            payload = nla_nested(ATTR_SERVICE, encode_service_key(op.service.key))
+        elif op.real_server is None:
+            payload = encode_service(op.service)
+        else:
+            service = nla_nested(ATTR_SERVICE, encode_service_key(op.service.key))
+            payload = service + encode_real_server(op.real_server, full=op.kind != DELETE_REAL_SERVER)
+        return self._sock.message(_COMMANDS[op.kind], payload)
+
+
+def _took_effect(op: Operation, table: Table) -> bool:
+    entry = table.get(op.service.key)
+    if op.kind == ADD_SERVICE:
+        return entry is not None
+    if op.kind == SET_SERVICE:
+        return entry is not None and entry.service == op.service
+    if op.kind == DELETE_SERVICE:
+        return entry is None
+    assert op.real_server is not None
+    server = entry.real_servers.get(op.real_server.key) if entry else None
+    if op.kind == ADD_REAL_SERVER:
+        return server is not None
+    if op.kind == SET_REAL_SERVER:
+        return server is not None and server.same_as(op.real_server)
+    return server is None
+
+
+def _explain(error: NetlinkError) -> str:
+    hint = _ERRNO_HINTS.get(error.code)
+    return "%s (%s)" % (error.strerror, hint) if hint else str(error.strerror)

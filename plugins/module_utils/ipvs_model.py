@@ -1,0 +1,362 @@
+# Copyright: HAECS developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The IPVS table as plain data: virtual services, real servers, their keys.
+
+No Ansible and no netlink here: the modules, the planner, the netlink codec
+and the monitor all speak these types.  Equality ignores counters, so two
+tables compare equal when the kernel would behave the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Tuple
+
+IPV4 = "ipv4"
+IPV6 = "ipv6"
+FAMILIES = (IPV4, IPV6)
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+# Every scheduler in the mainline kernel (net/netfilter/ipvs/ip_vs_*.c).
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh")
+DEFAULT_SCHEDULER = "wlc"
+
+# IP_VS_SVC_F_SCHED1/2/3 mean different things per scheduler.
+SCHED_FLAG_BITS = {"fallback": 0x08, "port": 0x10}
+SCHEDULER_FLAGS = ("sh-fallback", "sh-port", "mh-fallback", "mh-port")
+
+FORWARDING_METHODS = ("masq", "route", "tunnel")
+# The kernel reports "local" for a route/tunnel destination that is a local address.
+FORWARDING_LOCAL = "local"
+
+TUNNEL_TYPES = ("ipip", "gue", "gre")
+TUNNEL_CHECKSUMS = ("none", "csum", "remcsum")
+
+PERSISTENCE_ENGINES = ("sip",)
+
+MAX_WEIGHT = 65535
+MAX_THRESHOLD = 2**32 - 1
+MAX_PERSISTENCE_TIMEOUT = 2678400  # 31 days, as keepalived allows
+MAX_FWMARK = 2**32 - 1
+
+
+def family_of(address: str) -> str:
+    """Return 'ipv4' or 'ipv6' for an IP address string."""
+    return IPV6 if ipaddress.ip_address(address).version == 6 else IPV4
+
+
+def normalize_address(address: str) -> str:
+    """Canonical text form of an IP address (compressed IPv6, no zone)."""
+    return ipaddress.ip_address(address).compressed
+
+
+def format_endpoint(address: str, port: int) -> str:
+    """ipvsadm's notation: 10.0.0.1:80 or [2001:db8::1]:80."""
+    if ":" in address:
+        return "[%s]:%d" % (address, port)
+    return "%s:%d" % (address, port)
+
+
+@dataclass(frozen=True, order=True)
+class ServiceKey:
+    """What the kernel identifies a virtual service by.
+
+    Either (protocol, address, port) or (family, fwmark); the other fields
+    are then empty/zero so keys stay comparable and hashable.
+    """
+
+    family: str
+    protocol: str = ""
+    address: str = ""
+    port: int = 0
+    fwmark: int = 0
+
+    @classmethod
+    def for_address(cls, protocol: str, address: str, port: int) -> ServiceKey:
+        address = normalize_address(address)
+        return cls(family_of(address), protocol, address, port, 0)
+
+    @classmethod
+    def for_fwmark(cls, fwmark: int, family: str = IPV4) -> ServiceKey:
+        return cls(family, "", "", 0, fwmark)
+
+    @property
+    def is_fwmark(self) -> bool:
+        return self.fwmark != 0
+
+    def ipvsadm_args(self) -> str:
+        """The service part of an ipvsadm command line: '-t 10.0.0.1:80'."""
+        if self.is_fwmark:
+            suffix = " -6" if self.family == IPV6 else ""
+            return "-f %d%s" % (self.fwmark, suffix)
+        option = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}[self.protocol]
+        return "%s %s" % (option, format_endpoint(self.address, self.port))
+
+    def __str__(self) -> str:
+        if self.is_fwmark:
+            return "fwmark %d (%s)" % (self.fwmark, self.family)
+        return "%s %s" % (self.protocol, format_endpoint(self.address, self.port))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counters and rates of a service or real server (IPVS_STATS64)."""
+
+    connections: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    connections_per_second: int = 0
+    packets_in_per_second: int = 0
+    packets_out_per_second: int = 0
+    bytes_in_per_second: int = 0
+    bytes_out_per_second: int = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A virtual service's own attributes (its real servers live beside it)."""
+
+    key: ServiceKey
+    scheduler: str = DEFAULT_SCHEDULER
+    scheduler_flags: Tuple[str, ...] = ()
+    one_packet: bool = False
+    persistence_timeout: Optional[int] = None
+    # Prefix length of the persistence granularity (IPv4 netmask as a prefix).
+    persistence_prefix: Optional[int] = None
+    persistence_engine: Optional[str] = None
+    stats: Optional[Stats] = field(default=None, compare=False)
+
+    @property
+    def persistent(self) -> bool:
+        return self.persistence_timeout is not None
+
+    @property
+    def effective_prefix(self) -> int:
+        if self.persistence_prefix is not None:
+            return self.persistence_prefix
+        return 128 if self.key.family == IPV6 else 32
+
+    def ipvsadm_line(self, command: str = "-A") -> str:
+        # Same option order as `ipvsadm -Sn`, so lines compare as text.
+        parts = [command, self.key.ipvsadm_args(), "-s", self.scheduler]
+        if self.persistent:
+            parts += ["-p", str(self.persistence_timeout)]
+            prefix = self.effective_prefix
+            if self.key.family == IPV4 and prefix != 32:
+                parts += ["-M", prefix_to_netmask(prefix)]
+            elif self.key.family == IPV6 and prefix != 128:
+                parts += ["-M", str(prefix)]
+        if self.persistence_engine:
+            parts += ["--pe", self.persistence_engine]
+        if self.one_packet:
+            parts.append("-o")
+        if self.scheduler_flags:
+            parts += ["-b", ",".join(self.scheduler_flags)]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class RealServer:
+    """A real server (IPVS destination) of one virtual service."""
+
+    address: str
+    port: int
+    forwarding: str = "route"
+    weight: int = 1
+    upper_threshold: int = 0
+    lower_threshold: int = 0
+    tunnel_type: str = "ipip"
+    tunnel_port: int = 0
+    tunnel_checksum: str = "none"
+    active_connections: int = field(default=0, compare=False)
+    inactive_connections: int = field(default=0, compare=False)
+    persistent_connections: int = field(default=0, compare=False)
+    stats: Optional[Stats] = field(default=None, compare=False)
+
+    @property
+    def key(self) -> Tuple[str, int]:
+        return (self.address, self.port)
+
+    @property
+    def family(self) -> str:
+        return family_of(self.address)
+
+    def canonical(self) -> RealServer:
+        """Tunnel settings only mean something for tunnel forwarding."""
+        if self.forwarding == "tunnel":
+            return self
+        if (self.tunnel_type, self.tunnel_port, self.tunnel_checksum) == ("ipip", 0, "none"):
+            return self
+        return RealServer(
+            self.address,
+            self.port,
+            self.forwarding,
+            self.weight,
+            self.upper_threshold,
+            self.lower_threshold,
+            active_connections=self.active_connections,
+            inactive_connections=self.inactive_connections,
+            persistent_connections=self.persistent_connections,
+            stats=self.stats,
+        )
+
+    def same_as(self, other: RealServer) -> bool:
+        """True when the kernel would treat both alike.
+
+        A route or tunnel destination that is a local address is reported
+        back by the kernel as 'local'; that is not a difference.
+        """
+        mine, theirs = self.canonical(), other.canonical()
+        if FORWARDING_LOCAL in (mine.forwarding, theirs.forwarding):
+            forwardings = {mine.forwarding, theirs.forwarding}
+            if forwardings <= {FORWARDING_LOCAL, "route", "tunnel"}:
+                theirs = _with_forwarding(theirs, mine.forwarding)
+        return mine == theirs
+
+    def ipvsadm_line(self, service: ServiceKey, command: str = "-a") -> str:
+        flag = {"masq": "-m", "route": "-g", "tunnel": "-i", FORWARDING_LOCAL: "-g"}
+        parts = [
+            command,
+            service.ipvsadm_args(),
+            "-r",
+            format_endpoint(self.address, self.port),
+            flag[self.forwarding],
+            "-w",
+            str(self.weight),
+        ]
+        if self.upper_threshold:
+            parts += ["-x", str(self.upper_threshold)]
+        if self.lower_threshold:
+            parts += ["-y", str(self.lower_threshold)]
+        if self.forwarding == "tunnel":
+            parts += ["--tun-type", self.tunnel_type]
+            if self.tunnel_port:
+                parts += ["--tun-port", str(self.tunnel_port)]
+            if self.tunnel_checksum != "none":
+                parts.append("--tun-%s" % self.tunnel_checksum)
+        return " ".join(parts)
+
+    def summary(self) -> Dict[str, object]:
+        """Settings and live counters as a plain dict (for module results)."""
+        result: Dict[str, object] = {
+            "address": self.address,
+            "port": self.port,
+            "forwarding": self.forwarding,
+            "weight": self.weight,
+            "upper_threshold": self.upper_threshold,
+            "lower_threshold": self.lower_threshold,
+            "active_connections": self.active_connections,
+            "inactive_connections": self.inactive_connections,
+            "persistent_connections": self.persistent_connections,
+        }
+        if self.forwarding == "tunnel":
+            result.update(
+                tunnel_type=self.tunnel_type,
+                tunnel_port=self.tunnel_port,
+                tunnel_checksum=self.tunnel_checksum,
+            )
+        if self.stats is not None:
+            result["stats"] = self.stats.as_dict()
+        return result
+
+
+def _with_forwarding(server: RealServer, forwarding: str) -> RealServer:
+    return RealServer(
+        server.address,
+        server.port,
+        forwarding,
+        server.weight,
+        server.upper_threshold,
+        server.lower_threshold,
+        server.tunnel_type,
+        server.tunnel_port,
+        server.tunnel_checksum,
+    )
+
+
+@dataclass
+class VirtualService:
+    """A service with its real servers, keyed by (address, port)."""
+
+    service: Service
+    real_servers: Dict[Tuple[str, int], RealServer] = field(default_factory=dict)
+
+    @property
+    def key(self) -> ServiceKey:
+        return self.service.key
+
+    def ipvsadm_lines(self) -> list[str]:
+        lines = [self.service.ipvsadm_line()]
+        for server_key in sorted(self.real_servers, key=_real_server_order):
+            lines.append(self.real_servers[server_key].ipvsadm_line(self.key))
+        return lines
+
+    def summary(self) -> Dict[str, object]:
+        service = self.service
+        result: Dict[str, object] = {"family": service.key.family}
+        if service.key.is_fwmark:
+            result["fwmark"] = service.key.fwmark
+        else:
+            result.update(
+                protocol=service.key.protocol,
+                address=service.key.address,
+                port=service.key.port,
+            )
+        result.update(
+            scheduler=service.scheduler,
+            scheduler_flags=list(service.scheduler_flags),
+            one_packet=service.one_packet,
+            persistence_timeout=service.persistence_timeout,
+            persistence_engine=service.persistence_engine,
+        )
+        if service.persistent:
+            if service.key.family == IPV4:
+                result["persistence_netmask"] = prefix_to_netmask(service.effective_prefix)
+            else:
+                result["persistence_prefix_length"] = service.effective_prefix
+        if service.stats is not None:
+            result["stats"] = service.stats.as_dict()
+        result["real_servers"] = [
+            self.real_servers[k].summary() for k in sorted(self.real_servers, key=_real_server_order)
+        ]
+        return result
+
+
+Table = Dict[ServiceKey, VirtualService]
+
+
+def _real_server_order(key: Tuple[str, int]) -> Tuple[int, int, int]:
+    address = ipaddress.ip_address(key[0])
+    return (address.version, int(address), key[1])
+
+
+def service_order(key: ServiceKey) -> Tuple[int, int, int, int, int]:
+    """Sort services like ipvsadm: by family, fwmark, protocol, address, port."""
+    address = int(ipaddress.ip_address(key.address)) if key.address else 0
+    family = 6 if key.family == IPV6 else 4
+    protocol = PROTOCOLS.index(key.protocol) if key.protocol else -1
+    return (family, key.fwmark, protocol, address, key.port)
+
+
+def table_lines(table: Mapping[ServiceKey, VirtualService]) -> list[str]:
+    """The table as `ipvsadm -Sn`-style lines, in a stable order."""
+    lines: list[str] = []
+    for key in sorted(table, key=service_order):
+        lines.extend(table[key].ipvsadm_lines())
+    return lines
+
+
+def prefix_to_netmask(prefix: int) -> str:
+    return str(ipaddress.IPv4Network("0.0.0.0/%d" % prefix).netmask)
+
+
+def netmask_to_prefix(netmask: str) -> int:
+    """Prefix length of a dotted IPv4 netmask; ValueError if not contiguous."""
+    return ipaddress.IPv4Network("0.0.0.0/%s" % netmask).prefixlen
