@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import ipvs_kmod
-from .ipvs_model import Table, VirtualService
+from .ipvs_model import ServiceKey, Table, VirtualService
 from .ipvs_netlink import (
-    ATTR_DEST,
     ATTR_SERVICE,
     CMD_DEL_DEST,
     CMD_DEL_SERVICE,
@@ -31,7 +30,7 @@ from .ipvs_netlink import (
     INFO_VERSION,
     GenlSocket,
     NetlinkError,
-    decode_real_server,
+    decode_real_server_message,
     decode_service,
     encode_real_server,
     encode_service,
@@ -73,7 +72,9 @@ _ERRNO_HINTS = {
 class IPVSError(RuntimeError):
     """IPVS is unavailable, or the kernel refused a change (after undo)."""
 
-    def __init__(self, message: str, operation: Optional[Operation] = None, rolled_back: bool = False) -> None:
+    def __init__(
+        self, message: str, operation: Optional[Operation] = None, rolled_back: bool = False
+    ) -> None:
         self.operation = operation
         self.rolled_back = rolled_back
         super().__init__(message)
@@ -114,7 +115,9 @@ class IPVS:
         try:
             return GenlSocket()
         except NetlinkError as error:
-            raise IPVSError("IPVS is not available in this kernel after loading ip_vs: %s" % error) from None
+            raise IPVSError(
+                "IPVS is not available in this kernel after loading ip_vs: %s" % error
+            ) from None
 
     @property
     def socket(self) -> GenlSocket:
@@ -134,8 +137,14 @@ class IPVS:
 
     def info(self) -> Dict[str, object]:
         answer = self._sock.request(CMD_GET_INFO)[0]
-        version = int.from_bytes(answer[INFO_VERSION][:4], "little") if INFO_VERSION in answer else 0
-        size = int.from_bytes(answer[INFO_CONN_TAB_SIZE][:4], "little") if INFO_CONN_TAB_SIZE in answer else 0
+        version = (
+            int.from_bytes(answer[INFO_VERSION][:4], "little") if INFO_VERSION in answer else 0
+        )
+        size = (
+            int.from_bytes(answer[INFO_CONN_TAB_SIZE][:4], "little")
+            if INFO_CONN_TAB_SIZE in answer
+            else 0
+        )
         return {
             "version": "%d.%d.%d" % (version >> 16, (version >> 8) & 0xFF, version & 0xFF),
             "connection_table_size": size,
@@ -151,9 +160,10 @@ class IPVS:
             return table
         for key, entry in table.items():
             request = nla_nested(ATTR_SERVICE, encode_service_key(key))
-            for answer in self._sock.request(CMD_GET_DEST, request, dump=True):
-                server = decode_real_server(parse_attrs(answer[ATTR_DEST]), key.family, with_stats)
-                entry.real_servers[server.key] = server
+            servers = entry.real_servers
+            for raw in self._sock.dump_raw(CMD_GET_DEST, request):
+                server = decode_real_server_message(raw, key.family, with_stats)
+                servers[server.address, server.port] = server
         return table
 
     # ---------------------------------------------------------------- write
@@ -183,7 +193,7 @@ class IPVS:
         if not operations:
             return result
         self.load_modules_for(operations)
-        messages = [self._encode(op) for op in operations]
+        messages = self._encode_all(operations)
         _sent, failure = self._sock.batch(messages, chunk_bytes)
         if failure is None:
             result.operations = list(operations)
@@ -194,7 +204,9 @@ class IPVS:
         undo_error = self._undo(done)
         message = "kernel refused `%s`: %s" % (failed_op.ipvsadm_line(), _explain(error))
         if undo_error:
-            raise IPVSError(message + "; undoing the earlier changes also failed: %s" % undo_error, failed_op)
+            raise IPVSError(
+                message + "; undoing the earlier changes also failed: %s" % undo_error, failed_op
+            )
         if done:
             message += "; the %d change(s) already made were undone" % len(done)
         raise IPVSError(message, failed_op, rolled_back=True)
@@ -216,22 +228,32 @@ class IPVS:
         inverse = [undo for op in reversed(done) for undo in op.inverse()]
         if not inverse:
             return None
-        messages = [self._encode(op) for op in inverse]
+        messages = self._encode_all(inverse)
         _sent, failure = self._sock.batch(messages)
         if failure is not None:
             index, error = failure
             return "`%s`: %s" % (inverse[index].ipvsadm_line(), _explain(error))
         return None
 
-    def _encode(self, op: Operation) -> Tuple[int, bytes]:
-        if op.kind == DELETE_SERVICE:
-            payload = nla_nested(ATTR_SERVICE, encode_service_key(op.service.key))
-        elif op.real_server is None:
-            payload = encode_service(op.service)
-        else:
-            service = nla_nested(ATTR_SERVICE, encode_service_key(op.service.key))
-            payload = service + encode_real_server(op.real_server, full=op.kind != DELETE_REAL_SERVER)
-        return self._sock.message(_COMMANDS[op.kind], payload)
+    def _encode_all(self, operations: Sequence[Operation]) -> List[Tuple[int, bytes]]:
+        # Many operations share a service: encode each service key once.
+        keys: Dict[ServiceKey, bytes] = {}
+        messages = []
+        for op in operations:
+            key = op.service.key
+            if op.kind == ADD_SERVICE or op.kind == SET_SERVICE:
+                payload = encode_service(op.service)
+            else:
+                service = keys.get(key)
+                if service is None:
+                    service = keys[key] = nla_nested(ATTR_SERVICE, encode_service_key(key))
+                payload = service
+                if op.real_server is not None:
+                    payload += encode_real_server(
+                        op.real_server, full=op.kind != DELETE_REAL_SERVER
+                    )
+            messages.append(self._sock.message(_COMMANDS[op.kind], payload))
+        return messages
 
 
 def _took_effect(op: Operation, table: Table) -> bool:

@@ -10,8 +10,6 @@ names the module, while nothing has been changed yet.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from typing import Iterable, List
 
 MODULE_DIR = "/sys/module"
@@ -38,11 +36,16 @@ def load(module: str) -> None:
     """Load `module` unless it is there already; KernelModuleError if that fails."""
     if is_loaded(module) or is_builtin(module):
         return
+    import shutil
+    import subprocess
+
     modprobe = shutil.which("modprobe") or next(
         (path for path in ("/usr/sbin/modprobe", "/sbin/modprobe") if os.path.exists(path)), None
     )
     if modprobe is None:
-        raise KernelModuleError("kernel module %s is not loaded and modprobe was not found" % module)
+        raise KernelModuleError(
+            "kernel module %s is not loaded and modprobe was not found" % module
+        )
     result = subprocess.run([modprobe, module], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip() or "exit status %d" % result.returncode

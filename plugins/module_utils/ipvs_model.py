@@ -324,7 +324,8 @@ class VirtualService:
         if service.stats is not None:
             result["stats"] = service.stats.as_dict()
         result["real_servers"] = [
-            self.real_servers[k].summary() for k in sorted(self.real_servers, key=_real_server_order)
+            self.real_servers[k].summary()
+            for k in sorted(self.real_servers, key=_real_server_order)
         ]
         return result
 

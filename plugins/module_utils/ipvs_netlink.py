@@ -31,6 +31,8 @@ from .ipvs_model import (
 )
 
 NETLINK_GENERIC = 16
+# A dump answer is at most 32 KB per datagram; errors are far smaller.
+RECV_BUFFER_BYTES = 1 << 20
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11
 NETLINK_CAP_ACK = 10
@@ -265,7 +267,10 @@ def decode_service(attrs: Dict[int, bytes], with_stats: bool = False) -> Service
     else:
         key = ServiceKey(
             family,
-            PROTO_NAME.get(_U16.unpack(attrs[SVC_PROTOCOL][:2])[0], "proto-%d" % _U16.unpack(attrs[SVC_PROTOCOL][:2])[0]),
+            PROTO_NAME.get(
+                _U16.unpack(attrs[SVC_PROTOCOL][:2])[0],
+                "proto-%d" % _U16.unpack(attrs[SVC_PROTOCOL][:2])[0],
+            ),
             _addr_text(attrs[SVC_ADDR], family),
             _BE16.unpack(attrs[SVC_PORT][:2])[0],
             0,
@@ -326,31 +331,40 @@ def decode_stats(stats64: Optional[bytes], stats32: Optional[bytes]) -> Optional
 # ------------------------------------------------------------- real servers
 
 
+# ADDR, PORT, ADDR_FAMILY as one attribute block: the key of a destination.
+_DEST_KEY = struct.Struct("=HH16s" + "HH2s2x" + "HHH2x")
+# ... followed by FWD_METHOD, WEIGHT, U_THRESH, L_THRESH.
+_DEST_SETTINGS = struct.Struct("=HHI" + "HHI" + "HHI" + "HHI")
+_DEST_TUNNEL = struct.Struct("=HHB3x" + "HH2s2x" + "HHH2x")
+
+
 def encode_real_server(server: RealServer, full: bool = True) -> bytes:
     """IPVS_CMD_ATTR_DEST; `full=False` gives just the key (for DEL_DEST)."""
-    family = server.family
-    parts = [
-        nla(DEST_ADDR, _addr_bytes(server.address, family)),
-        nla(DEST_PORT, _BE16.pack(server.port)),
-        nla(DEST_ADDR_FAMILY, _U16.pack(AF[family])),
-    ]
+    family = IPV6 if ":" in server.address else IPV4
+    body = _DEST_KEY.pack(
+        20, DEST_ADDR, _addr_bytes(server.address, family),
+        6, DEST_PORT, _BE16.pack(server.port),
+        6, DEST_ADDR_FAMILY, AF[family],
+    )  # fmt: skip
     if full:
-        parts += [
-            nla(DEST_FWD_METHOD, _U32.pack(FWD[server.forwarding])),
-            nla(DEST_WEIGHT, _U32.pack(server.weight)),
-            nla(DEST_U_THRESH, _U32.pack(server.upper_threshold)),
-            nla(DEST_L_THRESH, _U32.pack(server.lower_threshold)),
-        ]
+        body += _DEST_SETTINGS.pack(
+            8, DEST_FWD_METHOD, FWD[server.forwarding],
+            8, DEST_WEIGHT, server.weight,
+            8, DEST_U_THRESH, server.upper_threshold,
+            8, DEST_L_THRESH, server.lower_threshold,
+        )  # fmt: skip
         if server.forwarding == "tunnel":
-            parts += [
-                nla(DEST_TUN_TYPE, _U8.pack(TUN_TYPE[server.tunnel_type])),
-                nla(DEST_TUN_PORT, _BE16.pack(server.tunnel_port)),
-                nla(DEST_TUN_FLAGS, _U16.pack(TUN_CSUM[server.tunnel_checksum])),
-            ]
-    return nla_nested(ATTR_DEST, *parts)
+            body += _DEST_TUNNEL.pack(
+                5, DEST_TUN_TYPE, TUN_TYPE[server.tunnel_type],
+                6, DEST_TUN_PORT, _BE16.pack(server.tunnel_port),
+                6, DEST_TUN_FLAGS, TUN_CSUM[server.tunnel_checksum],
+            )  # fmt: skip
+    return _NLA.pack(4 + len(body), ATTR_DEST | NLA_F_NESTED) + body
 
 
-def decode_real_server(attrs: Dict[int, bytes], service_family: str, with_stats: bool = False) -> RealServer:
+def decode_real_server(
+    attrs: Dict[int, bytes], service_family: str, with_stats: bool = False
+) -> RealServer:
     family = service_family
     if DEST_ADDR_FAMILY in attrs:
         family = AF_NAME.get(_U16.unpack(attrs[DEST_ADDR_FAMILY][:2])[0], service_family)
@@ -374,11 +388,80 @@ def decode_real_server(attrs: Dict[int, bytes], service_family: str, with_stats:
         tunnel_type=tunnel_type,
         tunnel_port=tunnel_port,
         tunnel_checksum=checksum,
-        active_connections=u32(attrs[DEST_ACTIVE_CONNS][:4])[0] if DEST_ACTIVE_CONNS in attrs else 0,
-        inactive_connections=u32(attrs[DEST_INACT_CONNS][:4])[0] if DEST_INACT_CONNS in attrs else 0,
-        persistent_connections=u32(attrs[DEST_PERSIST_CONNS][:4])[0] if DEST_PERSIST_CONNS in attrs else 0,
+        active_connections=u32(attrs[DEST_ACTIVE_CONNS][:4])[0]
+        if DEST_ACTIVE_CONNS in attrs
+        else 0,
+        inactive_connections=u32(attrs[DEST_INACT_CONNS][:4])[0]
+        if DEST_INACT_CONNS in attrs
+        else 0,
+        persistent_connections=u32(attrs[DEST_PERSIST_CONNS][:4])[0]
+        if DEST_PERSIST_CONNS in attrs
+        else 0,
         stats=decode_stats(attrs.get(DEST_STATS64), attrs.get(DEST_STATS)) if with_stats else None,
     )
+
+
+# The kernel (5.3+) writes a destination's fixed attributes always in this
+# order (ip_vs_genl_fill_dest); one unpack reads them all, and the headers
+# are checked so any other layout falls back to the generic parser.
+_DEST_FIXED = struct.Struct(
+    "=HH16s" + "HHH2x" + "HHI" + "HHi" + "HHB3x" + "HHH2x" + "HHH2x" + "HHI" * 5 + "HHH2x"
+)
+_DEST_FIXED_LENGTHS = (20, 6, 8, 8, 5, 6, 6, 8, 8, 8, 8, 8, 6)
+_DEST_FIXED_TYPES = (
+    DEST_ADDR,
+    DEST_PORT,
+    DEST_FWD_METHOD,
+    DEST_WEIGHT,
+    DEST_TUN_TYPE,
+    DEST_TUN_PORT,
+    DEST_TUN_FLAGS,
+    DEST_U_THRESH,
+    DEST_L_THRESH,
+    DEST_ACTIVE_CONNS,
+    DEST_INACT_CONNS,
+    DEST_PERSIST_CONNS,
+    DEST_ADDR_FAMILY,
+)
+# genlmsghdr (4) + the IPVS_CMD_ATTR_DEST header (4)
+_DEST_OFFSET = _GENLHDR.size + _NLA.size
+
+
+def decode_real_server_message(
+    payload: bytes, service_family: str, with_stats: bool = False
+) -> RealServer:
+    """A real server from one GET_DEST answer (the bytes after nlmsghdr)."""
+    if len(payload) >= _DEST_OFFSET + _DEST_FIXED.size:
+        fields = _DEST_FIXED.unpack_from(payload, _DEST_OFFSET)
+        if fields[0::3] == _DEST_FIXED_LENGTHS and fields[1::3] == _DEST_FIXED_TYPES:
+            af = fields[38]
+            if af == socket.AF_INET:
+                address = socket.inet_ntop(socket.AF_INET, fields[2][:4])
+            else:
+                address = _addr_text(fields[2], IPV6)
+            forwarding = FWD_NAME.get(fields[8] & 0x7, "route")
+            tunnel = forwarding == "tunnel"
+            stats = None
+            if with_stats:
+                rest = parse_attrs(payload, _DEST_OFFSET + _DEST_FIXED.size)
+                stats = decode_stats(rest.get(DEST_STATS64), rest.get(DEST_STATS))
+            return RealServer(
+                address,
+                socket.ntohs(fields[5]),
+                forwarding,
+                fields[11],
+                fields[23],
+                fields[26],
+                TUN_TYPE_NAME.get(fields[14], "ipip") if tunnel else "ipip",
+                socket.ntohs(fields[17]) if tunnel else 0,
+                TUN_CSUM_NAME.get(fields[20], "none") if tunnel else "none",
+                fields[29],
+                fields[32],
+                fields[35],
+                stats,
+            )
+    top = parse_attrs(payload, _GENLHDR.size)
+    return decode_real_server(parse_attrs(top[ATTR_DEST]), service_family, with_stats)
 
 
 # -------------------------------------------------------------------- socket
@@ -389,6 +472,8 @@ class GenlSocket:
 
     def __init__(self, family_name: bytes = IPVS_GENL_NAME, buffer_bytes: int = 8 << 20) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self._buffer = bytearray(RECV_BUFFER_BYTES)
+        self._view = memoryview(self._buffer)
         try:
             self.sock.bind((0, 0))
             self._set_buffers(buffer_bytes)
@@ -403,8 +488,17 @@ class GenlSocket:
             self.sock.close()
             raise
 
+    def _recv(self, flags: int) -> bytes:
+        # One reusable buffer: a fresh 1 MB bytes object per recv costs an
+        # mmap/munmap pair and page faults each time (very slow under UML).
+        length = self.sock.recv_into(self._buffer, 0, flags)
+        return bytes(self._view[:length])
+
     def _set_buffers(self, size: int) -> None:
-        for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        for force, plain in (
+            (SO_RCVBUFFORCE, socket.SO_RCVBUF),
+            (SO_SNDBUFFORCE, socket.SO_SNDBUF),
+        ):
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, force, size)
             except OSError:
@@ -417,29 +511,42 @@ class GenlSocket:
         self.seq = (self.seq + 1) & 0xFFFFFFFF or 1
         return self.seq
 
-    def message(self, cmd: int, payload: bytes, flags: int = NLM_F_REQUEST, seq: Optional[int] = None,
-                msg_type: Optional[int] = None, version: int = IPVS_GENL_VERSION) -> Tuple[int, bytes]:
+    def message(
+        self,
+        cmd: int,
+        payload: bytes,
+        flags: int = NLM_F_REQUEST,
+        seq: Optional[int] = None,
+        msg_type: Optional[int] = None,
+        version: int = IPVS_GENL_VERSION,
+    ) -> Tuple[int, bytes]:
         if seq is None:
             seq = self.next_seq()
         length = _HEADER_SIZE + len(payload)
-        header = _NLMSGHDR.pack(length, self.family_id if msg_type is None else msg_type, flags, seq, 0)
+        header = _NLMSGHDR.pack(
+            length, self.family_id if msg_type is None else msg_type, flags, seq, 0
+        )
         return seq, header + _GENLHDR.pack(cmd, version, 0) + payload
 
     def resolve_family(self, name: bytes) -> int:
         seq, request = self.message(
-            CTRL_CMD_GETFAMILY, nla(CTRL_ATTR_FAMILY_NAME, name + b"\0"), msg_type=GENL_ID_CTRL, version=1
+            CTRL_CMD_GETFAMILY,
+            nla(CTRL_ATTR_FAMILY_NAME, name + b"\0"),
+            msg_type=GENL_ID_CTRL,
+            version=1,
         )
         self.sock.send(request)
         for _msg_type, _flags, payload in self._replies(seq):
             attrs = parse_attrs(payload, _GENLHDR.size)
             if CTRL_ATTR_FAMILY_ID in attrs:
-                return _U16.unpack(attrs[CTRL_ATTR_FAMILY_ID][:2])[0]
+                family_id: int = _U16.unpack(attrs[CTRL_ATTR_FAMILY_ID][:2])[0]
+                return family_id
         raise NetlinkError(errno.ENOENT, "no generic netlink family %s" % name.decode())
 
     def _replies(self, seq: int) -> Iterator[Tuple[int, int, bytes]]:
         """Yield (type, flags, payload) of the answers to `seq` until its end."""
         while True:
-            data = self.sock.recv(1 << 20)
+            data = self._recv(0)
             offset = 0
             finished = False
             while offset + _NLMSGHDR.size <= len(data):
@@ -465,6 +572,13 @@ class GenlSocket:
             if finished:
                 return
 
+    def dump_raw(self, cmd: int, payload: bytes = b"") -> Iterator[bytes]:
+        """The raw answers (genl header and attributes) of one dump request."""
+        seq, message = self.message(cmd, payload, NLM_F_REQUEST | NLM_F_DUMP)
+        self.sock.send(message)
+        for _t, _f, answer in self._replies(seq):
+            yield answer
+
     def request(self, cmd: int, payload: bytes = b"", dump: bool = False) -> List[Dict[int, bytes]]:
         """One request; returns the top-level attributes of each answer."""
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
@@ -472,7 +586,9 @@ class GenlSocket:
         self.sock.send(message)
         return [parse_attrs(payload, _GENLHDR.size) for _t, _f, payload in self._replies(seq)]
 
-    def batch(self, messages: Sequence[Tuple[int, bytes]], chunk_bytes: int = 32768) -> Tuple[int, Optional[Tuple[int, NetlinkError]]]:
+    def batch(
+        self, messages: Sequence[Tuple[int, bytes]], chunk_bytes: int = 32768
+    ) -> Tuple[int, Optional[Tuple[int, NetlinkError]]]:
         """Send (seq, message) pairs many per sendmsg, stopping after the chunk
         in which the first error occurs.
 
@@ -486,10 +602,12 @@ class GenlSocket:
         index_of = {}
         position = 0
         while position < len(messages):
-            chunk = []
+            chunk: List[bytes] = []
             size = 0
             start = position
-            while position < len(messages) and (not chunk or size + len(messages[position][1]) <= chunk_bytes):
+            while position < len(messages) and (
+                not chunk or size + len(messages[position][1]) <= chunk_bytes
+            ):
                 seq, message = messages[position]
                 index_of[seq] = position
                 chunk.append(message)
@@ -503,10 +621,10 @@ class GenlSocket:
         return position, None
 
     def _drain_errors(self) -> List[Tuple[int, NetlinkError]]:
-        errors = []
+        errors: List[Tuple[int, NetlinkError]] = []
         while True:
             try:
-                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+                data = self._recv(socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return errors
             offset = 0

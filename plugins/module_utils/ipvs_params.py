@@ -13,6 +13,7 @@ import ipaddress
 from typing import Any, Mapping, Optional, Tuple
 
 from .ipvs_model import (
+    DEFAULT_SCHEDULER,
     FAMILIES,
     FORWARDING_METHODS,
     IPV4,
@@ -27,7 +28,6 @@ from .ipvs_model import (
     SCHEDULERS,
     TUNNEL_CHECKSUMS,
     TUNNEL_TYPES,
-    DEFAULT_SCHEDULER,
     RealServer,
     Service,
     ServiceKey,
@@ -76,7 +76,9 @@ def _path(prefix: str, name: str) -> str:
     return "%s.%s" % (prefix, name) if prefix else name
 
 
-def _integer(params: Mapping[str, Any], name: str, prefix: str, low: int, high: int) -> Optional[int]:
+def _integer(
+    params: Mapping[str, Any], name: str, prefix: str, low: int, high: int
+) -> Optional[int]:
     value = params.get(name)
     if value is None:
         return None
@@ -84,18 +86,26 @@ def _integer(params: Mapping[str, Any], name: str, prefix: str, low: int, high: 
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         else:
-            raise ValidationError(_path(prefix, name), "must be an integer from %d to %d" % (low, high))
+            raise ValidationError(
+                _path(prefix, name), "must be an integer from %d to %d" % (low, high)
+            )
     if not low <= value <= high:
-        raise ValidationError(_path(prefix, name), "must be an integer from %d to %d, got %d" % (low, high, value))
+        raise ValidationError(
+            _path(prefix, name), "must be an integer from %d to %d, got %d" % (low, high, value)
+        )
     return int(value)
 
 
-def _choice(params: Mapping[str, Any], name: str, prefix: str, choices: Tuple[str, ...]) -> Optional[str]:
+def _choice(
+    params: Mapping[str, Any], name: str, prefix: str, choices: Tuple[str, ...]
+) -> Optional[str]:
     value = params.get(name)
     if value is None:
         return None
     if not isinstance(value, str) or value not in choices:
-        raise ValidationError(_path(prefix, name), "must be one of %s, got %r" % (", ".join(choices), value))
+        raise ValidationError(
+            _path(prefix, name), "must be one of %s, got %r" % (", ".join(choices), value)
+        )
     return value
 
 
@@ -115,7 +125,9 @@ def _address(params: Mapping[str, Any], name: str, prefix: str) -> Optional[str]
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        raise ValidationError(_path(prefix, name), "must be an IPv4 or IPv6 address, got %r" % (value,)) from None
+        raise ValidationError(
+            _path(prefix, name), "must be an IPv4 or IPv6 address, got %r" % (value,)
+        ) from None
     if address.is_multicast or address.is_unspecified:
         raise ValidationError(_path(prefix, name), "must be a unicast address, got %s" % address)
     return address.compressed
@@ -125,7 +137,9 @@ def check_unknown(params: Mapping[str, Any], allowed: Tuple[str, ...], prefix: s
     """Reject keys we do not know (a typo must not be silently ignored)."""
     for name in params:
         if name not in allowed:
-            raise ValidationError(_path(prefix, str(name)), "unknown option; allowed: %s" % ", ".join(allowed))
+            raise ValidationError(
+                _path(prefix, str(name)), "unknown option; allowed: %s" % ", ".join(allowed)
+            )
 
 
 def parse_service_key(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
@@ -136,14 +150,18 @@ def parse_service_key(params: Mapping[str, Any], prefix: str = "") -> ServiceKey
         for name in ("address", "port", "protocol"):
             if params.get(name) is not None:
                 raise ValidationError(
-                    _path(prefix, name), "cannot be combined with fwmark (a fwmark service is keyed by mark and family)"
+                    _path(prefix, name),
+                    "cannot be combined with fwmark (a fwmark service is keyed by mark and family)",
                 )
         return ServiceKey.for_fwmark(fwmark, family or IPV4)
     address = _address(params, "address", prefix)
     if address is None:
         raise ValidationError(_path(prefix, "address"), "is required unless fwmark is given")
     if family is not None and family != family_of(address):
-        raise ValidationError(_path(prefix, "family"), "is %s but address %s is %s" % (family, address, family_of(address)))
+        raise ValidationError(
+            _path(prefix, "family"),
+            "is %s but address %s is %s" % (family, address, family_of(address)),
+        )
     port = _integer(params, "port", prefix, 0, 65535)
     if port is None:
         raise ValidationError(_path(prefix, "port"), "is required for a service keyed by address")
@@ -158,22 +176,33 @@ def parse_service(params: Mapping[str, Any], prefix: str = "") -> Service:
     flags = _scheduler_flags(params, prefix, scheduler)
     one_packet = _boolean(params, "one_packet", prefix)
     if one_packet and key.protocol not in ("udp", ""):
-        raise ValidationError(_path(prefix, "one_packet"), "only applies to UDP and fwmark services")
+        raise ValidationError(
+            _path(prefix, "one_packet"), "only applies to UDP and fwmark services"
+        )
     timeout = _integer(params, "persistence_timeout", prefix, 1, MAX_PERSISTENCE_TIMEOUT)
     prefix_length = _persistence_prefix(params, prefix, key)
     if prefix_length is not None and timeout is None:
         raise ValidationError(
-            _path(prefix, "persistence_netmask" if key.family == IPV4 else "persistence_prefix_length"),
+            _path(
+                prefix, "persistence_netmask" if key.family == IPV4 else "persistence_prefix_length"
+            ),
             "needs persistence_timeout (it sets the granularity of persistence)",
         )
     engine = _choice(params, "persistence_engine", prefix, PERSISTENCE_ENGINES)
     if engine is not None:
         if timeout is None:
-            raise ValidationError(_path(prefix, "persistence_engine"), "needs a persistent service (persistence_timeout)")
+            raise ValidationError(
+                _path(prefix, "persistence_engine"),
+                "needs a persistent service (persistence_timeout)",
+            )
         if key.protocol != "udp":
-            raise ValidationError(_path(prefix, "persistence_engine"), "sip works on UDP services only")
+            raise ValidationError(
+                _path(prefix, "persistence_engine"), "sip works on UDP services only"
+            )
     if key.port == 0 and not key.is_fwmark and timeout is None:
-        raise ValidationError(_path(prefix, "port"), "0 (all ports) is only allowed for a persistent service")
+        raise ValidationError(
+            _path(prefix, "port"), "0 (all ports) is only allowed for a persistent service"
+        )
     return Service(
         key=key,
         scheduler=scheduler,
@@ -197,11 +226,13 @@ def _scheduler_flags(params: Mapping[str, Any], prefix: str, scheduler: str) -> 
     for flag in value:
         if flag not in SCHEDULER_FLAGS:
             raise ValidationError(
-                _path(prefix, "scheduler_flags"), "unknown flag %r; known: %s" % (flag, ", ".join(SCHEDULER_FLAGS))
+                _path(prefix, "scheduler_flags"),
+                "unknown flag %r; known: %s" % (flag, ", ".join(SCHEDULER_FLAGS)),
             )
         if not str(flag).startswith(scheduler + "-"):
             raise ValidationError(
-                _path(prefix, "scheduler_flags"), "%s needs scheduler %s, not %s" % (flag, flag.split("-")[0], scheduler)
+                _path(prefix, "scheduler_flags"),
+                "%s needs scheduler %s, not %s" % (flag, flag.split("-")[0], scheduler),
             )
         if flag not in flags:
             flags.append(flag)
@@ -214,12 +245,14 @@ def _persistence_prefix(params: Mapping[str, Any], prefix: str, key: ServiceKey)
     if key.family == IPV6:
         if netmask is not None:
             raise ValidationError(
-                _path(prefix, "persistence_netmask"), "is for IPv4 services; use persistence_prefix_length on IPv6"
+                _path(prefix, "persistence_netmask"),
+                "is for IPv4 services; use persistence_prefix_length on IPv6",
             )
         return _integer(params, "persistence_prefix_length", prefix, 1, 128)
     if prefix_length is not None:
         raise ValidationError(
-            _path(prefix, "persistence_prefix_length"), "is for IPv6 services; use persistence_netmask on IPv4"
+            _path(prefix, "persistence_prefix_length"),
+            "is for IPv6 services; use persistence_netmask on IPv4",
         )
     if netmask is None:
         return None
@@ -227,11 +260,14 @@ def _persistence_prefix(params: Mapping[str, Any], prefix: str, key: ServiceKey)
         return netmask_to_prefix(str(netmask))
     except ValueError:
         raise ValidationError(
-            _path(prefix, "persistence_netmask"), "must be a contiguous IPv4 netmask such as 255.255.255.0, got %r" % (netmask,)
+            _path(prefix, "persistence_netmask"),
+            "must be a contiguous IPv4 netmask such as 255.255.255.0, got %r" % (netmask,),
         ) from None
 
 
-def parse_real_server(params: Mapping[str, Any], service: ServiceKey, prefix: str = "") -> RealServer:
+def parse_real_server(
+    params: Mapping[str, Any], service: ServiceKey, prefix: str = ""
+) -> RealServer:
     """A real server of `service`, checked as the kernel (and ipvsadm) would."""
     address = _address(params, "address", prefix)
     if address is None:
@@ -267,7 +303,9 @@ def parse_real_server(params: Mapping[str, Any], service: ServiceKey, prefix: st
     )
 
 
-def _real_server_port(params: Mapping[str, Any], prefix: str, service: ServiceKey, forwarding: str) -> int:
+def _real_server_port(
+    params: Mapping[str, Any], prefix: str, service: ServiceKey, forwarding: str
+) -> int:
     # Port 0 means "the port the client asked for": only for fwmark and all-port services.
     port_zero_allowed = service.is_fwmark or service.port == 0
     port = _integer(params, "port", prefix, 0 if port_zero_allowed else 1, 65535)
@@ -276,7 +314,8 @@ def _real_server_port(params: Mapping[str, Any], prefix: str, service: ServiceKe
     if forwarding in ("route", "tunnel") and not port_zero_allowed and port != service.port:
         raise ValidationError(
             _path(prefix, "port"),
-            "must equal the service port (%d) with forwarding %s: only masq can map ports" % (service.port, forwarding),
+            "must equal the service port (%d) with forwarding %s: only masq can map ports"
+            % (service.port, forwarding),
         )
     return port
 
@@ -300,4 +339,3 @@ def _tunnel(params: Mapping[str, Any], prefix: str, forwarding: str) -> Tuple[st
     if checksum == "remcsum" and tunnel_type != "gue":
         raise ValidationError(_path(prefix, "tunnel_checksum"), "remcsum needs tunnel_type gue")
     return tunnel_type, tunnel_port or 0, checksum
-

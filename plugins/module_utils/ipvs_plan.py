@@ -12,7 +12,7 @@ then deletes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .ipvs_model import (
     RealServer,
@@ -85,7 +85,10 @@ class Operation:
             return [Operation(SET_SERVICE, self.previous_service, previous_service=self.service)]
         if self.kind == DELETE_SERVICE:
             restore = [Operation(ADD_SERVICE, self.service)]
-            restore += [Operation(ADD_REAL_SERVER, self.service, server) for server in self.removed_real_servers]
+            restore += [
+                Operation(ADD_REAL_SERVER, self.service, server)
+                for server in self.removed_real_servers
+            ]
             return restore
         assert self.real_server is not None
         if self.kind == ADD_REAL_SERVER:
@@ -94,7 +97,10 @@ class Operation:
             assert self.previous_real_server is not None
             return [
                 Operation(
-                    SET_REAL_SERVER, self.service, self.previous_real_server, previous_real_server=self.real_server
+                    SET_REAL_SERVER,
+                    self.service,
+                    self.previous_real_server,
+                    previous_real_server=self.real_server,
                 )
             ]
         return [Operation(ADD_REAL_SERVER, self.service, self.real_server)]
@@ -123,7 +129,11 @@ def plan(
             operations.append(Operation(SET_SERVICE, wanted.service, previous_service=have.service))
         if manage_real_servers:
             existing = have.real_servers if have is not None else {}
-            operations.extend(_plan_real_servers(wanted.service, existing, wanted.real_servers, purge_real_servers))
+            operations.extend(
+                _plan_real_servers(
+                    wanted.service, existing, wanted.real_servers, purge_real_servers
+                )
+            )
     if purge_services:
         operations.extend(plan_removal(current, [key for key in current if key not in desired]))
     return order(operations)
@@ -141,7 +151,9 @@ def _plan_real_servers(
         if have is None:
             operations.append(Operation(ADD_REAL_SERVER, service, wanted))
         elif not have.same_as(wanted):
-            operations.append(Operation(SET_REAL_SERVER, service, wanted, previous_real_server=have))
+            operations.append(
+                Operation(SET_REAL_SERVER, service, wanted, previous_real_server=have)
+            )
     if purge:
         for server_key, have in current.items():
             if server_key not in desired:
@@ -175,13 +187,25 @@ def plan_removal(
 
 def order(operations: Iterable[Operation]) -> List[Operation]:
     """Adds, then edits, then deletes; stable within a phase."""
-    return sorted(operations, key=lambda op: (op.phase, service_order(op.service.key)))
+    ranks: Dict[ServiceKey, Tuple[int, int, int, int, int]] = {}
+
+    def rank(op: Operation) -> Tuple[int, Tuple[int, int, int, int, int]]:
+        key = op.service.key
+        position = ranks.get(key)
+        if position is None:
+            position = ranks[key] = service_order(key)
+        return (op.phase, position)
+
+    return sorted(operations, key=rank)
 
 
-def simulate(current: Mapping[ServiceKey, VirtualService], operations: Iterable[Operation]) -> Table:
+def simulate(
+    current: Mapping[ServiceKey, VirtualService], operations: Iterable[Operation]
+) -> Table:
     """The table after `operations`, computed without a kernel (check mode, tests)."""
     table: Table = {
-        key: VirtualService(entry.service, dict(entry.real_servers)) for key, entry in current.items()
+        key: VirtualService(entry.service, dict(entry.real_servers))
+        for key, entry in current.items()
     }
     for op in operations:
         key = op.service.key

@@ -24,7 +24,9 @@ if COLLECTIONS not in sys.path:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     if not os.environ.get("HAECS_KERNEL_GUEST") and os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="needs root in a kernel with IPVS: run through tests/kernel/run")
+        skip = pytest.mark.skip(
+            reason="needs root in a kernel with IPVS: run through tests/kernel/run"
+        )
         for item in items:
             item.add_marker(skip)
 

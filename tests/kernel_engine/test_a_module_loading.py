@@ -47,7 +47,6 @@ def test_unloadable_scheduler_fails_before_any_change(clean_table: None) -> None
         good: VirtualService(Service(good, scheduler="rr")),
         bad: VirtualService(Service(bad, scheduler="nosuch")),
     }
-    with IPVS() as ipvs:
-        with pytest.raises(IPVSError, match="cannot load kernel module ip_vs_nosuch"):
-            ipvs.apply(plan(ipvs.read(), desired))
+    with IPVS() as ipvs, pytest.raises(IPVSError, match="cannot load kernel module ip_vs_nosuch"):
+        ipvs.apply(plan(ipvs.read(), desired))
     assert saved_table() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import saved_table
 
@@ -12,7 +14,10 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
     ServiceKey,
     VirtualService,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import parse_real_server, parse_service
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+    parse_real_server,
+    parse_service,
+)
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     ADD_REAL_SERVER,
     ADD_SERVICE,
@@ -37,27 +42,68 @@ FEATURES = [
         ],
     ),
     (
-        {"protocol": "udp", "address": "10.0.0.1", "port": 5060, "persistence_timeout": 60, "persistence_engine": "sip", "one_packet": True},
+        {
+            "protocol": "udp",
+            "address": "10.0.0.1",
+            "port": 5060,
+            "persistence_timeout": 60,
+            "persistence_engine": "sip",
+            "one_packet": True,
+        },
         [{"address": "10.0.1.3", "forwarding": "route"}],
     ),
     (
         {"protocol": "sctp", "address": "10.0.0.1", "port": 2905, "scheduler": "wrr"},
-        [{"address": "10.0.1.4", "forwarding": "route", "upper_threshold": 100, "lower_threshold": 50}],
+        [
+            {
+                "address": "10.0.1.4",
+                "forwarding": "route",
+                "upper_threshold": 100,
+                "lower_threshold": 50,
+            }
+        ],
     ),
     (
-        {"address": "2001:db8::1", "port": 443, "scheduler": "mh", "scheduler_flags": ["mh-port"], "persistence_timeout": 30, "persistence_prefix_length": 64},
+        {
+            "address": "2001:db8::1",
+            "port": 443,
+            "scheduler": "mh",
+            "scheduler_flags": ["mh-port"],
+            "persistence_timeout": 30,
+            "persistence_prefix_length": 64,
+        },
         [
-            {"address": "2001:db8:1::1", "forwarding": "tunnel", "tunnel_type": "gue", "tunnel_port": 6080, "tunnel_checksum": "remcsum"},
-            {"address": "2001:db8:1::2", "forwarding": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "csum"},
+            {
+                "address": "2001:db8:1::1",
+                "forwarding": "tunnel",
+                "tunnel_type": "gue",
+                "tunnel_port": 6080,
+                "tunnel_checksum": "remcsum",
+            },
+            {
+                "address": "2001:db8:1::2",
+                "forwarding": "tunnel",
+                "tunnel_type": "gre",
+                "tunnel_checksum": "csum",
+            },
             {"address": "10.0.1.5", "forwarding": "tunnel"},
         ],
     ),
     (
         {"fwmark": 42, "scheduler": "lblcr"},
-        [{"address": "10.0.1.6", "forwarding": "masq"}, {"address": "10.0.1.7", "port": 8443, "forwarding": "masq"}],
+        [
+            {"address": "10.0.1.6", "forwarding": "masq"},
+            {"address": "10.0.1.7", "port": 8443, "forwarding": "masq"},
+        ],
     ),
-    ({"fwmark": 43, "family": "ipv6", "scheduler": "fo"}, [{"address": "2001:db8:1::9", "forwarding": "route"}]),
-    ({"address": "10.0.0.2", "port": 0, "persistence_timeout": 3600, "scheduler": "ovf"}, [{"address": "10.0.1.8"}]),
+    (
+        {"fwmark": 43, "family": "ipv6", "scheduler": "fo"},
+        [{"address": "2001:db8:1::9", "forwarding": "route"}],
+    ),
+    (
+        {"address": "10.0.0.2", "port": 0, "persistence_timeout": 3600, "scheduler": "ovf"},
+        [{"address": "10.0.1.8"}],
+    ),
 ]
 
 # What `ipvsadm -Sn` must print for FEATURES, written out by hand.
@@ -109,16 +155,40 @@ def test_thresholds_are_set(ipvs) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
     ipvs.apply(plan(ipvs.read(), build(FEATURES[2:3])))
-    listing = subprocess.run(["ipvsadm", "-Ln", "--thresholds"], check=True, capture_output=True, text=True).stdout
-    assert any(line.split()[1:4] == ["10.0.1.4:2905", "100", "50"] for line in listing.splitlines() if "->" in line)
+    listing = subprocess.run(
+        ["ipvsadm", "-Ln", "--thresholds"], check=True, capture_output=True, text=True
+    ).stdout
+    assert any(
+        line.split()[1:4] == ["10.0.1.4:2905", "100", "50"]
+        for line in listing.splitlines()
+        if "->" in line
+    )
 
 
 def test_edits_are_in_place(ipvs) -> None:  # type: ignore[no-untyped-def]
     ipvs.apply(plan(ipvs.read(), build()))
     changed = [
-        ({**FEATURES[0][0], "scheduler": "rr", "scheduler_flags": None, "persistence_timeout": 60, "persistence_netmask": None},
-         [{**FEATURES[0][1][0], "weight": 7, "upper_threshold": 9}, FEATURES[0][1][1]]),
-        (FEATURES[3][0], [{**FEATURES[3][1][0], "tunnel_type": "ipip", "tunnel_port": None, "tunnel_checksum": None}]),
+        (
+            {
+                **FEATURES[0][0],
+                "scheduler": "rr",
+                "scheduler_flags": None,
+                "persistence_timeout": 60,
+                "persistence_netmask": None,
+            },
+            [{**FEATURES[0][1][0], "weight": 7, "upper_threshold": 9}, FEATURES[0][1][1]],
+        ),
+        (
+            FEATURES[3][0],
+            [
+                {
+                    **FEATURES[3][1][0],
+                    "tunnel_type": "ipip",
+                    "tunnel_port": None,
+                    "tunnel_checksum": None,
+                }
+            ],
+        ),
     ]
     desired = build(changed)
     operations = plan(ipvs.read(), desired, purge_real_servers=True)
@@ -143,7 +213,9 @@ def test_refused_change_is_undone_and_named(ipvs) -> None:  # type: ignore[no-un
         Operation(ADD_REAL_SERVER, new_service, RealServer("10.0.2.1", 80, "route")),
         Operation(ADD_REAL_SERVER, existing.service, RealServer("10.0.1.9", 8080, "masq")),
         Operation(ADD_REAL_SERVER, existing.service, duplicate),  # exists: EEXIST
-        Operation(ADD_REAL_SERVER, new_service, RealServer("10.0.2.2", 80, "route")),  # applied after the failure
+        Operation(
+            ADD_REAL_SERVER, new_service, RealServer("10.0.2.2", 80, "route")
+        ),  # applied after the failure
     ]
     with pytest.raises(IPVSError) as caught:
         ipvs.apply(operations)
@@ -157,10 +229,13 @@ def test_refused_change_is_undone_and_named(ipvs) -> None:  # type: ignore[no-un
 @pytest.mark.parametrize("chunk_bytes", [64, 32768])
 def test_failure_in_a_later_chunk_is_undone(ipvs, chunk_bytes: int) -> None:  # type: ignore[no-untyped-def]
     before = saved_table()
-    services = [Service(ServiceKey.for_address("udp", "10.0.0.3", 1000 + i), scheduler="rr") for i in range(50)]
+    services = [
+        Service(ServiceKey.for_address("udp", "10.0.0.3", 1000 + i), scheduler="rr")
+        for i in range(50)
+    ]
     operations = [Operation(ADD_SERVICE, service) for service in services]
     operations.append(Operation(ADD_SERVICE, services[0]))  # duplicate: EEXIST
-    with pytest.raises(IPVSError, match="-A -u 10.0.0.3:1000 -s rr"):
+    with pytest.raises(IPVSError, match=re.escape("-A -u 10.0.0.3:1000 -s rr")):
         ipvs.apply(operations, chunk_bytes=chunk_bytes)
     assert saved_table() == before
 

@@ -15,7 +15,12 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import RealServer, Service, ServiceKey, VirtualService
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    RealServer,
+    Service,
+    ServiceKey,
+    VirtualService,
+)
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
 
 VIP = ServiceKey.for_address("tcp", "10.30.0.1", 80)
@@ -55,7 +60,19 @@ def sh(*args: str) -> None:
 
 def link(namespace: str, director_address: str, address: str) -> None:
     sh("ip", "netns", "add", namespace)
-    sh("ip", "link", "add", "v-" + namespace, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+    sh(
+        "ip",
+        "link",
+        "add",
+        "v-" + namespace,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        namespace,
+    )
     sh("ip", "addr", "add", director_address + "/24", "dev", "v-" + namespace)
     sh("ip", "link", "set", "v-" + namespace, "up")
     sh("ip", "-n", namespace, "addr", "add", address + "/24", "dev", "eth0")
@@ -75,7 +92,9 @@ def cluster(ipvs) -> Iterator[List[subprocess.Popen]]:  # type: ignore[no-untype
         link("client", "10.40.0.1", "10.40.0.2")
         for name, (director, address) in SERVERS.items():
             link(name, director, address)
-            processes.append(subprocess.Popen(["ip", "netns", "exec", name, "python3", "-c", SERVE, name]))
+            processes.append(
+                subprocess.Popen(["ip", "netns", "exec", name, "python3", "-c", SERVE, name])
+            )
         for _name, (_director, address) in SERVERS.items():
             wait_for_port(address, 8080)
         yield processes
@@ -138,7 +157,11 @@ def test_weight_and_scheduler_edits_keep_connections_and_counters(ipvs, cluster)
         active_before = sum(s.active_connections for s in before.real_servers.values())
         assert active_before == 1
         operations = plan(ipvs.read(), table("wlc", {"rs1": 5, "rs2": 3}))
-        assert sorted(op.kind for op in operations) == ["set_real_server", "set_real_server", "set_service"]
+        assert sorted(op.kind for op in operations) == [
+            "set_real_server",
+            "set_real_server",
+            "set_service",
+        ]
         ipvs.apply(operations)
         after = ipvs.read(with_stats=True)[VIP]
         assert after.service.scheduler == "wlc"

@@ -29,20 +29,30 @@ def inner(encoded: bytes, attr_type: int) -> dict:
 
 
 ipv4 = st.ip_addresses(v=4).filter(lambda a: not (a.is_multicast or a.is_unspecified)).map(str)
-ipv6 = st.ip_addresses(v=6).filter(lambda a: not (a.is_multicast or a.is_unspecified)).map(lambda a: a.compressed)
+ipv6 = (
+    st.ip_addresses(v=6)
+    .filter(lambda a: not (a.is_multicast or a.is_unspecified))
+    .map(lambda a: a.compressed)
+)
 
 
 @st.composite
 def services(draw) -> Service:
     if draw(st.booleans()):
-        key = ServiceKey.for_fwmark(draw(st.integers(1, 2**32 - 1)), draw(st.sampled_from(["ipv4", "ipv6"])))
+        key = ServiceKey.for_fwmark(
+            draw(st.integers(1, 2**32 - 1)), draw(st.sampled_from(["ipv4", "ipv6"]))
+        )
     else:
         address = draw(st.one_of(ipv4, ipv6))
-        key = ServiceKey.for_address(draw(st.sampled_from(["tcp", "udp", "sctp"])), address, draw(st.integers(0, 65535)))
+        key = ServiceKey.for_address(
+            draw(st.sampled_from(["tcp", "udp", "sctp"])), address, draw(st.integers(0, 65535))
+        )
     scheduler = draw(st.sampled_from(["rr", "wlc", "sh", "mh"]))
     flags: tuple = ()
     if scheduler in ("sh", "mh"):
-        flags = tuple(f for f in ("%s-fallback" % scheduler, "%s-port" % scheduler) if draw(st.booleans()))
+        flags = tuple(
+            f for f in ("%s-fallback" % scheduler, "%s-port" % scheduler) if draw(st.booleans())
+        )
     timeout = draw(st.one_of(st.none(), st.integers(1, 2678400)))
     prefix = None
     if timeout is not None:
@@ -66,7 +76,9 @@ def real_servers(draw) -> RealServer:
     if forwarding == "tunnel":
         tunnel_type = draw(st.sampled_from(["ipip", "gue", "gre"]))
         tunnel_port = draw(st.integers(1, 65535)) if tunnel_type == "gue" else 0
-        checksum = draw(st.sampled_from(["none", "csum", "remcsum"])) if tunnel_type != "ipip" else "none"
+        checksum = (
+            draw(st.sampled_from(["none", "csum", "remcsum"])) if tunnel_type != "ipip" else "none"
+        )
     upper = draw(st.integers(0, 2**32 - 1))
     return RealServer(
         address=draw(st.one_of(ipv4, ipv6)),
@@ -90,7 +102,10 @@ def test_service_round_trip(service: Service) -> None:
 @settings(max_examples=300, deadline=None)
 @given(real_servers(), st.sampled_from(["ipv4", "ipv6"]))
 def test_real_server_round_trip(server: RealServer, service_family: str) -> None:
-    assert nl.decode_real_server(inner(nl.encode_real_server(server), nl.ATTR_DEST), service_family) == server
+    assert (
+        nl.decode_real_server(inner(nl.encode_real_server(server), nl.ATTR_DEST), service_family)
+        == server
+    )
 
 
 def test_pyroute2_reads_our_service_message() -> None:
@@ -154,7 +169,9 @@ def test_we_read_what_pyroute2_writes() -> None:
     top = nl.parse_attrs(bytes(request.data), 20)
     service = nl.decode_service(nl.parse_attrs(top[nl.ATTR_SERVICE]))
     # The kernel's HASHED flag (0x2) is not part of the model: never a change.
-    assert service == Service(ServiceKey.for_address("udp", "192.0.2.9", 53), scheduler="rr", one_packet=True)
+    assert service == Service(
+        ServiceKey.for_address("udp", "192.0.2.9", 53), scheduler="rr", one_packet=True
+    )
 
 
 def test_stats_decoding_prefers_64_bit_counters() -> None:

@@ -40,20 +40,95 @@ def error_of(call, *args, **kwargs) -> ValidationError:
         ({"address": "10.0.0.1", "port": 80, "protocol": "icmp"}, "protocol", "tcp, udp, sctp"),
         ({"address": "10.0.0.1", "port": 80, "family": "ipv6"}, "family", "is ipv4"),
         ({"address": "10.0.0.1", "port": 80, "scheduler": "fastest"}, "scheduler", "one of"),
-        ({"address": "10.0.0.1", "port": 80, "scheduler": "rr", "scheduler_flags": ["sh-port"]}, "scheduler_flags", "needs scheduler sh"),
-        ({"address": "10.0.0.1", "port": 80, "scheduler": "sh", "scheduler_flags": ["sh-turbo"]}, "scheduler_flags", "unknown flag"),
+        (
+            {"address": "10.0.0.1", "port": 80, "scheduler": "rr", "scheduler_flags": ["sh-port"]},
+            "scheduler_flags",
+            "needs scheduler sh",
+        ),
+        (
+            {"address": "10.0.0.1", "port": 80, "scheduler": "sh", "scheduler_flags": ["sh-turbo"]},
+            "scheduler_flags",
+            "unknown flag",
+        ),
         ({"address": "10.0.0.1", "port": 80, "scheduler_flags": 3}, "scheduler_flags", "list"),
         ({"address": "10.0.0.1", "port": 80, "one_packet": True}, "one_packet", "UDP"),
         ({"address": "10.0.0.1", "port": 80, "one_packet": "yes"}, "one_packet", "true or false"),
-        ({"address": "10.0.0.1", "port": 80, "persistence_timeout": 0}, "persistence_timeout", "1 to"),
-        ({"address": "10.0.0.1", "port": 80, "persistence_netmask": "255.255.255.0"}, "persistence_netmask", "needs persistence_timeout"),
-        ({"address": "10.0.0.1", "port": 80, "persistence_timeout": 60, "persistence_netmask": "255.0.255.0"}, "persistence_netmask", "contiguous"),
-        ({"address": "10.0.0.1", "port": 80, "persistence_timeout": 60, "persistence_prefix_length": 24}, "persistence_prefix_length", "IPv6"),
-        ({"address": "2001:db8::1", "port": 80, "persistence_timeout": 60, "persistence_netmask": "255.255.255.0"}, "persistence_netmask", "IPv4"),
-        ({"address": "2001:db8::1", "port": 80, "persistence_timeout": 60, "persistence_prefix_length": 129}, "persistence_prefix_length", "1 to 128"),
-        ({"address": "10.0.0.1", "port": 5060, "protocol": "udp", "persistence_engine": "sip"}, "persistence_engine", "persistent"),
-        ({"address": "10.0.0.1", "port": 5060, "persistence_timeout": 60, "persistence_engine": "sip"}, "persistence_engine", "UDP"),
-        ({"address": "10.0.0.1", "port": 5060, "protocol": "udp", "persistence_timeout": 60, "persistence_engine": "h323"}, "persistence_engine", "one of"),
+        (
+            {"address": "10.0.0.1", "port": 80, "persistence_timeout": 0},
+            "persistence_timeout",
+            "1 to",
+        ),
+        (
+            {"address": "10.0.0.1", "port": 80, "persistence_netmask": "255.255.255.0"},
+            "persistence_netmask",
+            "needs persistence_timeout",
+        ),
+        (
+            {
+                "address": "10.0.0.1",
+                "port": 80,
+                "persistence_timeout": 60,
+                "persistence_netmask": "255.0.255.0",
+            },
+            "persistence_netmask",
+            "contiguous",
+        ),
+        (
+            {
+                "address": "10.0.0.1",
+                "port": 80,
+                "persistence_timeout": 60,
+                "persistence_prefix_length": 24,
+            },
+            "persistence_prefix_length",
+            "IPv6",
+        ),
+        (
+            {
+                "address": "2001:db8::1",
+                "port": 80,
+                "persistence_timeout": 60,
+                "persistence_netmask": "255.255.255.0",
+            },
+            "persistence_netmask",
+            "IPv4",
+        ),
+        (
+            {
+                "address": "2001:db8::1",
+                "port": 80,
+                "persistence_timeout": 60,
+                "persistence_prefix_length": 129,
+            },
+            "persistence_prefix_length",
+            "1 to 128",
+        ),
+        (
+            {"address": "10.0.0.1", "port": 5060, "protocol": "udp", "persistence_engine": "sip"},
+            "persistence_engine",
+            "persistent",
+        ),
+        (
+            {
+                "address": "10.0.0.1",
+                "port": 5060,
+                "persistence_timeout": 60,
+                "persistence_engine": "sip",
+            },
+            "persistence_engine",
+            "UDP",
+        ),
+        (
+            {
+                "address": "10.0.0.1",
+                "port": 5060,
+                "protocol": "udp",
+                "persistence_timeout": 60,
+                "persistence_engine": "h323",
+            },
+            "persistence_engine",
+            "one of",
+        ),
         ({"address": "10.0.0.1", "port": 0}, "port", "persistent"),
     ],
 )
@@ -100,7 +175,9 @@ def test_port_zero_allowed_for_persistent_all_ports_service() -> None:
 
 def test_fwmark_key_defaults_to_ipv4_and_ipv6_prefix() -> None:
     assert parse_service_key({"fwmark": 9}) == ServiceKey("ipv4", "", "", 0, 9)
-    service = parse_service({"fwmark": 9, "family": "ipv6", "persistence_timeout": 5, "persistence_prefix_length": 64})
+    service = parse_service(
+        {"fwmark": 9, "family": "ipv6", "persistence_timeout": 5, "persistence_prefix_length": 64}
+    )
     assert service.persistence_prefix == 64
     assert service.ipvsadm_line() == "-A -f 9 -6 -s wlc -p 5 -M 64"
 
@@ -116,14 +193,49 @@ def test_fwmark_key_defaults_to_ipv4_and_ipv6_prefix() -> None:
         ({"address": "10.0.0.2", "port": 8080}, TCP80, "port", "only masq"),
         ({"address": "10.0.0.2", "weight": 65536}, TCP80, "weight", "0 to 65535"),
         ({"address": "10.0.0.2", "weight": -1}, TCP80, "weight", "0 to 65535"),
-        ({"address": "10.0.0.2", "lower_threshold": 5}, TCP80, "lower_threshold", "upper_threshold"),
-        ({"address": "10.0.0.2", "upper_threshold": 5, "lower_threshold": 6}, TCP80, "lower_threshold", "above"),
+        (
+            {"address": "10.0.0.2", "lower_threshold": 5},
+            TCP80,
+            "lower_threshold",
+            "upper_threshold",
+        ),
+        (
+            {"address": "10.0.0.2", "upper_threshold": 5, "lower_threshold": 6},
+            TCP80,
+            "lower_threshold",
+            "above",
+        ),
         ({"address": "10.0.0.2", "forwarding": "nat"}, TCP80, "forwarding", "masq, route, tunnel"),
         ({"address": "10.0.0.2", "tunnel_type": "gue"}, TCP80, "tunnel_type", "forwarding tunnel"),
-        ({"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_type": "gue"}, TCP80, "tunnel_port", "required"),
-        ({"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_port": 6080}, TCP80, "tunnel_port", "only applies"),
-        ({"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_checksum": "csum"}, TCP80, "tunnel_checksum", "gue or gre"),
-        ({"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_type": "gre", "tunnel_checksum": "remcsum"}, TCP80, "tunnel_checksum", "needs tunnel_type gue"),
+        (
+            {"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_type": "gue"},
+            TCP80,
+            "tunnel_port",
+            "required",
+        ),
+        (
+            {"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_port": 6080},
+            TCP80,
+            "tunnel_port",
+            "only applies",
+        ),
+        (
+            {"address": "10.0.0.2", "forwarding": "tunnel", "tunnel_checksum": "csum"},
+            TCP80,
+            "tunnel_checksum",
+            "gue or gre",
+        ),
+        (
+            {
+                "address": "10.0.0.2",
+                "forwarding": "tunnel",
+                "tunnel_type": "gre",
+                "tunnel_checksum": "remcsum",
+            },
+            TCP80,
+            "tunnel_checksum",
+            "needs tunnel_type gue",
+        ),
     ],
 )
 def test_bad_real_server_names_field(params, service, field, fragment) -> None:
@@ -139,10 +251,15 @@ def test_real_server_defaults() -> None:
 
 
 def test_masq_maps_ports_and_fwmark_allows_port_zero() -> None:
-    masq = parse_real_server({"address": "10.0.0.2", "port": 8080, "forwarding": "masq", "weight": 0}, TCP80)
+    masq = parse_real_server(
+        {"address": "10.0.0.2", "port": 8080, "forwarding": "masq", "weight": 0}, TCP80
+    )
     assert masq.port == 8080 and masq.weight == 0
     assert parse_real_server({"address": "10.0.0.2"}, FWMARK4).port == 0
-    assert parse_real_server({"address": "10.0.0.2", "port": 0, "forwarding": "masq"}, FWMARK4).port == 0
+    assert (
+        parse_real_server({"address": "10.0.0.2", "port": 0, "forwarding": "masq"}, FWMARK4).port
+        == 0
+    )
 
 
 def test_mixed_family_needs_tunnel() -> None:

@@ -116,7 +116,10 @@ def test_inverse_restores_previous_state() -> None:
 def test_operation_lines() -> None:
     service = Service(WEB)
     assert Operation(DELETE_SERVICE, service).ipvsadm_line() == "-D -t 10.0.0.1:80"
-    assert Operation(DELETE_REAL_SERVER, service, rs(1)).ipvsadm_line() == "-d -t 10.0.0.1:80 -r 10.0.1.1:80"
+    assert (
+        Operation(DELETE_REAL_SERVER, service, rs(1)).ipvsadm_line()
+        == "-d -t 10.0.0.1:80 -r 10.0.1.1:80"
+    )
 
 
 # ------------------------------------------------------------------ properties
