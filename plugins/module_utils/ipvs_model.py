@@ -239,8 +239,9 @@ class RealServer:
             parts += ["--tun-type", self.tunnel_type]
             if self.tunnel_port:
                 parts += ["--tun-port", str(self.tunnel_port)]
-            if self.tunnel_checksum != "none":
-                parts.append("--tun-%s" % self.tunnel_checksum)
+            if self.tunnel_type != "ipip":
+                # ipvsadm names the checksum mode of every gue and gre tunnel.
+                parts.append("--tun-%s" % ("nocsum" if self.tunnel_checksum == "none" else self.tunnel_checksum))
         return " ".join(parts)
 
     def summary(self) -> Dict[str, object]:

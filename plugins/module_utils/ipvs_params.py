@@ -83,15 +83,18 @@ def _integer(
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        text = value.strip() if isinstance(value, str) else ""
+        # isdecimal() alone accepts other scripts' digits, which int() may refuse.
+        if text.isascii() and text.isdecimal() and len(text) <= 20:
+            value = int(text)
         else:
             raise ValidationError(
                 _path(prefix, name), "must be an integer from %d to %d" % (low, high)
             )
     if not low <= value <= high:
+        shown = "%d" % value if value.bit_length() <= 64 else "a %d-bit number" % value.bit_length()
         raise ValidationError(
-            _path(prefix, name), "must be an integer from %d to %d, got %d" % (low, high, value)
+            _path(prefix, name), "must be an integer from %d to %d, got %s" % (low, high, shown)
         )
     return int(value)
 

@@ -32,6 +32,8 @@ def error_of(call, *args, **kwargs) -> ValidationError:
         ({"address": "10.0.0.1", "port": -1}, "port", "0 to 65535"),
         ({"address": "10.0.0.1", "port": "http"}, "port", "integer"),
         ({"address": "10.0.0.1", "port": True}, "port", "integer"),
+        ({"address": "10.0.0.1", "port": "\u00b2"}, "port", "integer"),
+        ({"address": "10.0.0.1", "port": 10**5000}, "port", "16610-bit"),
         ({"address": "10.0.0.1"}, "port", "required"),
         ({"port": 80}, "address", "required"),
         ({"fwmark": 0}, "fwmark", "1 to"),
