@@ -1,0 +1,388 @@
+#!/usr/bin/python
+# Copyright: HAECS developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ipvs_table
+short_description: Declare the whole IPVS (LVS) table, or part of it, at once
+version_added: 0.1.0
+description:
+  - Makes the Linux kernel's IPVS table match a list of virtual services with
+    their real servers, touching only what differs.
+  - Changes are ordered so traffic keeps flowing. New services and real servers
+    are added first, changed ones are edited in place (never deleted and
+    re-added, so connections and counters survive), and removals come last,
+    so a replaced pool never goes empty.
+  - All or nothing. Every entry is validated and every scheduler module loaded
+    before the first change. If the kernel still refuses an operation, the
+    operations already applied are undone and the error names the refused
+    entry; the table ends exactly as it began.
+  - Many operations travel in one netlink message batch, which makes large
+    tables fast (see the benchmark figures in the collection README).
+options:
+  state:
+    description:
+      - V(merged) adds and edits the listed services and real servers and
+        leaves everything else alone. A service without O(services[].real_servers)
+        keeps its real servers.
+      - V(replaced) makes each listed service exactly as declared, removing its
+        real servers that are not listed. Services not listed are untouched.
+      - V(overridden) makes the whole table exactly as declared, deleting every
+        service that is not listed. O(services=[]) empties the table.
+      - V(deleted) deletes the listed real servers, or the whole service when a
+        service lists no O(services[].real_servers). Only the key options matter.
+      - V(gathered) changes nothing and returns the table in the format of
+        O(services) as RV(gathered).
+    type: str
+    choices: [merged, replaced, overridden, deleted, gathered]
+    default: merged
+  services:
+    description:
+      - The virtual services. Required unless O(state=gathered).
+      - Each entry takes the options of M(haecs.lvs.ipvs_service) plus
+        O(services[].real_servers).
+    type: list
+    elements: dict
+    suboptions:
+      protocol:
+        description: Transport protocol. Defaults to V(tcp). Not with O(services[].fwmark).
+        type: str
+        choices: [tcp, udp, sctp]
+      address:
+        description: Virtual IP address (IPv4 or IPv6). Required unless O(services[].fwmark) is given.
+        type: str
+      port:
+        description:
+          - Service port. V(0) (all ports) only for a persistent service.
+        type: int
+      fwmark:
+        description: Firewall mark keying the service instead of protocol, address and port.
+        type: int
+      family:
+        description: Address family of a fwmark service. Defaults to V(ipv4).
+        type: str
+        choices: [ipv4, ipv6]
+      scheduler:
+        description: Scheduling algorithm. Defaults to V(wlc).
+        type: str
+        choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh]
+      scheduler_flags:
+        description: Flags of the V(sh) and V(mh) schedulers.
+        type: list
+        elements: str
+        choices: [sh-fallback, sh-port, mh-fallback, mh-port]
+      one_packet:
+        description: One-packet scheduling for UDP and fwmark services. Defaults to V(false).
+        type: bool
+      persistence_timeout:
+        description: Persistence in seconds (V(1) to V(2678400)); omit for a non-persistent service.
+        type: int
+      persistence_netmask:
+        description: Persistence granularity of an IPv4 service, as a netmask.
+        type: str
+      persistence_prefix_length:
+        description: Persistence granularity of an IPv6 service, as a prefix length.
+        type: int
+      persistence_engine:
+        description: Persistence engine (V(sip)) of a persistent UDP service.
+        type: str
+        choices: [sip]
+      real_servers:
+        description:
+          - The real servers of the service. With O(state=merged) and
+            O(state=deleted), omitting it means "not about real servers".
+        type: list
+        elements: dict
+        suboptions:
+          address:
+            description: Real server address (IPv4 or IPv6).
+            type: str
+            required: true
+          port:
+            description: Real server port. Defaults to the service port.
+            type: int
+          forwarding:
+            description: Forwarding method. Defaults to V(route) (direct routing), as with C(ipvsadm).
+            type: str
+            choices: [masq, route, tunnel]
+          weight:
+            description: Weight, V(0) to V(65535). Defaults to V(1).
+            type: int
+          upper_threshold:
+            description: Upper connection threshold; V(0) (default) means none.
+            type: int
+          lower_threshold:
+            description: Lower connection threshold; must not be above O(services[].real_servers[].upper_threshold).
+            type: int
+          tunnel_type:
+            description: Tunnel encapsulation with O(services[].real_servers[].forwarding=tunnel). Defaults to V(ipip).
+            type: str
+            choices: [ipip, gue, gre]
+          tunnel_port:
+            description: Destination port of V(gue) tunnels.
+            type: int
+          tunnel_checksum:
+            description: Checksum mode of V(gue) and V(gre) tunnels. Defaults to V(none).
+            type: str
+            choices: [none, csum, remcsum]
+requirements:
+  - Linux kernel with IPVS (C(ip_vs)); the module loads it and the scheduler modules.
+  - Root (C(CAP_NET_ADMIN)).
+author: HAECS developers
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+notes:
+  - The diff lists only the services that change, as C(ipvsadm -Sn) lines.
+  - Related modules are M(haecs.lvs.ipvs_service) and M(haecs.lvs.ipvs_real_server)
+    for single entries, and M(haecs.lvs.ipvs_info) to read counters.
+"""
+
+EXAMPLES = r"""
+- name: A web VIP with two NAT real servers, merged into the table
+  haecs.lvs.ipvs_table:
+    services:
+      - address: 192.0.2.10
+        port: 80
+        scheduler: wrr
+        real_servers:
+          - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
+          - {address: 10.10.2.12, port: 8080, forwarding: masq, weight: 1}
+
+- name: Replace the pool of one service (new servers in before old ones out)
+  haecs.lvs.ipvs_table:
+    state: replaced
+    services:
+      - address: 192.0.2.10
+        port: 80
+        scheduler: wrr
+        real_servers:
+          - {address: 10.10.2.13, port: 8080, forwarding: masq}
+
+- name: The director's whole table, nothing else (purges undeclared services)
+  haecs.lvs.ipvs_table:
+    state: overridden
+    services: "{{ lvs_services }}"
+
+- name: Take one real server out
+  haecs.lvs.ipvs_table:
+    state: deleted
+    services:
+      - address: 192.0.2.10
+        port: 80
+        real_servers:
+          - {address: 10.10.2.13, port: 8080}
+
+- name: Read the table in the format of `services`
+  haecs.lvs.ipvs_table:
+    state: gathered
+  register: lvs
+
+- name: Empty the table
+  haecs.lvs.ipvs_table:
+    state: overridden
+    services: []
+"""
+
+RETURN = r"""
+operations:
+  description: What was done (or would be, in check mode), as C(ipvsadm) command lines, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["-a -t 192.0.2.10:80 -r 10.10.2.13:8080 -m -w 1", "-d -t 192.0.2.10:80 -r 10.10.2.11:8080"]
+summary:
+  description: Counts of the operations by kind.
+  returned: always
+  type: dict
+  sample: {added: 1, edited: 0, deleted: 1}
+before:
+  description: The whole table before the run, as C(ipvsadm -Sn) lines.
+  returned: always
+  type: list
+  elements: str
+after:
+  description: The whole table after the run (predicted in check mode), as C(ipvsadm -Sn) lines.
+  returned: always
+  type: list
+  elements: str
+gathered:
+  description: The table in the format of O(services), ready to be fed back.
+  returned: when O(state=gathered)
+  type: list
+  elements: dict
+  sample:
+    - protocol: tcp
+      address: 192.0.2.10
+      port: 80
+      scheduler: wrr
+      real_servers:
+        - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
+"""
+
+from typing import Any, Dict, List, Tuple
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    ServiceKey,
+    Table,
+    table_lines,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
+    converge,
+    failing_cleanly,
+    parse_key,
+    parse_real_server_key,
+    read_table,
+    real_server_spec,
+    service_spec,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
+    ADD_REAL_SERVER,
+    ADD_SERVICE,
+    DELETE_REAL_SERVER,
+    DELETE_SERVICE,
+    Operation,
+    plan,
+    plan_removal,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import (
+    parse_table,
+    table_params,
+)
+
+STATES = ["merged", "replaced", "overridden", "deleted", "gathered"]
+
+
+def argument_spec() -> Dict[str, Any]:
+    service = service_spec()
+    service["real_servers"] = {"type": "list", "elements": "dict", "options": real_server_spec()}
+    return {
+        "state": {"type": "str", "default": "merged", "choices": STATES},
+        "services": {"type": "list", "elements": "dict", "options": service},
+    }
+
+
+def decide_for(state: str, services: List[Dict[str, Any]]) -> Tuple[Any, List[ServiceKey]]:
+    """Validate everything, then return the planning function and the services named."""
+    if state == "deleted":
+        return _decide_deleted(services)
+    desired, _listed = parse_table(services)
+    if state == "merged":
+        # Without purge, plan() only adds and edits: a service that lists no
+        # real servers keeps its own.
+
+        def decide(current: Table) -> List[Operation]:
+            return plan(current, desired)
+
+        return decide, list(desired)
+
+    def decide_exact(current: Table) -> List[Operation]:
+        return plan(current, desired, purge_real_servers=True, purge_services=state == "overridden")
+
+    return decide_exact, list(desired)
+
+
+def _decide_deleted(services: List[Dict[str, Any]]) -> Tuple[Any, List[ServiceKey]]:
+    whole: List[ServiceKey] = []
+    servers: List[Tuple[ServiceKey, Tuple[str, int]]] = []
+    for index, params in enumerate(services):
+        path = "services[%d]" % index
+        key = parse_key(params, path)
+        listed = params.get("real_servers")
+        if listed is None:
+            whole.append(key)
+            continue
+        for server_index, server in enumerate(listed):
+            servers.append(
+                (
+                    key,
+                    parse_real_server_key(
+                        server, key, "%s.real_servers[%d]" % (path, server_index)
+                    ),
+                )
+            )
+
+    def decide(current: Table) -> List[Operation]:
+        return plan_removal(current, whole, servers)
+
+    return decide, whole + [key for key, _server in servers]
+
+
+def summary(operations: List[Operation]) -> Dict[str, int]:
+    added = sum(op.kind in (ADD_SERVICE, ADD_REAL_SERVER) for op in operations)
+    deleted = sum(op.kind in (DELETE_SERVICE, DELETE_REAL_SERVER) for op in operations)
+    return {"added": added, "edited": len(operations) - added - deleted, "deleted": deleted}
+
+
+def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Dict[str, str]:
+    """Only the services an operation touches, as ipvsadm -Sn lines."""
+    touched = {op.service.key for op in operations}
+
+    def text(table: Table) -> str:
+        part = {key: entry for key, entry in table.items() if key in touched}
+        return "".join(line + "\n" for line in table_lines(part))
+
+    return {
+        "before": text(before),
+        "after": text(after),
+        "before_header": "ipvsadm -Sn (changed services, before)",
+        "after_header": "ipvsadm -Sn (changed services, after)",
+    }
+
+
+def run_module(module: AnsibleModule) -> Dict[str, Any]:
+    state = module.params["state"]
+    services = module.params["services"]
+    if state == "gathered":
+        table, _info = read_table(with_stats=False)
+        lines = table_lines(table)
+        return {
+            "changed": False,
+            "gathered": table_params(table),
+            "operations": [],
+            "before": lines,
+            "after": lines,
+            "summary": summary([]),
+        }
+    if services is None:
+        raise ValidationError(
+            "services",
+            "is required with state %s (use services: [] with state overridden to empty the table)"
+            % state,
+        )
+    decide, _named = decide_for(state, services)
+    run = converge(decide, module.check_mode)
+    result: Dict[str, Any] = {
+        "changed": run.changed,
+        "operations": run.operation_lines(),
+        "summary": summary(run.operations),
+        "before": table_lines(run.before),
+        "after": table_lines(run.after),
+    }
+    if module._diff and run.changed:
+        result["diff"] = compact_diff(run.before, run.after, run.operations)
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    with failing_cleanly(module):
+        result = run_module(module)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
