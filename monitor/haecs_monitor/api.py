@@ -1,0 +1,213 @@
+"""The control interface: HTTP/1.1 + JSON on a unix socket (and optionally TCP).
+
+Routes::
+
+    GET  /                                   dashboard (HTML, no data in it)
+    GET  /status                             services, servers, health, weights, admin, checks, loop lag
+    GET  /events?since=SEQ&limit=N           recent events, oldest first
+    GET  /metrics                            Prometheus text format
+    POST /servers/{service}/{server}/drain   weight 0, entry kept
+    POST /servers/{service}/{server}/disable entry removed
+    POST /servers/{service}/{server}/enable  back to health's verdict
+    POST /reload                             like SIGHUP: validate, then apply the difference
+
+`{service}` may be ``*`` for every service that has that server.
+
+The unix socket is created under umask 077 and chmod 0600 (root only) and
+removed on exit.  The TCP listener answers only requests with
+``Authorization: Bearer <token>`` (compared in constant time); the token is
+never logged.  Only the dashboard page itself, which holds no data, is served
+without it, so a browser can load it and then send the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import socket
+import stat
+from collections.abc import Mapping
+from typing import Any, Optional, Protocol
+
+from . import dashboard, metrics
+from .httpd import Request, Response, Server
+
+ADMIN_ACTIONS = ("drain", "disable", "enable")
+
+
+class ApiError(Exception):
+    """The control socket or the TCP listener cannot be set up."""
+
+
+class Controller(Protocol):
+    """What the API needs from the daemon."""
+
+    def status(self) -> Mapping[str, Any]: ...
+
+    def events(self, since: int, limit: Optional[int]) -> list[Mapping[str, Any]]: ...
+
+    def metrics_text(self) -> str: ...
+
+    async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
+        """Raises LookupError (unknown service/server) or ValueError (ambiguous)."""
+        ...
+
+    async def reload(self) -> Mapping[str, Any]: ...
+
+    def api_error(self, message: str) -> None: ...
+
+
+def read_token(path: str) -> str:
+    """The API token from `path`; ApiError when missing or empty."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as error:
+        raise ApiError("cannot read token_file %s: %s" % (path, error.strerror or error)) from None
+    if not token:
+        raise ApiError(
+            "token_file %s is empty: refusing to start a TCP listener without a token" % path
+        )
+    if len(token) < 16:
+        raise ApiError("token_file %s holds a token shorter than 16 characters" % path)
+    return token
+
+
+class Api:
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+        self._server = Server(self.handle, on_error=controller.api_error)
+        self._token: Optional[bytes] = None
+        self._socket_path: Optional[str] = None
+
+    # ------------------------------------------------------------ listeners
+
+    async def start_unix(self, path: str) -> None:
+        """Listen on `path`, mode 0600; refuse if a live monitor holds it."""
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+        except OSError as error:
+            raise ApiError("cannot create %s: %s" % (folder, error.strerror or error)) from None
+        _remove_stale_socket(path)
+        old_umask = os.umask(0o077)
+        try:
+            await self._server.serve_unix(path)
+        except OSError as error:
+            raise ApiError("cannot listen on %s: %s" % (path, error.strerror or error)) from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self._socket_path = path
+
+    async def start_tcp(self, host: str, port: int, token_file: str) -> None:
+        self._token = read_token(token_file).encode("utf-8")
+        try:
+            await self._server.serve_tcp(host, port)
+        except OSError as error:
+            raise ApiError(
+                "cannot listen on %s:%d: %s" % (host, port, error.strerror or error)
+            ) from None
+
+    def tcp_ports(self) -> list[int]:
+        return [
+            sock.getsockname()[1]
+            for sock in self._server.sockets()
+            if sock.family != socket.AF_UNIX
+        ]
+
+    async def close(self) -> None:
+        await self._server.close()
+        if self._socket_path is not None:
+            try:
+                os.unlink(self._socket_path)
+            except OSError:
+                pass
+            self._socket_path = None
+
+    # ------------------------------------------------------------- routing
+
+    def authorized(self, request: Request) -> bool:
+        if request.transport == "unix":
+            return True  # the socket's mode is the access control
+        if self._token is None:
+            return False
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return False
+        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
+
+    async def handle(self, request: Request) -> Response:
+        segments = request.segments
+        if request.method in ("GET", "HEAD") and not segments:
+            return Response.text(dashboard.PAGE, "text/html; charset=utf-8")
+        if not self.authorized(request):
+            return Response.error(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="haecs"'}
+            )
+        if segments == ["status"]:
+            return self._only(request, "GET") or Response.json(self._controller.status())
+        if segments == ["events"]:
+            return self._only(request, "GET") or self._events(request)
+        if segments == ["metrics"]:
+            return self._only(request, "GET") or Response.text(
+                self._controller.metrics_text(), metrics.CONTENT_TYPE
+            )
+        if segments == ["reload"]:
+            wrong = self._only(request, "POST")
+            if wrong:
+                return wrong
+            result = await self._controller.reload()
+            return Response.json(result, 200 if result.get("ok") else 422)
+        if len(segments) == 4 and segments[0] == "servers" and segments[3] in ADMIN_ACTIONS:
+            wrong = self._only(request, "POST")
+            if wrong:
+                return wrong
+            try:
+                result = await self._controller.set_admin(segments[1], segments[2], segments[3])
+            except LookupError as error:
+                return Response.error(404, str(error.args[0] if error.args else error))
+            except ValueError as error:
+                return Response.error(409, str(error))
+            return Response.json(result)
+        return Response.error(404, "no such endpoint: %s" % request.path)
+
+    @staticmethod
+    def _only(request: Request, method: str) -> Optional[Response]:
+        allowed = (method, "HEAD") if method == "GET" else (method,)
+        if request.method in allowed:
+            return None
+        return Response.error(
+            405, "use %s for %s" % (method, request.path), {"Allow": ", ".join(allowed)}
+        )
+
+    def _events(self, request: Request) -> Response:
+        try:
+            since = int(request.query_value("since", "0") or 0)
+            limit_text = request.query_value("limit")
+            limit = int(limit_text) if limit_text is not None else None
+        except ValueError:
+            return Response.error(400, "since and limit must be integers")
+        return Response.json({"events": self._controller.events(since, limit)})
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ApiError("cannot inspect %s: %s" % (path, error.strerror or error)) from None
+    if not stat.S_ISSOCK(mode):
+        raise ApiError("%s exists and is not a socket: refusing to replace it" % path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        # Nobody listens: a socket left behind by a monitor that died.
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise ApiError("another monitor is listening on %s" % path)

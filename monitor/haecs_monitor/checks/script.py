@@ -1,0 +1,134 @@
+"""Script check: run a program (never through a shell) and read its exit code.
+
+Exit 0 is up, 1 is down, 2-255 is up with the weight code-2 (keepalived's
+MISC_CHECK dynamic weight); death by a signal is down.
+
+The program runs in its own process group, which is killed (SIGKILL) on
+timeout, on cancellation and after it exits (no stray children live on);
+with a minimal environment (PATH, LANG, HOME, HAECS_CHECK_ADDRESS,
+HAECS_CHECK_PORT) plus the check's `env`; as the unprivileged `user`
+(its primary group, no supplementary groups) when the monitor runs as
+root.  Not root, the monitor cannot switch users and runs the program as
+itself.  The environment's values are never logged: they may be secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import signal
+import subprocess
+from typing import Any, Optional
+
+from ..config_model import CheckSpec
+from .base import CheckResult, down, os_error, up
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STDERR_BYTES = 2048
+
+
+async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
+    command = spec.texts("command")
+    if not command:
+        return down("no command")
+    try:
+        popen_options, home = _identity(spec.text("user"))
+    except KeyError:
+        return down("unknown user %r" % spec.text("user"))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_environment(spec, address, port, home),
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
+            **popen_options,
+        )
+    except OSError as error:
+        return os_error("cannot run %s" % command[0], error)
+    stderr = bytearray()
+    collector = asyncio.ensure_future(_collect(process.stderr, stderr))
+    try:
+        await asyncio.wait_for(process.wait(), spec.timeout)
+    except asyncio.TimeoutError:
+        _kill_group(process.pid)
+        collector.cancel()
+        await process.wait()
+        return down("timed out after %gs (killed)" % spec.timeout)
+    except BaseException:  # cancelled: leave nothing running
+        _kill_group(process.pid)
+        collector.cancel()
+        raise
+    _kill_group(process.pid)  # whatever it left behind in its group
+    await _finish(collector)
+    return judge(process.returncode, bytes(stderr))
+
+
+def judge(returncode: Optional[int], stderr: bytes = b"") -> CheckResult:
+    said = _last_line(stderr)
+    suffix = ": %s" % said if said else ""
+    if returncode is None or returncode < 0:
+        return down("killed by signal %d%s" % (-(returncode or 0), suffix))
+    if returncode == 0:
+        return up("exit 0%s" % suffix)
+    if returncode == 1:
+        return down("exit 1%s" % suffix)
+    return up("exit %d: weight %d%s" % (returncode, returncode - 2, suffix), weight=returncode - 2)
+
+
+async def _collect(stream: Optional[asyncio.StreamReader], kept: bytearray) -> None:
+    """Keep the first STDERR_BYTES of the stream; drain and drop the rest."""
+    if stream is None:
+        return
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return
+        if len(kept) < STDERR_BYTES:
+            kept += chunk[: STDERR_BYTES - len(kept)]
+
+
+async def _finish(collector: asyncio.Future[None]) -> None:
+    """Give the stderr reader a moment to see EOF, then stop it."""
+    try:
+        await asyncio.wait_for(asyncio.shield(collector), 0.5)
+    except (asyncio.TimeoutError, OSError, ValueError):
+        collector.cancel()
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [
+        line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()
+    ]
+    return lines[-1][:200] if lines else ""
+
+
+def _identity(user: Optional[str]) -> tuple[dict[str, Any], Optional[str]]:
+    """Popen arguments to run as `user`, and its home; none when we are not root."""
+    if user is None or os.geteuid() != 0:
+        return {}, None
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}, entry.pw_dir
+
+
+def _environment(spec: CheckSpec, address: str, port: int, home: Optional[str]) -> dict[str, str]:
+    env = {
+        "PATH": SAFE_PATH,
+        "LANG": "C.UTF-8",
+        "HOME": home or "/",
+        "HAECS_CHECK_ADDRESS": address,
+        "HAECS_CHECK_PORT": str(port),
+    }
+    env.update(spec.pairs("env"))
+    return env
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

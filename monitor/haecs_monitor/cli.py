@@ -1,0 +1,312 @@
+"""Console entry points: ``haecs-monitor`` (the daemon) and ``haecsctl`` (its control).
+
+Errors are one clear line on stderr and a non-zero exit status; no traceback
+reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+DEFAULT_NAME = "default"
+SOCKET_TEMPLATE = "/run/haecs/monitor-%s.sock"
+
+# ------------------------------------------------------------ haecs-monitor
+
+
+def monitor_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haecs-monitor",
+        description="Health-check real servers and keep the IPVS table of the configured services in step.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate CONFIG, print the errors or a summary, and exit",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="least level logged",
+    )
+    parser.add_argument("--log-format", choices=("json", "text"), help="override global.log_format")
+    parser.add_argument("config", metavar="CONFIG", help="the monitor's YAML configuration")
+    return parser
+
+
+def check_summary(config: Any) -> str:
+    services = config.services
+    servers = sum(len(service.real_servers) for service in services)
+    checks = sum(len(rs.checks) for service in services for rs in service.real_servers)
+    unique = len(config.unique_checks())
+    return "config OK: %d services, %d real servers, %d checks (%d unique)" % (
+        len(services),
+        servers,
+        checks,
+        unique,
+    )
+
+
+def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = monitor_parser().parse_args(argv)
+    try:
+        from .config import ConfigError, load_config
+    except ImportError as error:
+        print("haecs-monitor: missing Python library: %s" % error, file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        for message in error.errors:
+            print(message, file=sys.stdout if args.check else sys.stderr)
+        if not args.check:
+            print(
+                "haecs-monitor: %s is invalid (%d errors): not started"
+                % (args.config, len(error.errors)),
+                file=sys.stderr,
+            )
+        return 1
+    if args.check:
+        print(check_summary(config))
+        return 0
+    from .daemon import run_daemon
+
+    return run_daemon(
+        os.path.abspath(args.config), config, log_level=args.log_level, log_format=args.log_format
+    )
+
+
+# ------------------------------------------------------------------ haecsctl
+
+
+def ctl_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haecsctl", description="Query and steer a running HAECS monitor."
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="control socket (default: $HAECS_SOCKET, else %s)" % (SOCKET_TEMPLATE % "NAME"),
+    )
+    parser.add_argument(
+        "--name", default=DEFAULT_NAME, help="monitor instance name (default: default)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the monitor's JSON answer as is")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for an answer (default 30)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    commands.add_parser("status", help="services, servers, health, weights and checks")
+    events = commands.add_parser("events", help="recent events, oldest first")
+    events.add_argument("--limit", type=int, default=50, help="how many (default 50, 0 for all)")
+    events.add_argument(
+        "--since", type=int, default=0, help="only events after this sequence number"
+    )
+    for action, text in (
+        ("drain", "weight 0: no new connections, existing ones finish (persistence still applies)"),
+        ("disable", "take the server out of the table"),
+        ("enable", "back to what health decides"),
+    ):
+        sub = commands.add_parser(action, help=text)
+        sub.add_argument(
+            "target",
+            nargs="+",
+            metavar="[SERVICE] SERVER",
+            help="e.g. tcp:10.0.0.1:80 10.0.2.1:80; SERVER alone means every service that has it",
+        )
+    commands.add_parser("reload", help="reread the config (like SIGHUP); a bad config is rejected")
+    commands.add_parser("metrics", help="Prometheus metrics")
+    return parser
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if args.socket:
+        return str(args.socket)
+    return os.environ.get("HAECS_SOCKET") or SOCKET_TEMPLATE % args.name
+
+
+def ctl_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = ctl_parser().parse_args(argv)
+    from . import client
+
+    path = _socket_path(args)
+    try:
+        return _ctl(args, path, client)
+    except client.ClientError as error:
+        print("haecsctl: %s" % error, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _ctl(args: argparse.Namespace, path: str, client: Any) -> int:
+    from urllib.parse import quote
+
+    command = args.command
+    if command in ("drain", "disable", "enable"):
+        if len(args.target) > 2:
+            print("haecsctl: %s takes [SERVICE] SERVER" % command, file=sys.stderr)
+            return 2
+        service, server = args.target if len(args.target) == 2 else ("*", args.target[0])
+        url = "/servers/%s/%s/%s" % (quote(service, safe=":*"), quote(server, safe=":"), command)
+        reply = client.request("POST", url, socket_path=path, timeout=args.timeout)
+    elif command == "reload":
+        reply = client.request("POST", "/reload", socket_path=path, timeout=args.timeout)
+    elif command == "events":
+        url = "/events?since=%d&limit=%d" % (args.since, args.limit)
+        reply = client.request("GET", url, socket_path=path, timeout=args.timeout)
+    else:
+        reply = client.request("GET", "/" + command, socket_path=path, timeout=args.timeout)
+    if command == "metrics":
+        sys.stdout.write(reply.body.decode("utf-8", "replace"))
+        return 0 if reply.status == 200 else 1
+    data = reply.json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0 if reply.status == 200 else 1
+    if reply.status != 200 and command != "reload":
+        print("haecsctl: %s" % data.get("error", "HTTP %d" % reply.status), file=sys.stderr)
+        return 1
+    if command == "status":
+        print(format_status(data))
+    elif command == "events":
+        for line in format_events(data.get("events", [])):
+            print(line)
+    elif command == "reload":
+        return _print_reload(data)
+    else:
+        for change in data.get("changed", []):
+            print("%s %s: %s" % (change["service"], change["server"], change["admin"]))
+    return 0
+
+
+def _print_reload(data: Mapping[str, Any]) -> int:
+    if not data.get("ok"):
+        print("reload rejected, the running configuration is kept:", file=sys.stderr)
+        for message in data.get("errors", []):
+            print("  %s" % message, file=sys.stderr)
+        return 1
+    print(data.get("summary", "reload OK"))
+    return 0
+
+
+# ----------------------------------------------------------------- formatting
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart, no trailing blanks."""
+    widths = [
+        max(len(row[i]) for row in rows if i < len(row))
+        for i in range(max(len(row) for row in rows))
+    ]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _age(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return "%.1fs ago" % seconds
+    return "%dm ago" % (seconds // 60)
+
+
+def format_status(status: Mapping[str, Any]) -> str:
+    loop = status.get("loop", {})
+    kernel = status.get("kernel", {})
+    servers = [rs for svc in status.get("services", []) for rs in svc.get("servers", [])]
+    up = sum(1 for rs in servers if rs.get("health") == "up")
+    head = (
+        "monitor %s: %d services, %d real servers (%d up), loop lag %.1f ms (max %.1f ms), last reconcile %s"
+        % (
+            status.get("name", "?"),
+            len(status.get("services", [])),
+            len(servers),
+            up,
+            1000 * float(loop.get("lag_seconds", 0.0)),
+            1000 * float(loop.get("max_lag_seconds", 0.0)),
+            _age(kernel.get("last_reconcile_age_seconds")),
+        )
+    )
+    lines = [head]
+    if kernel.get("last_error"):
+        lines.append("kernel error: %s" % kernel["last_error"])
+    rows: list[list[str]] = [["SERVICE", "SERVER", "STATE", "ADMIN", "WEIGHT", "CHECKS"]]
+    notes: list[str] = []
+    for svc in status.get("services", []):
+        if svc.get("below_quorum"):
+            notes.append(
+                "! %s is below quorum: healthy weight %d, needs %d%s"
+                % (
+                    svc["id"],
+                    svc.get("healthy_weight", 0),
+                    svc.get("threshold", 0),
+                    "; sorry server in" if svc.get("sorry_active") else "",
+                )
+            )
+        label = svc["id"]
+        for rs in svc.get("servers", []):
+            weight = "%s/%s" % (
+                rs["weight"] if rs.get("in_table") else "-",
+                rs.get("configured_weight", "?"),
+            )
+            checks = "; ".join(
+                "%s %s%s"
+                % (
+                    c.get("name", "?"),
+                    "up" if c.get("up") else "down",
+                    " (%s)" % c["detail"] if c.get("detail") else "",
+                )
+                for c in rs.get("checks", [])
+            )
+            state = rs.get("health", "?")
+            if rs.get("reason") not in (None, "up", "down", "drained", "disabled", state):
+                state = "%s, %s" % (state, rs["reason"])
+            rows.append([label, rs["id"], state, rs.get("admin", "?"), weight, checks or "-"])
+            label = ""
+        for sorry in svc.get("sorry_servers", []):
+            in_table = sorry.get("in_table")
+            weight = "%s/%s" % (sorry["weight"] if in_table else "-", sorry["weight"])
+            rows.append(
+                [
+                    label,
+                    sorry["id"],
+                    "sorry, in" if in_table else "sorry, standby",
+                    "-",
+                    weight,
+                    "-",
+                ]
+            )
+            label = ""
+        if label:
+            rows.append([label, "-", "-", "-", "-", "-"])
+    lines += table(rows) + notes
+    return "\n".join(lines)
+
+
+def format_events(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for event in events:
+        extra = " ".join(
+            "%s=%s"
+            % (key, value if isinstance(value, str) and " " not in value else json.dumps(value))
+            for key, value in event.items()
+            if key not in ("ts", "level", "event", "seq")
+        )
+        lines.append(
+            "%s %-7s %s %s"
+            % (event.get("ts", ""), str(event.get("level", "")).upper(), event.get("event"), extra)
+        )
+    return [line.rstrip() for line in lines]

@@ -1,0 +1,221 @@
+"""The monitor's configuration as frozen values (what `config.parse_config` returns).
+
+Services and real servers are the engine's own model objects
+(`ipvs_model.Service`, `ipvs_model.RealServer`); around them sit the
+monitor's settings and the fully resolved checks of every real server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    RealServer,
+    Service,
+    ServiceKey,
+    format_endpoint,
+)
+
+# A check option after validation: hashable, so a CheckSpec is hashable too.
+ParamValue = Union[str, int, float, bool, None, tuple["ParamValue", ...]]
+Params = tuple[tuple[str, ParamValue], ...]
+# Identity of a check: identical checks run once and feed every consumer.
+CheckKey = tuple[Hashable, ...]
+
+TIMING_KEYS = ("interval", "timeout", "rise", "fall", "fast_interval", "down_interval", "jitter")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` lists every problem with its path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class CheckTiming:
+    """When a check runs and how many results change its state."""
+
+    interval: float = 2.0  # seconds between checks while stable
+    timeout: float = 1.0  # seconds a check may take (< interval)
+    rise: int = 2  # consecutive successes that bring a down check up
+    fall: int = 3  # consecutive failures that bring an up check down
+    fast_interval: float = 0.5  # while a state is changing
+    down_interval: float = 5.0  # while down
+    jitter: float = 0.1  # fraction of the delay, spreads checks over time
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of one endpoint, fully resolved (defaults applied, target known).
+
+    `address`/`port` are the endpoint probed: the real server's own unless the
+    check names another.  `params` holds the type's options as sorted
+    (name, value) pairs with every default filled in.
+    """
+
+    type: str
+    interval: float
+    timeout: float
+    rise: int
+    fall: int
+    fast_interval: float
+    down_interval: float
+    jitter: float
+    address: str
+    port: int
+    params: Params = ()
+
+    @property
+    def dedup_key(self) -> CheckKey:
+        """Identical checks (type, target, options and timing) share one key."""
+        return (self.probe_key, self.timing)
+
+    @property
+    def probe_key(self) -> CheckKey:
+        """What is probed and how, without the timing: checks with equal probe
+        keys always get the same result."""
+        return (self.type, self.address, self.port, self.params)
+
+    @property
+    def timing(self) -> CheckTiming:
+        return CheckTiming(
+            self.interval,
+            self.timeout,
+            self.rise,
+            self.fall,
+            self.fast_interval,
+            self.down_interval,
+            self.jitter,
+        )
+
+    def param(self, name: str, default: ParamValue = None) -> ParamValue:
+        for key, value in self.params:
+            if key == name:
+                return value
+        return default
+
+    def text(self, name: str) -> Optional[str]:
+        """A string option, or None when not set."""
+        value = self.param(name)
+        return value if isinstance(value, str) else None
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        """A list-of-strings option (empty when not set)."""
+        value = self.param(name)
+        if not isinstance(value, tuple):
+            return ()
+        return tuple(item for item in value if isinstance(item, str))
+
+    def pairs(self, name: str) -> tuple[tuple[str, str], ...]:
+        """A mapping option stored as (name, value) pairs, such as `env`."""
+        value = self.param(name)
+        if not isinstance(value, tuple):
+            return ()
+        return tuple(
+            (pair[0], pair[1])
+            for pair in value
+            if isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], str)
+        )
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.param(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return default
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.param(name)
+        return value if isinstance(value, bool) else default
+
+    def describe(self) -> str:
+        """Short name for logs: 'http 10.0.2.1:80'."""
+        return "%s %s" % (self.type, format_endpoint(self.address, self.port))
+
+
+@dataclass(frozen=True)
+class RealServerConfig:
+    server: RealServer  # as configured: `weight` is the configured weight
+    checks: tuple[CheckSpec, ...] = ()  # empty: no checks, the server counts as up
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.server.key
+
+
+@dataclass(frozen=True)
+class QuorumConfig:
+    """Same fields as desired.Quorum."""
+
+    min_healthy_weight: Optional[int] = None
+    min_healthy_fraction: Optional[float] = None
+    hysteresis: int = 0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    service: Service
+    real_servers: tuple[RealServerConfig, ...] = ()
+    on_failure: str = "remove"  # remove | inhibit
+    slow_start: float = 0.0  # seconds to ramp a recovered server's weight
+    quorum: Optional[QuorumConfig] = None
+    sorry_servers: tuple[RealServer, ...] = ()
+
+    @property
+    def key(self) -> ServiceKey:
+        return self.service.key
+
+    @property
+    def checks(self) -> tuple[CheckSpec, ...]:
+        """Every distinct check of this service's real servers."""
+        return tuple(
+            {check.dedup_key: check for rs in self.real_servers for check in rs.checks}.values()
+        )
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    address: str
+    port: int
+    token_file: str
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    command: tuple[str, ...]
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    name: str = "default"
+    control_socket: str = "/run/haecs/monitor-default.sock"
+    listen: Optional[ListenConfig] = None
+    state_file: str = "/var/lib/haecs/monitor-default.state"
+    reconcile_interval: float = 5.0
+    log_format: str = "json"
+    notify: Optional[NotifyConfig] = None
+    script_user: str = "nobody"
+    on_exit: str = "keep"  # keep | remove
+    check_defaults: CheckTiming = CheckTiming()
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    settings: GlobalSettings
+    services: tuple[ServiceConfig, ...] = ()
+
+    def unique_checks(self) -> dict[CheckKey, CheckSpec]:
+        """Every check to run, once per dedup_key, in configuration order."""
+        found: dict[CheckKey, CheckSpec] = {}
+        for service in self.services:
+            for real_server in service.real_servers:
+                for check in real_server.checks:
+                    found.setdefault(check.dedup_key, check)
+        return found

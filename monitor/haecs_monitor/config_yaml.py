@@ -1,0 +1,65 @@
+"""Read YAML safely and strictly: plain data only, duplicate keys are errors.
+
+PyYAML keeps the last of two equal keys without a word; in a health-check
+config that silently drops a setting, so a duplicate is reported with its
+line.  Syntax errors become one line with the file, line and column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # no stubs pinned (types-PyYAML)
+
+from .config_reader import shown
+
+# The C parser (libyaml) when present: a large config loads ~10x faster.
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YAMLProblem(Exception):
+    """The text is not valid YAML (the message names the line)."""
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc]
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable key: SafeConstructor reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        "found duplicate key %s" % shown(key),
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _where(mark: Any) -> str:
+    return "line %d, column %d" % (mark.line + 1, mark.column + 1)
+
+
+def load_yaml(text: str, source: str) -> object:
+    """The document in `text` as plain Python data; YAMLProblem when invalid."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "invalid YAML"
+        where = ": %s" % _where(mark) if mark is not None else ""
+        raise YAMLProblem("%s%s: %s" % (source, where, problem)) from None
+    except yaml.YAMLError as error:
+        raise YAMLProblem("%s: invalid YAML: %s" % (source, error)) from None
+    except (ValueError, OverflowError, TypeError) as error:  # e.g. a date like 2024-13-45
+        raise YAMLProblem("%s: invalid value: %s" % (source, error)) from None
+    except RecursionError:
+        raise YAMLProblem("%s: the document is nested too deeply" % source) from None

@@ -1,0 +1,794 @@
+"""The monitor process: checks -> health -> desired table -> kernel, on asyncio.
+
+One task per unique check (identical checks of several services run once,
+`MonitorConfig.unique_checks`), each waiting the jittered delay health asks
+for.  Every server transition, weight change or admin change wakes the
+applier, which coalesces what arrived together and applies the difference
+without reading the kernel; every `reconcile_interval` it reads the kernel
+(one dump) and repairs drift.  All kernel work runs in one worker thread, in
+order.
+
+Signals: SIGHUP reloads (validate first: a bad config is rejected, the old
+one keeps running; a good one keeps the state of unchanged checks and
+applies only the difference); SIGTERM/SIGINT stop (the table is kept unless
+``on_exit: remove``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey, Table
+
+from . import desired as desired_mod
+from . import ids, report, statefile
+from .actuator import Actuator, Engine, Outcome
+from .api import Api, ApiError
+from .checks import CHECKS
+from .checks.base import CheckResult
+from .config import ConfigError, MonitorConfig, load_config
+from .config_model import CheckKey, CheckSpec
+from .events import EventLog
+from .health import CheckTransition, HealthBoard, ServerRef, Transition, WeightChange
+from .looplag import LoopLag
+from .metrics import Histogram
+from .notify import Notification, Notifier
+
+COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
+APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
+CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
+
+
+class Monitor:
+    def __init__(
+        self,
+        config_path: str,
+        config: MonitorConfig,
+        engine: Engine,
+        log: EventLog,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        log_format: Optional[str] = None,
+    ) -> None:
+        self.config_path = config_path
+        self._log_format_override = log_format
+        self.check_names: dict[CheckKey, str] = {}
+        self._saved_managed: list[str] = []
+        self.config = config
+        self.log = log
+        self.clock = clock
+        self.wall = wall
+        self.rand = rand
+        self.actuator = Actuator(engine)
+        self._engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="haecs-ipvs")
+        self.board: Optional[HealthBoard] = None
+        self.admin: dict[tuple[str, str], str] = {}
+        self.below_quorum: frozenset[ServiceKey] = frozenset()
+        self.last_desired: Optional[desired_mod.Desired] = None
+        self.started_at = wall()
+        self.started_mono = clock()
+        self.notifier = Notifier(log)
+        self.looplag = LoopLag(log)
+        self.api = Api(self)
+        # metrics
+        self.checks_total: Counter[tuple[CheckKey, bool]] = Counter()
+        self.check_durations: dict[CheckKey, Histogram] = {}
+        self.last_duration: dict[CheckKey, float] = {}
+        self.state_changes: Counter[tuple[str, str, str]] = Counter()
+        self.reloads: Counter[str] = Counter()
+        self.last_error: Optional[str] = None
+        self.last_reconcile: Optional[float] = None
+        self.last_apply: Optional[float] = None
+        # tasks and coordination
+        self._check_tasks: dict[CheckKey, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._reconcile_now = False
+        self._waiters: list[asyncio.Future[Outcome]] = []
+        self._pending_remove: set[ServiceKey] = set()
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._applier: Optional[asyncio.Task[None]] = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, stop.  Returns the exit status."""
+        settings = self.config.settings
+        self._configure(self.config)
+        try:
+            await self.api.start_unix(settings.control_socket)
+            if settings.listen is not None:
+                await self.api.start_tcp(
+                    settings.listen.address, settings.listen.port, settings.listen.token_file
+                )
+        except ApiError as error:
+            self.log.error("fatal", reason=str(error))
+            await self.api.close()
+            return 1
+        try:
+            self._load_state()
+            kernel = await self._in_ipvs_thread(self._engine.read)
+        except Exception as error:
+            self.log.error("fatal", reason="cannot read the IPVS table: %s" % error)
+            await self.api.close()
+            return 1
+        now = self.clock()
+        self.board = HealthBoard(self.config, now, self._present(kernel), self.rand)
+        self._pending_remove |= self._saved_managed_gone()
+        self.log.info(
+            "started",
+            pid=os.getpid(),
+            config=self.config_path,
+            services=len(self.config.services),
+            real_servers=len(self.board.servers),
+            checks=len(self.board.checks),
+            control_socket=settings.control_socket,
+            listen=("%s:%d" % (settings.listen.address, settings.listen.port))
+            if settings.listen
+            else None,
+        )
+        loop = asyncio.get_running_loop()
+        for signum, handler in (
+            (signal.SIGTERM, self.stop),
+            (signal.SIGINT, self.stop),
+            (signal.SIGHUP, self._sighup),
+        ):
+            loop.add_signal_handler(signum, handler)
+        self.notifier.start()
+        self.looplag.start()
+        # The first apply adopts the kernel's table: only what differs changes.
+        first = await self._apply(full=True)
+        self._log_adoption(first)
+        self._save_state()
+        self._applier = loop.create_task(self._apply_loop(), name="applier")
+        self._sync_check_tasks()
+        await self._stop.wait()
+        return await self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _sighup(self) -> None:
+        self._spawn(self.reload(source="SIGHUP"))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shutdown(self) -> int:
+        self.log.info("stopping", on_exit=self.config.settings.on_exit)
+        for task in self._check_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._check_tasks.values(), return_exceptions=True)
+        self._check_tasks.clear()
+        if self._applier is not None:
+            self._applier.cancel()
+            await asyncio.gather(self._applier, return_exceptions=True)
+        status = 0
+        if self.config.settings.on_exit == "remove":
+            keys = [service.key for service in self.config.services]
+            outcome = await self._in_ipvs_thread(self.actuator.remove_all, keys)
+            self._count_outcome(outcome)
+            if outcome.error:
+                self.log.error("exit_remove_failed", reason=outcome.error)
+                status = 1
+            else:
+                self.log.info(
+                    "table_removed", services=len(keys), operations=len(outcome.operations)
+                )
+        else:
+            self.log.info("table_kept", services=len(self.config.services))
+        await self.api.close()
+        await self.notifier.stop()
+        await self.looplag.stop()
+        self._executor.shutdown(wait=True)
+        self.log.info("stopped", status=status)
+        return status
+
+    async def _in_ipvs_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    # ------------------------------------------------------------- settings
+
+    def _configure(self, config: MonitorConfig) -> None:
+        settings = config.settings
+        self.log.set_format(self._log_format_override or settings.log_format)
+        if settings.notify is not None:
+            self.notifier.configure(settings.notify.command, settings.notify.timeout)
+        else:
+            self.notifier.configure((), 10.0)
+        self.check_names = report.check_names(config)
+
+    def _present(self, kernel: Table) -> set[ServerRef]:
+        """Configured servers the kernel holds and serves now (the health prior).
+
+        A server at weight 0 is not serving (inhibited or dynamic weight 0)
+        unless it is drained or configured at weight 0.
+        """
+        present: set[ServerRef] = set()
+        for service in self.config.services:
+            entry = kernel.get(service.key)
+            if entry is None:
+                continue
+            service_id = ids.service_id(service.key)
+            for real_server in service.real_servers:
+                found = entry.real_servers.get(real_server.key)
+                if found is None:
+                    continue
+                server_id = ids.server_id(*real_server.key)
+                drained = self.admin.get((service_id, server_id)) == desired_mod.DRAIN
+                if found.weight > 0 or drained or real_server.server.weight == 0:
+                    present.add(ServerRef(service.key, *real_server.key))
+        return present
+
+    # ---------------------------------------------------------- state file
+
+    def _load_state(self) -> None:
+        path = self.config.settings.state_file
+        try:
+            saved = statefile.load(path)
+        except statefile.StateFileError as error:
+            self.log.warning("state_file_unreadable", reason=str(error))
+            saved = statefile.SavedState()
+        self.admin = {
+            (service, server): state
+            for service, servers in saved.admin.items()
+            for server, state in servers.items()
+        }
+        self._saved_managed = saved.managed
+        if self.admin:
+            self.log.info("admin_states_loaded", path=path, count=len(self.admin))
+
+    def _saved_managed_gone(self) -> set[ServiceKey]:
+        """Services the previous run managed that the config no longer has."""
+        configured = {service.key for service in self.config.services}
+        gone = set()
+        for text in self._saved_managed:
+            key = ids.parse_service_id(text)
+            if key is not None and key not in configured:
+                gone.add(key)
+        return gone
+
+    def _save_state(self) -> Optional[str]:
+        admin: dict[str, dict[str, str]] = {}
+        for (service, server), state in sorted(self.admin.items()):
+            admin.setdefault(service, {})[server] = state
+        managed = [ids.service_id(service.key) for service in self.config.services]
+        managed += [ids.service_id(key) for key in self._pending_remove]
+        try:
+            statefile.save(self.config.settings.state_file, statefile.SavedState(admin, managed))
+        except statefile.StateFileError as error:
+            self.log.error("state_file_write_failed", reason=str(error))
+            return str(error)
+        return None
+
+    # --------------------------------------------------------------- checks
+
+    def _sync_check_tasks(self) -> None:
+        """One task per unique check: start new ones, cancel dropped ones."""
+        assert self.board is not None
+        loop = asyncio.get_running_loop()
+        for key in list(self._check_tasks):
+            if key not in self.board.checks:
+                self._check_tasks.pop(key).cancel()
+                self.check_durations.pop(key, None)
+                self.last_duration.pop(key, None)
+        for key in self.board.checks:
+            if key not in self._check_tasks:
+                self._check_tasks[key] = loop.create_task(self._check_loop(key), name="check")
+
+    async def _check_loop(self, key: CheckKey) -> None:
+        assert self.board is not None
+        await asyncio.sleep(self.board.first_delay(key))
+        while True:
+            health = self.board.checks.get(key)
+            if health is None:
+                return
+            spec = health.spec
+            started = self.clock()
+            result = await self._run_check(spec)
+            self._observe(key, spec, result, self.clock() - started)
+            await asyncio.sleep(max(0.0, self.board.next_delay(key)))
+
+    async def _run_check(self, spec: CheckSpec) -> CheckResult:
+        function = CHECKS.get(spec.type)
+        if function is None:
+            return CheckResult(False, None, "unknown check type %s" % spec.type)
+        try:
+            return await asyncio.wait_for(
+                function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
+            )
+        except asyncio.TimeoutError:
+            return CheckResult(False, None, "timed out after %gs (cut off)" % spec.timeout)
+        except Exception as error:
+            self.log.error(
+                "check_crashed",
+                check=spec.describe(),
+                reason="%s: %s" % (type(error).__name__, error),
+            )
+            return CheckResult(False, None, "check failed internally: %s" % type(error).__name__)
+
+    def _observe(
+        self, key: CheckKey, spec: CheckSpec, result: CheckResult, duration: float
+    ) -> None:
+        assert self.board is not None
+        if key not in self.board.checks:
+            return  # a reload dropped it while it ran
+        self.checks_total[(key, result.up)] += 1
+        self.check_durations.setdefault(key, Histogram()).observe(duration)
+        self.last_duration[key] = duration
+        self.log.debug(
+            "check_result",
+            check=self.check_names.get(key, spec.describe()),
+            up=result.up,
+            detail=result.detail,
+            duration_seconds=round(duration, 4),
+        )
+        changed = False
+        for event in self.board.record(key, result, self.clock()):
+            if isinstance(event, CheckTransition):
+                self.log.info(
+                    "check_%s" % event.new,
+                    check=self.check_names.get(key, spec.describe()),
+                    state=event.new,
+                    reason=event.reason,
+                )
+            elif isinstance(event, Transition):
+                self._server_transition(event)
+                changed = True
+            elif isinstance(event, WeightChange):
+                self.log.info(
+                    "weight_changed",
+                    service=ids.service_id(event.server.service),
+                    server=ids.server_id(event.server.address, event.server.port),
+                    old=event.old,
+                    new=event.new,
+                    reason=event.reason,
+                )
+                changed = True
+        if changed:
+            self._request_apply()
+
+    def _server_transition(self, event: Transition) -> None:
+        service = ids.service_id(event.server.service)
+        server = ids.server_id(event.server.address, event.server.port)
+        self.state_changes[(service, server, event.new)] += 1
+        level = "warning" if event.new == "down" else "info"
+        self.log.emit(
+            level,
+            "server_%s" % event.new,
+            {"service": service, "server": server, "state": event.new, "reason": event.reason},
+        )
+        self.notifier.notify(
+            Notification("server_%s" % event.new, service, server, event.new, event.reason)
+        )
+
+    # -------------------------------------------------------------- applier
+
+    def _request_apply(self, reconcile: bool = False) -> asyncio.Future[Outcome]:
+        """Wake the applier; the future resolves when the change is in the kernel."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        if reconcile:
+            self._reconcile_now = True
+        self._wake.set()
+        return future
+
+    async def _apply_loop(self) -> None:
+        interval = self.config.settings.reconcile_interval
+        next_reconcile = self.clock() + interval
+        while True:
+            interval = self.config.settings.reconcile_interval
+            next_reconcile = min(next_reconcile, self.clock() + interval)
+            deadline = next_reconcile
+            ramp = self._next_ramp_step()
+            if ramp is not None:
+                deadline = min(deadline, ramp)
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self.clock()))
+                await asyncio.sleep(COALESCE_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            full = self._reconcile_now or self.clock() >= next_reconcile
+            self._reconcile_now = False
+            await self._apply(full)
+            if full:
+                next_reconcile = self.clock() + interval
+
+    def _next_ramp_step(self) -> Optional[float]:
+        if self.board is None:
+            return None
+        now = self.clock()
+        steps = [
+            step
+            for ref in self.board.ramping(now)
+            if (step := self.board.servers[ref].next_weight_change(now, 0.25)) is not None
+        ]
+        return min(steps, default=None)
+
+    async def _apply(self, full: bool) -> Outcome:
+        """Compute the desired table and bring the kernel to it."""
+        waiters, self._waiters = self._waiters, []
+        result = self.compute_desired()
+        remove = sorted(self._pending_remove, key=str)
+        function = self.actuator.reconcile if full else self.actuator.update
+        try:
+            outcome: Outcome = await self._in_ipvs_thread(function, result.table, remove)
+        except Exception as error:
+            outcome = Outcome(error="%s: %s" % (type(error).__name__, error))
+            self.log.error("apply_crashed", reason=outcome.error, where=_where(error))
+        self._after_apply(outcome, result, remove)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(outcome)
+        return outcome
+
+    def compute_desired(self) -> desired_mod.Desired:
+        assert self.board is not None
+        now = self.clock()
+        inputs = []
+        for service in self.config.services:
+            service_id = ids.service_id(service.key)
+            servers = []
+            for real_server in service.real_servers:
+                health = self.board.servers[ServerRef(service.key, *real_server.key)]
+                admin = self.admin.get(
+                    (service_id, ids.server_id(*real_server.key)), desired_mod.ENABLED
+                )
+                servers.append(
+                    desired_mod.ServerInput(
+                        real_server.server, health.up, health.weight_at(now), admin
+                    )
+                )
+            quorum = None
+            if service.quorum is not None:
+                q = service.quorum
+                quorum = desired_mod.Quorum(
+                    q.min_healthy_weight, q.min_healthy_fraction, q.hysteresis
+                )
+            inputs.append(
+                desired_mod.ServiceInput(
+                    service.service,
+                    tuple(servers),
+                    service.on_failure,
+                    quorum,
+                    service.sorry_servers,
+                )
+            )
+        result = desired_mod.compute(inputs, self.below_quorum)
+        self._quorum_events(result)
+        self.last_desired = result
+        return result
+
+    def _quorum_events(self, result: desired_mod.Desired) -> None:
+        new = result.below_quorum()
+        if self.last_desired is None:
+            # The first computation sets the state; servers not checked yet
+            # are no news (a service starting below quorum says so in status).
+            self.below_quorum = new
+            return
+        with_sorry = {service.key for service in self.config.services if service.sorry_servers}
+        for key in sorted(new ^ self.below_quorum, key=str):
+            outcome = result.services.get(key)
+            if outcome is None:
+                continue
+            service = ids.service_id(key)
+            lost = key in new
+            reason = "healthy weight %d, %s %d" % (
+                outcome.healthy_weight,
+                "needs" if lost else "reached",
+                outcome.threshold,
+            )
+            if key in with_sorry:
+                reason += "; sorry server in" if lost else "; sorry server out"
+            event = "quorum_lost" if lost else "quorum_regained"
+            self.log.emit(
+                "warning" if lost else "info", event, {"service": service, "reason": reason}
+            )
+            self.notifier.notify(
+                Notification(event, service, "", "below_quorum" if lost else "ok", reason)
+            )
+        self.below_quorum = new
+
+    def _after_apply(
+        self, outcome: Outcome, result: desired_mod.Desired, remove: list[ServiceKey]
+    ) -> None:
+        now = self.wall()
+        if outcome.read_kernel:
+            self.last_reconcile = now
+        for drift in outcome.drift:
+            self.log.warning(
+                "drift",
+                service=ids.service_id(drift.service),
+                server=ids.server_id(*drift.server) if drift.server else None,
+                kind=drift.kind,
+                expected=drift.expected or None,
+                found=drift.found or None,
+                reason="changed outside the monitor; repaired"
+                if outcome.error is None
+                else "changed outside the monitor",
+            )
+        if outcome.error is not None:
+            self.last_error = outcome.error
+            self.log.error("apply_failed", reason=outcome.error, reconcile=outcome.read_kernel)
+            return
+        self.last_error = None
+        if remove:
+            self._pending_remove -= set(remove)
+            for key in remove:
+                self.log.info(
+                    "service_removed",
+                    service=ids.service_id(key),
+                    reason="no longer in the configuration",
+                )
+            self._save_state()
+        if outcome.operations:
+            self.last_apply = now
+            self.log.info(
+                "table_changed",
+                operations=len(outcome.operations),
+                reconcile=outcome.read_kernel,
+                changes=[op.ipvsadm_line() for op in outcome.operations[:50]],
+            )
+
+    def _count_outcome(self, outcome: Outcome) -> None:
+        if outcome.operations:
+            self.last_apply = self.wall()
+
+    def _log_adoption(self, outcome: Outcome) -> None:
+        self.log.info(
+            "table_adopted",
+            kept=outcome.adopted_entries,
+            operations=len(outcome.operations),
+            reason="existing entries kept; only differences applied",
+        )
+
+    # ---------------------------------------------------------------- admin
+
+    async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
+        if self.board is None:
+            raise LookupError("the monitor is still starting; try again")
+        if action not in ("drain", "disable", "enable"):
+            raise LookupError("unknown action %s" % action)
+        server_id = ids.normalize_server(server)
+        if server_id is None:
+            raise LookupError("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
+        services = {ids.service_id(s.key): s for s in self.config.services}
+        if service in ("*", "all"):
+            targets = [
+                sid
+                for sid, s in services.items()
+                if any(ids.server_id(*rs.key) == server_id for rs in s.real_servers)
+            ]
+            if not targets:
+                raise LookupError("no service has real server %s" % server_id)
+        else:
+            targets = ids.match_service(service, services)
+            if not targets:
+                raise LookupError("no service %s" % service)
+            if len(targets) > 1:
+                raise ValueError("%s names several services: %s" % (service, ", ".join(targets)))
+            if not any(
+                ids.server_id(*rs.key) == server_id for rs in services[targets[0]].real_servers
+            ):
+                raise LookupError("service %s has no real server %s" % (targets[0], server_id))
+        changed = []
+        for service_id in targets:
+            key = (service_id, server_id)
+            before = self.admin.get(key, desired_mod.ENABLED)
+            after = desired_mod.ENABLED if action == "enable" else action
+            if after == desired_mod.ENABLED:
+                self.admin.pop(key, None)
+            else:
+                self.admin[key] = after
+            changed.append(
+                {"service": service_id, "server": server_id, "admin": after, "was": before}
+            )
+            if before != after:
+                self.log.info(
+                    "admin_%s" % action,
+                    service=service_id,
+                    server=server_id,
+                    state=after,
+                    was=before,
+                )
+                self.notifier.notify(
+                    Notification(
+                        "admin_%s" % action, service_id, server_id, after, "set by operator"
+                    )
+                )
+        state_error = self._save_state()
+        outcome = await self._wait(self._request_apply())
+        answer: dict[str, Any] = {
+            "ok": outcome is not None and outcome.error is None,
+            "changed": changed,
+        }
+        if outcome is not None:
+            answer["operations"] = [op.ipvsadm_line() for op in outcome.operations]
+            if outcome.error:
+                answer["kernel_error"] = outcome.error
+        else:
+            answer["kernel_error"] = "the kernel was not updated within %gs" % APPLY_WAIT_SECONDS
+        if state_error:
+            answer["state_file_error"] = state_error
+        return answer
+
+    async def _wait(self, future: asyncio.Future[Outcome]) -> Optional[Outcome]:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), APPLY_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            return None
+
+    # --------------------------------------------------------------- reload
+
+    async def reload(self, source: str = "api") -> Mapping[str, Any]:
+        if self.board is None:
+            return {"ok": False, "errors": ["the monitor is still starting; try again"]}
+        async with self._reload_lock:
+            return await self._reload(source)
+
+    async def _reload(self, source: str) -> Mapping[str, Any]:
+        assert self.board is not None
+        self.log.info("reload_requested", source=source, config=self.config_path)
+        loop = asyncio.get_running_loop()
+        started = self.clock()
+        try:
+            config: MonitorConfig = await loop.run_in_executor(None, load_config, self.config_path)
+        except ConfigError as error:
+            self.reloads["rejected"] += 1
+            self.log.error(
+                "config_rejected",
+                config=self.config_path,
+                errors=error.errors,
+                reason="%d error(s); the running configuration is kept" % len(error.errors),
+            )
+            return {"ok": False, "errors": error.errors}
+        warnings = self._restart_only_changes(config)
+        # The kernel is the prior of checks that are new; when every check
+        # carries its state over, there is nothing to read.
+        known_probes = {health.spec.probe_key for health in self.board.checks.values()}
+        kernel: Table = {}
+        if any(spec.probe_key not in known_probes for spec in config.unique_checks().values()):
+            try:
+                kernel = await self._in_ipvs_thread(self._engine.read)
+            except Exception as error:
+                self.reloads["failed"] += 1
+                message = "cannot read the IPVS table: %s" % error
+                self.log.error("reload_failed", reason=message)
+                return {"ok": False, "errors": [message]}
+        old_keys = {service.key: service for service in self.config.services}
+        old_checks = set(self.board.checks)
+        self.config = config
+        self._configure(config)
+        new_keys = {service.key: service for service in config.services}
+        events = self.board.reload(config, self.clock(), self._present(kernel))
+        self._pending_remove |= set(old_keys) - set(new_keys)
+        self._pending_remove -= set(new_keys)
+        self._sync_check_tasks()
+        for event in events:
+            if isinstance(event, Transition):
+                self._server_transition(event)
+        new_checks = set(self.board.checks)
+        parsed = self.clock()
+        outcome = await self._wait(self._request_apply())
+        done = self.clock()
+        self.reloads["accepted"] += 1
+        added = len(set(new_keys) - set(old_keys))
+        removed = len(set(old_keys) - set(new_keys))
+        changed = sum(1 for key in set(new_keys) & set(old_keys) if new_keys[key] != old_keys[key])
+        operations = len(outcome.operations) if outcome is not None else 0
+        summary = (
+            "reload OK: %d services (%d added, %d removed, %d changed), checks %d kept, %d started, %d stopped, "
+            "%d kernel operations"
+            % (
+                len(new_keys),
+                added,
+                removed,
+                changed,
+                len(old_checks & new_checks),
+                len(new_checks - old_checks),
+                len(old_checks - new_checks),
+                operations,
+            )
+        )
+        self.log.info(
+            "config_reloaded",
+            config=self.config_path,
+            reason=summary,
+            warnings=warnings or None,
+            load_seconds=round(parsed - started, 3),
+            apply_seconds=round(done - parsed, 3),
+        )
+        answer: dict[str, Any] = {
+            "ok": True,
+            "summary": summary,
+            "operations": operations,
+            "warnings": warnings,
+        }
+        if outcome is None or outcome.error:
+            answer["kernel_error"] = (
+                outcome.error if outcome is not None else "kernel not updated in time"
+            )
+        return answer
+
+    def _restart_only_changes(self, config: MonitorConfig) -> list[str]:
+        old, new = self.config.settings, config.settings
+        warnings = []
+        for name in ("name", "control_socket", "listen", "state_file"):
+            if getattr(old, name) != getattr(new, name):
+                warnings.append("global.%s changed: takes effect on restart" % name)
+        return warnings
+
+    # ------------------------------------------------------------ reporting
+
+    def status(self) -> Mapping[str, Any]:
+        return report.status(self)
+
+    def events(self, since: int, limit: Optional[int]) -> list[Mapping[str, Any]]:
+        return list(self.log.history(since, limit))
+
+    def metrics_text(self) -> str:
+        return report.metrics_text(self)
+
+    def api_error(self, message: str) -> None:
+        self.log.error("api_error", reason=message)
+
+
+def _where(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return "%s:%d" % (os.path.basename(last.filename), last.lineno or 0)
+
+
+def _fatal(log: EventLog, reason: str, **fields: Any) -> None:
+    log.error("fatal", reason=reason, **fields)
+    if log.log_format == "json" and sys.stderr.isatty():
+        print("haecs-monitor: %s" % reason, file=sys.stderr)
+
+
+def run_daemon(
+    config_path: str,
+    config: MonitorConfig,
+    log_level: str = "info",
+    log_format: Optional[str] = None,
+) -> int:
+    """Open the kernel's IPVS, run the monitor until it stops; the exit status."""
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS, IPVSError
+
+    log = EventLog(sys.stderr, log_format or config.settings.log_format, log_level)
+    try:
+        engine = IPVS()
+    except (IPVSError, OSError) as error:
+        _fatal(log, str(error))
+        return 1
+
+    async def main() -> int:
+        monitor = Monitor(config_path, config, engine, log, log_format=log_format)
+        return await monitor.run()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        log.error("fatal", reason="%s: %s" % (type(error).__name__, error), where=_where(error))
+        return 1
+    finally:
+        engine.close()

@@ -1,0 +1,99 @@
+"""The dashboard: one self-contained HTML page (no external assets).
+
+It fetches /status every two seconds and draws the table.  The page holds no
+data itself; over the TCP listener it asks for the API token once and sends
+it as a Bearer header (kept in the tab's sessionStorage only).
+"""
+
+from __future__ import annotations
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>HAECS monitor</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
+h1 { font-size: 1.3em; margin: 0 0 .3em; }
+#meta { color: #555; margin-bottom: 1em; }
+table { border-collapse: collapse; width: 100%; background: #fff; }
+th, td { text-align: left; padding: .3em .6em; border-bottom: 1px solid #e3e3e3; vertical-align: top; }
+th { background: #f0f0f0; font-weight: 600; }
+tr.svc td { background: #eef3fa; font-weight: 600; }
+.up { color: #137333; font-weight: 600; }
+.down { color: #c5221f; font-weight: 600; }
+.drain, .disable, .sorry, .below { color: #b06000; font-weight: 600; }
+.detail { color: #666; font-size: .9em; }
+#error { color: #c5221f; font-weight: 600; }
+code { font-family: ui-monospace, monospace; }
+</style>
+</head>
+<body>
+<h1>HAECS monitor <span id="name"></span></h1>
+<div id="meta">loading&hellip;</div>
+<div id="error"></div>
+<table>
+<thead><tr><th>service / server</th><th>health</th><th>admin</th><th>weight</th><th>checks</th></tr></thead>
+<tbody id="rows"></tbody>
+</table>
+<script>
+"use strict";
+function esc(s) {
+  return String(s === undefined || s === null ? "" : s).replace(/[&<>"']/g,
+    function (c) { return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; });
+}
+function headers() {
+  var token = sessionStorage.getItem("haecs-token");
+  return token ? {"Authorization": "Bearer " + token} : {};
+}
+function draw(s) {
+  document.getElementById("name").textContent = s.name ? "(" + s.name + ")" : "";
+  document.getElementById("meta").textContent =
+    s.services.length + " services, up " + Math.round(s.uptime_seconds) + " s, loop lag " +
+    (s.loop.lag_seconds * 1000).toFixed(1) + " ms (max " + (s.loop.max_lag_seconds * 1000).toFixed(1) +
+    " ms), kernel operations " + s.kernel.operations_total + ", drift repaired " + s.kernel.drift_total;
+  var html = "";
+  s.services.forEach(function (svc) {
+    var flags = svc.below_quorum ? ' <span class="below">below quorum</span>' : "";
+    if (svc.sorry_active) flags += ' <span class="sorry">sorry server in</span>';
+    html += '<tr class="svc"><td colspan="5"><code>' + esc(svc.id) + "</code> " + esc(svc.scheduler) +
+      " (healthy weight " + svc.healthy_weight + "/" + svc.total_weight + ")" + flags + "</td></tr>";
+    svc.servers.forEach(function (rs) {
+      var checks = (rs.checks || []).map(function (c) {
+        return esc(c.name) + ": <span class=\\"" + (c.up ? "up" : "down") + "\\">" + (c.up ? "up" : "down") +
+          "</span> <span class=\\"detail\\">" + esc(c.detail) + "</span>";
+      }).join("<br>");
+      html += "<tr><td><code>" + esc(rs.id) + "</code></td><td class=\\"" + esc(rs.health) + "\\">" +
+        esc(rs.health) + '</td><td class="' + esc(rs.admin) + '">' + esc(rs.admin) + "</td><td>" +
+        (rs.in_table ? rs.weight : "&ndash;") + " / " + rs.configured_weight + "</td><td>" + checks + "</td></tr>";
+    });
+    (svc.sorry_servers || []).forEach(function (rs) {
+      html += "<tr><td><code>" + esc(rs.id) + '</code></td><td class="sorry">sorry server</td><td>' +
+        (rs.in_table ? "in" : "standby") + "</td><td>" + (rs.in_table ? rs.weight : "&ndash;") + "</td><td></td></tr>";
+    });
+  });
+  document.getElementById("rows").innerHTML = html;
+}
+function refresh() {
+  fetch("status", {headers: headers(), cache: "no-store"}).then(function (r) {
+    if (r.status === 401) {
+      var token = window.prompt("API token");
+      if (token) sessionStorage.setItem("haecs-token", token);
+      throw new Error("unauthorized");
+    }
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    return r.json();
+  }).then(function (s) {
+    document.getElementById("error").textContent = "";
+    draw(s);
+  }).catch(function (e) {
+    document.getElementById("error").textContent = "cannot read status: " + e.message;
+  });
+}
+refresh();
+setInterval(refresh, 2000);
+</script>
+</body>
+</html>
+"""

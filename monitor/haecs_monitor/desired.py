@@ -1,0 +1,176 @@
+"""The table the kernel should hold, from configuration, health and admin state.
+
+Pure: plain values in, a Table and a report out.  The daemon gathers the
+inputs (health decides `up` and the health weight, which already includes a
+script check's dynamic weight and the slow-start ramp); this module applies
+the rules an operator reads in docs/design/monitor-config.md:
+
+- admin ``disable``: the real server is not in the table at all;
+- admin ``drain``: weight 0, entry kept (existing connections finish; note
+  that persistence keeps sending a persistent client to a drained server
+  until its persistence entry expires);
+- a failed server with ``on_failure: remove`` is left out, with
+  ``on_failure: inhibit`` it stays with weight 0 (persistence entries live on);
+- quorum: the healthy weight (configured weights of servers that are up and
+  enabled) must reach ``min_healthy_weight`` and ``min_healthy_fraction`` of
+  the total configured weight of the servers not disabled.  Once below, the
+  service leaves that state only at ``threshold + hysteresis``.  Without a
+  quorum setting the service is below quorum when its healthy weight is 0;
+- below quorum, when the service has sorry servers, they come in and every
+  real server is treated as failed (the keepalived rule: the sorry server
+  answers alone); without sorry servers the table is left as health says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    RealServer,
+    Service,
+    ServiceKey,
+    Table,
+    VirtualService,
+)
+
+ENABLED = "enabled"
+DRAIN = "drain"
+DISABLE = "disable"
+ADMIN_STATES = (ENABLED, DRAIN, DISABLE)
+
+REMOVE = "remove"
+INHIBIT = "inhibit"
+ON_FAILURE = (REMOVE, INHIBIT)
+
+ServerKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ServerInput:
+    """One configured real server of one service, with its current health."""
+
+    server: RealServer  # as configured: its weight is the configured weight
+    up: bool
+    weight: int  # health weight while up: configured or dynamic, slow start applied
+    admin: str = ENABLED
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """Quorum rule of a service (either bound may be omitted)."""
+
+    min_healthy_weight: Optional[int] = None
+    min_healthy_fraction: Optional[float] = None
+    hysteresis: int = 0
+
+    def threshold(self, total_weight: int) -> int:
+        """Healthy weight needed: every bound given, and never less than 1."""
+        needed = 1
+        if self.min_healthy_weight is not None:
+            needed = max(needed, self.min_healthy_weight)
+        if self.min_healthy_fraction is not None:
+            needed = max(needed, math.ceil(self.min_healthy_fraction * total_weight - 1e-9))
+        return needed
+
+
+NO_QUORUM = Quorum()
+
+
+@dataclass(frozen=True)
+class ServiceInput:
+    service: Service
+    servers: tuple[ServerInput, ...]
+    on_failure: str = REMOVE
+    quorum: Optional[Quorum] = None
+    sorry_servers: tuple[RealServer, ...] = ()
+
+    @property
+    def key(self) -> ServiceKey:
+        return self.service.key
+
+
+@dataclass(frozen=True)
+class ServerOutcome:
+    """What became of one real server, and why (for status and logs)."""
+
+    in_table: bool
+    weight: int  # the weight in the table (0 when not in the table)
+    reason: str  # up | down | drained | disabled | below-quorum | sorry
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    below_quorum: bool
+    healthy_weight: int
+    total_weight: int
+    threshold: int
+    sorry_active: bool
+    servers: Mapping[ServerKey, ServerOutcome] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Desired:
+    table: Table
+    services: Mapping[ServiceKey, ServiceOutcome]
+
+    def below_quorum(self) -> frozenset[ServiceKey]:
+        return frozenset(key for key, outcome in self.services.items() if outcome.below_quorum)
+
+
+def compute(
+    inputs: Iterable[ServiceInput], below_quorum: frozenset[ServiceKey] = frozenset()
+) -> Desired:
+    """The desired table of the managed services.
+
+    `below_quorum` is the set of services that were below quorum after the
+    previous computation (the hysteresis needs it); the result carries the
+    new set in `Desired.below_quorum()`.
+    """
+    table: Table = {}
+    outcomes: dict[ServiceKey, ServiceOutcome] = {}
+    for service_input in inputs:
+        entry, outcome = _service(service_input, service_input.key in below_quorum)
+        table[service_input.key] = entry
+        outcomes[service_input.key] = outcome
+    return Desired(table, outcomes)
+
+
+def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, ServiceOutcome]:
+    counted = [s for s in spec.servers if s.admin != DISABLE]
+    total = sum(s.server.weight for s in counted)
+    healthy = sum(s.server.weight for s in counted if s.up and s.admin == ENABLED)
+    quorum = spec.quorum or NO_QUORUM
+    threshold = quorum.threshold(total)
+    if was_below:
+        below = healthy < threshold + quorum.hysteresis
+    else:
+        below = healthy < threshold
+    sorry = below and bool(spec.sorry_servers)
+    entry = VirtualService(spec.service)
+    servers: dict[ServerKey, ServerOutcome] = {}
+    for item in spec.servers:
+        outcome = _server(item, spec.on_failure, sorry)
+        servers[item.server.key] = outcome
+        if outcome.in_table:
+            entry.real_servers[item.server.key] = replace(item.server, weight=outcome.weight)
+    if sorry:
+        for sorry_server in spec.sorry_servers:
+            entry.real_servers[sorry_server.key] = sorry_server
+            servers[sorry_server.key] = ServerOutcome(True, sorry_server.weight, "sorry")
+    return entry, ServiceOutcome(below, healthy, total, threshold, sorry, servers)
+
+
+def _server(item: ServerInput, on_failure: str, replaced_by_sorry: bool) -> ServerOutcome:
+    if item.admin == DISABLE:
+        return ServerOutcome(False, 0, "disabled")
+    if not item.up or replaced_by_sorry:
+        reason = "down" if not item.up else "below-quorum"
+        if on_failure == INHIBIT:
+            return ServerOutcome(True, 0, reason)
+        return ServerOutcome(False, 0, reason)
+    if item.admin == DRAIN:
+        return ServerOutcome(True, 0, "drained")
+    return ServerOutcome(True, max(0, item.weight), "up")

@@ -1,0 +1,434 @@
+"""Health decisions: from check results to up/down servers and their weights.
+
+Pure: no I/O and no clock of its own; every call that depends on time takes
+`now` (any monotonic seconds), and jitter draws from an injected random
+source, so tests drive it with a fake clock and fixed random numbers.
+
+Semantics (HAProxy's):
+
+* **rise / fall** -- a check that is down needs `rise` consecutive successes
+  to go up; one that is up needs `fall` consecutive failures to go down.  A
+  result against the trend resets the count, so a flapping endpoint holds
+  its state instead of bouncing (flap damping is implied by rise/fall).
+* **initial state: adopt what the kernel does** -- there is no "unknown"
+  state.  On start (and for a check new after a reload) a check whose
+  servers are in the kernel's table now starts *up, unconfirmed*: it goes
+  down only after `fall` failures, so starting or restarting the monitor
+  never disturbs traffic.  A check none of whose servers is in the table
+  starts *down* and needs `rise` successes.  A check shared by a present and
+  a missing server starts up (the endpoint is serving).  `confirmed` turns
+  true with the first result.
+* **a server is up when all its checks are up**; a server without checks is
+  always up (a static member, as in keepalived).
+* **timing** -- the first check of each check comes after a random part of
+  its interval (spreads a thousand checks over the interval); afterwards the
+  delay is `interval` while stable up, `fast_interval` while changing state
+  (some but not all of rise/fall counted) and `down_interval` while stable
+  down, each multiplied by a random factor in [1 - jitter, 1 + jitter].
+* **weight** -- the configured weight, or the smallest dynamic weight a
+  script check reported (exit code - 2) while up; a server that comes back
+  up with `slow_start` > 0 ramps linearly from 1 to that weight over
+  `slow_start` seconds (`weight_at(now)`).  Servers up at start do not ramp.
+* **reload** keeps the state of every check whose dedup_key is unchanged; a
+  check whose only change is its timing keeps its state too (same probe_key).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    ServiceKey,
+    format_endpoint,
+)
+
+from .checks.base import CheckResult
+from .config_model import CheckKey, CheckSpec, MonitorConfig, RealServerConfig
+
+UP = "up"
+DOWN = "down"
+
+RandomSource = Callable[[], float]  # uniform in [0, 1), like random.random
+
+
+@dataclass(frozen=True, order=True)
+class ServerRef:
+    """One real server of one service (a server in two services is two refs)."""
+
+    service: ServiceKey
+    address: str
+    port: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.address, self.port)
+
+    def __str__(self) -> str:
+        return "%s real server %s" % (self.service, format_endpoint(self.address, self.port))
+
+
+@dataclass(frozen=True)
+class CheckTransition:
+    """A check changed state (logged; server transitions follow from it)."""
+
+    check: CheckSpec
+    old: str
+    new: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A server changed state: the desired table changes."""
+
+    server: ServerRef
+    old: str
+    new: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class WeightChange:
+    """An up server's health weight changed (a script check's dynamic weight)."""
+
+    server: ServerRef
+    old: int
+    new: int
+    reason: str
+    at: float
+
+
+Event = Union[CheckTransition, Transition, WeightChange]
+
+
+def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
+    """`delay` times a random factor in [1 - jitter, 1 + jitter]."""
+    return delay * (1.0 + jitter * (2.0 * rand() - 1.0))
+
+
+class CheckHealth:
+    """The rise/fall state of one check, shared by every server that uses it."""
+
+    def __init__(self, spec: CheckSpec, up: bool, now: float) -> None:
+        self.spec = spec
+        self.up = up
+        self.confirmed = False
+        self.successes = 0  # consecutive, while down
+        self.failures = 0  # consecutive, while up
+        self.weight: Optional[int] = None  # dynamic weight of the last success
+        self.detail = "not checked yet"
+        self.last_checked: Optional[float] = None
+        self.changed_at = now
+
+    @property
+    def state(self) -> str:
+        return UP if self.up else DOWN
+
+    @property
+    def in_transition(self) -> bool:
+        """Some, but not yet all, of the results needed to change state."""
+        return self.failures > 0 if self.up else self.successes > 0
+
+    def observe(self, result: CheckResult, now: float) -> Optional[CheckTransition]:
+        self.confirmed = True
+        self.last_checked = now
+        self.detail = result.detail
+        if result.up:
+            self.successes += 1
+            self.failures = 0
+            self.weight = result.weight
+        else:
+            self.failures += 1
+            self.successes = 0
+        if self.up and self.failures >= self.spec.fall:
+            reason = "%d consecutive failure(s): %s" % (self.failures, result.detail)
+        elif not self.up and self.successes >= self.spec.rise:
+            reason = "%d consecutive success(es): %s" % (self.successes, result.detail)
+        else:
+            return None
+        old = self.state
+        self.up = not self.up
+        self.successes = self.failures = 0
+        self.changed_at = now
+        return CheckTransition(self.spec, old, self.state, reason, now)
+
+    def base_delay(self) -> float:
+        if self.in_transition:
+            return self.spec.fast_interval
+        return self.spec.interval if self.up else self.spec.down_interval
+
+    def next_delay(self, rand: RandomSource) -> float:
+        """Seconds from this result to the next check."""
+        return jittered(self.base_delay(), self.spec.jitter, rand)
+
+    def first_delay(self, rand: RandomSource) -> float:
+        """Seconds from start to the first check: spread over one interval."""
+        return rand() * self.spec.interval
+
+    def carried_to(self, spec: CheckSpec) -> CheckHealth:
+        """This state under a new spec (same probe, other timing)."""
+        moved = CheckHealth(spec, self.up, self.changed_at)
+        moved.confirmed = self.confirmed
+        moved.successes = self.successes
+        moved.failures = self.failures
+        moved.weight = self.weight
+        moved.detail = self.detail
+        moved.last_checked = self.last_checked
+        return moved
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "check": self.spec.describe(),
+            "type": self.spec.type,
+            "state": self.state,
+            "confirmed": self.confirmed,
+            "successes": self.successes,
+            "failures": self.failures,
+            "rise": self.spec.rise,
+            "fall": self.spec.fall,
+            "weight": self.weight,
+            "detail": self.detail,
+            "last_checked": self.last_checked,
+            "changed_at": self.changed_at,
+        }
+
+
+class ServerHealth:
+    """One real server of one service: up when all its checks are up."""
+
+    def __init__(
+        self,
+        ref: ServerRef,
+        config: RealServerConfig,
+        checks: tuple[CheckHealth, ...],
+        slow_start: float = 0.0,
+    ) -> None:
+        self.ref = ref
+        self.config = config
+        self.checks = checks
+        self.slow_start = slow_start
+        self.up = self._all_up()
+        self.ramp_start: Optional[float] = None  # set when it comes back up
+
+    @property
+    def state(self) -> str:
+        return UP if self.up else DOWN
+
+    def _all_up(self) -> bool:
+        return all(check.up for check in self.checks)
+
+    def evaluate(self, now: float) -> Optional[Transition]:
+        """Follow the checks; a Transition when the server's state changed."""
+        up = self._all_up()
+        if up == self.up:
+            return None
+        old = self.state
+        self.up = up
+        self.ramp_start = now if up and self.slow_start > 0 else None
+        return Transition(self.ref, old, self.state, self.reason(), now)
+
+    def reason(self) -> str:
+        if not self.checks:
+            return "no checks"
+        failing = [check for check in self.checks if not check.up]
+        if not failing:
+            return "all %d check(s) up" % len(self.checks)
+        return "; ".join("%s: %s" % (check.spec.describe(), check.detail) for check in failing)
+
+    def base_weight(self) -> int:
+        """The configured weight, or the smallest dynamic weight reported."""
+        dynamic = [check.weight for check in self.checks if check.weight is not None]
+        return min(dynamic) if dynamic else self.config.server.weight
+
+    def ramping(self, now: float) -> bool:
+        return (
+            self.ramp_start is not None
+            and self.slow_start > 0
+            and now < self.ramp_start + self.slow_start
+            and self.base_weight() > 1
+        )
+
+    def weight_at(self, now: float) -> int:
+        """The health weight at `now`: base weight, slow-start ramp applied."""
+        weight = self.base_weight()
+        if self.ramp_start is None or not self.ramping(now):
+            return weight
+        elapsed = max(0.0, now - self.ramp_start)
+        return max(1, min(weight, math.floor(weight * elapsed / self.slow_start)))
+
+    def next_weight_change(self, now: float, min_step: float = 1.0) -> Optional[float]:
+        """When the ramped weight next changes (at least `min_step` from now),
+        or None when it is not ramping."""
+        if self.ramp_start is None or not self.ramping(now):
+            return None
+        end = self.ramp_start + self.slow_start
+        step_at = self.ramp_start + (self.weight_at(now) + 1) * self.slow_start / self.base_weight()
+        return min(end, max(step_at, now + min_step))
+
+    def as_dict(self, now: float) -> dict[str, object]:
+        return {
+            "service": str(self.ref.service),
+            "address": self.ref.address,
+            "port": self.ref.port,
+            "state": self.state,
+            "reason": self.reason(),
+            "weight": self.weight_at(now),
+            "configured_weight": self.config.server.weight,
+            "ramping": self.ramping(now),
+            "checks": [check.as_dict() for check in self.checks],
+        }
+
+
+def migrate_checks(
+    old: Mapping[CheckKey, CheckHealth],
+    specs: Iterable[CheckSpec],
+    initially_up: Callable[[CheckSpec], bool],
+    now: float,
+) -> dict[CheckKey, CheckHealth]:
+    """Check states for a new check set (reload).
+
+    A check with an unchanged dedup_key keeps its state object; one that only
+    changed timing (same probe_key) carries its state over; any other starts
+    afresh, up when `initially_up(spec)` says its servers are in the kernel.
+    """
+    by_probe: dict[CheckKey, CheckHealth] = {}
+    for health in old.values():
+        by_probe.setdefault(health.spec.probe_key, health)
+    result: dict[CheckKey, CheckHealth] = {}
+    for spec in specs:
+        key = spec.dedup_key
+        if key in result:
+            continue
+        kept = old.get(key)
+        if kept is not None:
+            result[key] = kept
+        elif spec.probe_key in by_probe:
+            result[key] = by_probe[spec.probe_key].carried_to(spec)
+        else:
+            result[key] = CheckHealth(spec, initially_up(spec), now)
+    return result
+
+
+class HealthBoard:
+    """Every check and server of one configuration, and the events between them.
+
+    The daemon runs each check in `checks`, feeds results to `record()`, waits
+    `next_delay()` before running it again, and builds the desired table from
+    `servers` (`up`, `weight_at(now)`).  `present` is the set of servers the
+    kernel's table holds (and serves) now.
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        now: float,
+        present: Collection[ServerRef] = (),
+        rand: RandomSource = random.random,
+    ) -> None:
+        self._rand = rand
+        self.config = config
+        self.checks: dict[CheckKey, CheckHealth] = {}
+        self.servers: dict[ServerRef, ServerHealth] = {}
+        self._users: dict[CheckKey, list[ServerRef]] = {}
+        self._build(config, now, present, {}, {})
+
+    def _build(
+        self,
+        config: MonitorConfig,
+        now: float,
+        present: Collection[ServerRef],
+        old_checks: Mapping[CheckKey, CheckHealth],
+        old_servers: Mapping[ServerRef, ServerHealth],
+    ) -> None:
+        users: dict[CheckKey, list[ServerRef]] = {}
+        entries: list[tuple[ServerRef, RealServerConfig, float]] = []
+        for service in config.services:
+            for real_server in service.real_servers:
+                ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
+                entries.append((ref, real_server, service.slow_start))
+                for spec in real_server.checks:
+                    users.setdefault(spec.dedup_key, []).append(ref)
+        present_set = set(present)
+
+        def initially_up(spec: CheckSpec) -> bool:
+            return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
+
+        specs = [spec for _, real_server, _ in entries for spec in real_server.checks]
+        checks = migrate_checks(old_checks, specs, initially_up, now)
+        servers: dict[ServerRef, ServerHealth] = {}
+        for ref, real_server, slow_start in entries:
+            own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
+            server = ServerHealth(ref, real_server, own, slow_start)
+            previous = old_servers.get(ref)
+            if previous is not None:  # evaluate() then reports changes against it
+                server.up = previous.up
+                server.ramp_start = previous.ramp_start if slow_start > 0 else None
+            servers[ref] = server
+        self.config = config
+        self.checks = checks
+        self.servers = servers
+        self._users = users
+
+    def users(self, key: CheckKey) -> tuple[ServerRef, ...]:
+        """The servers a check feeds."""
+        return tuple(self._users.get(key, ()))
+
+    def record(self, key: CheckKey, result: CheckResult, now: float) -> list[Event]:
+        """Feed one result; the check's and its servers' changes, in that order.
+
+        A result for a check no longer configured (a reload raced it) is ignored.
+        """
+        check = self.checks.get(key)
+        if check is None:
+            return []
+        refs = self._users.get(key, [])
+        weights = {ref: self.servers[ref].base_weight() for ref in refs}
+        events: list[Event] = []
+        change = check.observe(result, now)
+        if change is not None:
+            events.append(change)
+        for ref in refs:
+            server = self.servers[ref]
+            transition = server.evaluate(now)
+            if transition is not None:
+                events.append(transition)
+                continue
+            weight = server.base_weight()
+            if server.up and weight != weights[ref]:
+                events.append(WeightChange(ref, weights[ref], weight, result.detail, now))
+        return events
+
+    def next_delay(self, key: CheckKey) -> float:
+        return self.checks[key].next_delay(self._rand)
+
+    def first_delay(self, key: CheckKey) -> float:
+        return self.checks[key].first_delay(self._rand)
+
+    def reload(
+        self, config: MonitorConfig, now: float, present: Collection[ServerRef] = ()
+    ) -> list[Event]:
+        """Switch to a new configuration, keeping what can be kept.
+
+        Returns the transitions of servers present in both configurations
+        whose state changes with the new check set (rare: a check replaced by
+        one that starts down).
+        """
+        old_servers = self.servers
+        self._build(config, now, present, self.checks, old_servers)
+        events: list[Event] = []
+        for ref, server in self.servers.items():
+            if ref in old_servers:
+                transition = server.evaluate(now)
+                if transition is not None:
+                    events.append(transition)
+        return events
+
+    def ramping(self, now: float) -> list[ServerRef]:
+        """Servers whose slow-start weight is still growing."""
+        return [ref for ref, server in self.servers.items() if server.up and server.ramping(now)]

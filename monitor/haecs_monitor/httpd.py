@@ -1,0 +1,234 @@
+"""A tiny HTTP/1.1 server on asyncio streams (no dependency).
+
+Just enough for a control API: one request per connection (the response
+says ``Connection: close``), a bounded header block, a bounded body given by
+Content-Length (no chunked uploads).  The handler is a coroutine taking a
+`Request` and returning a `Response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MAX_HEAD = 16 * 1024
+MAX_BODY = 64 * 1024
+READ_TIMEOUT = 10.0
+
+REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    path: str  # decoded path
+    segments: list[str]  # decoded path segments, empty ones dropped
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = b""
+    transport: str = "unix"  # unix | tcp
+
+    def query_value(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> Response:
+        text = json.dumps(data, indent=1, sort_keys=False, default=str) + "\n"
+        return cls(status, text.encode("utf-8"))
+
+    @classmethod
+    def error(
+        cls, status: int, message: str, headers: Optional[Mapping[str, str]] = None
+    ) -> Response:
+        response = cls.json({"error": message, "status": status}, status)
+        response.headers.update(headers or {})
+        return response
+
+    @classmethod
+    def text(
+        cls, text: str, content_type: str = "text/plain; charset=utf-8", status: int = 200
+    ) -> Response:
+        return cls(status, text.encode("utf-8"), content_type)
+
+    def encode(self) -> bytes:
+        head = ["HTTP/1.1 %d %s" % (self.status, REASONS.get(self.status, "Unknown"))]
+        headers = {
+            "Content-Type": self.content_type,
+            "Content-Length": str(len(self.body)),
+            "Cache-Control": "no-store",
+            "Connection": "close",
+            "X-Content-Type-Options": "nosniff",
+        }
+        headers.update(self.headers)
+        head += ["%s: %s" % item for item in headers.items()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + self.body
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    """Request line and headers of a request head (without the blank line)."""
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
+        raise BadRequest(400, "undecodable request") from None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest(400, "malformed request line")
+    method, target, _version = parts
+    if not method.isalpha() or not method.isupper():
+        raise BadRequest(400, "malformed method")
+    if not target.startswith("/"):
+        raise BadRequest(400, "the request target must be a path")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or " " in name:
+            raise BadRequest(400, "malformed header line")
+        headers[name.lower()] = value.strip()
+    return method, target, headers
+
+
+def build_request(
+    method: str, target: str, headers: dict[str, str], body: bytes, transport: str
+) -> Request:
+    split = urlsplit(target)
+    segments = [unquote(part) for part in split.path.split("/") if part]
+    return Request(
+        method=method,
+        target=target,
+        path=unquote(split.path),
+        segments=segments,
+        query=parse_qs(split.query),
+        headers=headers,
+        body=body,
+        transport=transport,
+    )
+
+
+async def read_request(reader: asyncio.StreamReader, transport: str) -> Request:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise BadRequest(431, "request head too large") from None
+    except asyncio.IncompleteReadError:
+        raise BadRequest(400, "incomplete request") from None
+    method, target, headers = parse_head(head[:-4])
+    if "transfer-encoding" in headers:
+        raise BadRequest(501, "transfer-encoding is not supported; send Content-Length")
+    body = b""
+    length_text = headers.get("content-length")
+    if length_text is not None:
+        if not length_text.isdigit():
+            raise BadRequest(400, "bad Content-Length")
+        length = int(length_text)
+        if length > MAX_BODY:
+            raise BadRequest(413, "body larger than %d bytes" % MAX_BODY)
+        try:
+            body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise BadRequest(400, "incomplete body") from None
+    return build_request(method, target, headers, body, transport)
+
+
+class Server:
+    """Serve `handler` on a unix socket path or a TCP address."""
+
+    def __init__(self, handler: Handler, on_error: Optional[Callable[[str], None]] = None) -> None:
+        self._handler = handler
+        self._on_error = on_error
+        self._servers: list[asyncio.base_events.Server] = []
+
+    async def serve_unix(self, path: str) -> None:
+        server = await asyncio.start_unix_server(
+            lambda r, w: self._connection(r, w, "unix"), path=path, limit=MAX_HEAD
+        )
+        self._servers.append(server)
+
+    async def serve_tcp(self, host: str, port: int) -> None:
+        server = await asyncio.start_server(
+            lambda r, w: self._connection(r, w, "tcp"), host, port, limit=MAX_HEAD
+        )
+        self._servers.append(server)
+
+    def sockets(self) -> list[Any]:
+        return [sock for server in self._servers for sock in server.sockets]
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+        self._servers = []
+
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        try:
+            try:
+                request = await asyncio.wait_for(read_request(reader, transport), READ_TIMEOUT)
+            except BadRequest as error:
+                response = Response.error(error.status, str(error))
+            except asyncio.TimeoutError:
+                response = Response.error(400, "request not received in time")
+            else:
+                try:
+                    response = await self._handler(request)
+                except Exception as error:
+                    if self._on_error is not None:
+                        self._on_error("%s: %s" % (type(error).__name__, error))
+                    response = Response.error(500, "internal error (see the monitor's log)")
+                if request.method == "HEAD":
+                    response.body = b""
+            writer.write(response.encode())
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass

@@ -1,0 +1,91 @@
+"""Names of services and real servers in the API, the CLI, logs and the state file.
+
+A service is ``tcp:10.0.0.1:80``, ``udp:[2001:db8::1]:53``, ``fwmark:42`` or
+``fwmark:42:ipv6``; a real server is ``10.0.2.1:80`` or ``[2001:db8::2]:80``.
+Operators may also type a service as ``10.0.0.1:80`` (tcp is implied when
+unambiguous) or as ipvsadm prints it (``tcp 10.0.0.1:80``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Optional
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    IPV6,
+    ServiceKey,
+    format_endpoint,
+)
+
+
+def service_id(key: ServiceKey) -> str:
+    if key.is_fwmark:
+        return "fwmark:%d" % key.fwmark + (":ipv6" if key.family == IPV6 else "")
+    return "%s:%s" % (key.protocol, format_endpoint(key.address, key.port))
+
+
+def server_id(address: str, port: int) -> str:
+    return format_endpoint(address, port)
+
+
+def _split_endpoint(text: str) -> Optional[tuple[str, int]]:
+    text = text.strip()
+    if text.startswith("["):
+        address, sep, port = text[1:].partition("]:")
+    else:
+        address, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        return ipaddress.ip_address(address).compressed, int(port)
+    except ValueError:
+        return None
+
+
+def normalize_server(text: str) -> Optional[str]:
+    endpoint = _split_endpoint(text)
+    return server_id(*endpoint) if endpoint else None
+
+
+def match_service(text: str, known: Iterable[str]) -> list[str]:
+    """Service ids among `known` that `text` names (one unless ambiguous)."""
+    known = list(known)
+    text = text.strip()
+    if text in known:
+        return [text]
+    lowered = text.lower().replace(" ", ":", 1)
+    if lowered in known:
+        return [lowered]
+    head, _, rest = lowered.partition(":")
+    if head in ("tcp", "udp", "sctp"):
+        endpoint = _split_endpoint(rest)
+        wanted = "%s:%s" % (head, server_id(*endpoint)) if endpoint else ""
+        return [wanted] if wanted in known else []
+    if head == "fwmark":
+        return [item for item in known if item == lowered or item == lowered + ":ipv4"]
+    endpoint = _split_endpoint(text)
+    if endpoint is None:
+        return []
+    wanted = server_id(*endpoint)
+    return [
+        item
+        for item in known
+        if item.split(":", 1)[1:] == [wanted] and not item.startswith("fwmark")
+    ]
+
+
+def parse_service_id(text: str) -> Optional[ServiceKey]:
+    """The key a service id names (as `service_id` writes it), or None."""
+    head, _, rest = text.partition(":")
+    if head == "fwmark":
+        mark, _, family = rest.partition(":")
+        if not mark.isdigit() or family not in ("", "ipv4", "ipv6"):
+            return None
+        return ServiceKey.for_fwmark(int(mark), family or "ipv4")
+    if head not in ("tcp", "udp", "sctp"):
+        return None
+    endpoint = _split_endpoint(rest)
+    if endpoint is None:
+        return None
+    return ServiceKey.for_address(head, endpoint[0], endpoint[1])

@@ -1,0 +1,68 @@
+"""Watch our own event loop: a frozen checker must never be silent.
+
+A ticker sleeps `period` seconds and measures how late it woke up.  A lag
+above `warn_after` is logged as a warning (loop_stalled) and counted; the
+last and the worst lag are exposed in /status and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Callable, Optional
+
+from .events import EventLog
+
+
+class LoopLag:
+    def __init__(
+        self,
+        log: EventLog,
+        period: float = 0.25,
+        warn_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self.period = period
+        self.warn_after = warn_after
+        self._clock = clock
+        self.last = 0.0
+        self.max = 0.0
+        self.stalls_total = 0
+        self._recent: deque[float] = deque(maxlen=240)  # about a minute at 0.25 s
+        self._task: Optional[asyncio.Task[None]] = None
+
+    @property
+    def recent_max(self) -> float:
+        return max(self._recent, default=0.0)
+
+    def record(self, lag: float) -> None:
+        lag = max(0.0, lag)
+        self.last = lag
+        self.max = max(self.max, lag)
+        self._recent.append(lag)
+        if lag >= self.warn_after:
+            self.stalls_total += 1
+            self._log.warning(
+                "loop_stalled", lag_seconds=round(lag, 3), reason="event loop woke %.3fs late" % lag
+            )
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            expected = self._clock() + self.period
+            await asyncio.sleep(self.period)
+            self.record(self._clock() - expected)

@@ -1,0 +1,288 @@
+"""What the monitor shows: the /status document and the /metrics families."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import ids, metrics
+from .config_model import CheckKey, CheckSpec, MonitorConfig
+from .desired import ENABLED
+from .health import ServerRef
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .daemon import Monitor
+
+
+def check_names(config: MonitorConfig) -> dict[CheckKey, str]:
+    """A short unique name per unique check: 'http 10.0.2.1:80 /health'."""
+    names: dict[CheckKey, str] = {}
+    used: Counter[str] = Counter()
+    for key, spec in config.unique_checks().items():
+        name = _describe(spec)
+        used[name] += 1
+        names[key] = name if used[name] == 1 else "%s #%d" % (name, used[name])
+    return names
+
+
+def _describe(spec: CheckSpec) -> str:
+    name = spec.describe()
+    if spec.type in ("http", "https"):
+        name += " %s" % (spec.text("path") or "/")
+    elif spec.type == "script":
+        command = spec.texts("command")
+        if command:
+            name += " %s" % command[0].rsplit("/", 1)[-1]
+    elif spec.type == "dns":
+        name += " %s" % (spec.text("query") or "")
+    return name.rstrip()
+
+
+def _age(now: float, then: Optional[float]) -> Optional[float]:
+    return None if then is None else round(max(0.0, now - then), 3)
+
+
+def status(monitor: Monitor) -> dict[str, Any]:
+    board = monitor.board
+    wall = monitor.wall()
+    mono = monitor.clock()
+    lag = monitor.looplag
+    actuator = monitor.actuator
+    desired = monitor.last_desired
+    document: dict[str, Any] = {
+        "name": monitor.config.settings.name,
+        "pid": _pid(),
+        "config": monitor.config_path,
+        "uptime_seconds": round(wall - monitor.started_at, 3),
+        "loop": {
+            "lag_seconds": round(lag.last, 6),
+            "max_lag_seconds": round(lag.max, 6),
+            "recent_max_lag_seconds": round(lag.recent_max, 6),
+            "stalls_total": lag.stalls_total,
+            "stall_threshold_seconds": lag.warn_after,
+        },
+        "kernel": {
+            "operations_total": sum(actuator.operations_total.values()),
+            "operations": dict(actuator.operations_total),
+            "drift_total": actuator.drift_total,
+            "reconciles_total": actuator.reconciles_total,
+            "errors_total": actuator.errors_total,
+            "last_error": monitor.last_error,
+            "last_reconcile_age_seconds": _age(wall, monitor.last_reconcile),
+            "last_change_age_seconds": _age(wall, monitor.last_apply),
+            "reconcile_interval_seconds": monitor.config.settings.reconcile_interval,
+        },
+        "checks": {
+            "configured": sum(
+                len(rs.checks) for s in monitor.config.services for rs in s.real_servers
+            ),
+            "unique": len(board.checks) if board else 0,
+        },
+        "notify": {
+            "sent_total": monitor.notifier.sent_total,
+            "failed_total": monitor.notifier.failed_total,
+            "dropped_total": monitor.notifier.dropped_total,
+        },
+        "reloads": dict(monitor.reloads),
+        "services": [],
+    }
+    if board is None:
+        return document
+    for service in monitor.config.services:
+        service_id = ids.service_id(service.key)
+        outcome = desired.services.get(service.key) if desired is not None else None
+        entry: dict[str, Any] = {
+            "id": service_id,
+            "service": str(service.key),
+            "scheduler": service.service.scheduler,
+            "on_failure": service.on_failure,
+            "slow_start": service.slow_start,
+            "below_quorum": bool(outcome and outcome.below_quorum),
+            "sorry_active": bool(outcome and outcome.sorry_active),
+            "healthy_weight": outcome.healthy_weight if outcome else 0,
+            "total_weight": outcome.total_weight if outcome else 0,
+            "threshold": outcome.threshold if outcome else 0,
+            "servers": [],
+            "sorry_servers": [],
+        }
+        for real_server in service.real_servers:
+            health = board.servers[ServerRef(service.key, *real_server.key)]
+            server_id = ids.server_id(*real_server.key)
+            placed = outcome.servers.get(real_server.key) if outcome else None
+            entry["servers"].append(
+                {
+                    "id": server_id,
+                    "address": real_server.server.address,
+                    "port": real_server.server.port,
+                    "health": health.state,
+                    "health_reason": health.reason(),
+                    "reason": placed.reason if placed else None,
+                    "admin": monitor.admin.get((service_id, server_id), ENABLED),
+                    "in_table": bool(placed and placed.in_table),
+                    "weight": placed.weight if placed else 0,
+                    "configured_weight": real_server.server.weight,
+                    "health_weight": health.weight_at(mono),
+                    "ramping": health.ramping(mono),
+                    "checks": [_check(monitor, check.spec, mono) for check in health.checks],
+                }
+            )
+        for sorry in service.sorry_servers:
+            placed = outcome.servers.get(sorry.key) if outcome else None
+            entry["sorry_servers"].append(
+                {
+                    "id": ids.server_id(*sorry.key),
+                    "in_table": bool(placed and placed.in_table),
+                    "weight": sorry.weight,
+                }
+            )
+        document["services"].append(entry)
+    return document
+
+
+def _check(monitor: Monitor, spec: CheckSpec, now: float) -> dict[str, Any]:
+    assert monitor.board is not None
+    key = spec.dedup_key
+    health = monitor.board.checks[key]
+    duration = monitor.last_duration.get(key)
+    return {
+        "name": monitor.check_names.get(key, spec.describe()),
+        "type": spec.type,
+        "up": health.up,
+        "confirmed": health.confirmed,
+        "detail": health.detail,
+        "successes": health.successes,
+        "failures": health.failures,
+        "rise": spec.rise,
+        "fall": spec.fall,
+        "dynamic_weight": health.weight,
+        "last_checked_age_seconds": _age(now, health.last_checked),
+        "last_duration_seconds": None if duration is None else round(duration, 6),
+    }
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def metrics_text(monitor: Monitor) -> str:
+    return metrics.render(families(monitor))
+
+
+def families(monitor: Monitor) -> list[metrics.Family]:
+    document = status(monitor)
+    up = metrics.Family(
+        "haecs_server_up", "gauge", "1 when the real server's checks say up, else 0"
+    )
+    weight = metrics.Family(
+        "haecs_server_weight",
+        "gauge",
+        "Weight of the real server in the IPVS table (0 when absent)",
+    )
+    in_table = metrics.Family(
+        "haecs_server_in_table", "gauge", "1 when the real server is in the IPVS table"
+    )
+    admin = metrics.Family(
+        "haecs_server_admin_state",
+        "gauge",
+        "Always 1; the state label is the admin state (enabled, drain, disable)",
+    )
+    quorum = metrics.Family(
+        "haecs_service_below_quorum", "gauge", "1 while the service is below its quorum"
+    )
+    for service in document["services"]:
+        quorum.add(1 if service["below_quorum"] else 0, service=service["id"])
+        service_label = metrics.label_text({"service": service["id"]})
+        for server in service["servers"]:
+            labels = "%s,%s" % (service_label, metrics.label_text({"server": server["id"]}))
+            up.add_labels(1 if server["health"] == "up" else 0, labels)
+            weight.add_labels(server["weight"] if server["in_table"] else 0, labels)
+            in_table.add_labels(1 if server["in_table"] else 0, labels)
+            admin.add_labels(1, '%s,state="%s"' % (labels, server["admin"]))
+    duration = metrics.Family(
+        "haecs_check_duration_seconds", "histogram", "Duration of health checks"
+    )
+    checks = metrics.Family("haecs_checks_total", "counter", "Health checks run, by result")
+    specs = monitor.board.checks if monitor.board else {}
+    for key, health in specs.items():
+        name = monitor.check_names.get(key, health.spec.describe())
+        histogram = monitor.check_durations.get(key)
+        if histogram is not None:
+            histogram.add_to(duration, check=name, type=health.spec.type)
+        for result in (True, False):
+            checks.add(
+                monitor.checks_total[(key, result)],
+                check=name,
+                type=health.spec.type,
+                result="up" if result else "down",
+            )
+    changes = metrics.Family("haecs_state_changes_total", "counter", "Real server state changes")
+    for (service_id, server_id, state), count in sorted(monitor.state_changes.items()):
+        changes.add(count, service=service_id, server=server_id, state=state)
+    lag = metrics.Family(
+        "haecs_loop_lag_seconds", "gauge", "How late the event loop woke up last time"
+    )
+    lag.add(monitor.looplag.last)
+    lag_max = metrics.Family(
+        "haecs_loop_lag_max_seconds", "gauge", "Worst event loop lag since start"
+    )
+    lag_max.add(monitor.looplag.max)
+    stalls = metrics.Family(
+        "haecs_loop_stalls_total", "counter", "Event loop stalls longer than the warning threshold"
+    )
+    stalls.add(monitor.looplag.stalls_total)
+    operations = metrics.Family(
+        "haecs_kernel_operations_total", "counter", "IPVS changes sent to the kernel, by kind"
+    )
+    for kind in (
+        "add_service",
+        "set_service",
+        "delete_service",
+        "add_real_server",
+        "set_real_server",
+        "delete_real_server",
+    ):
+        operations.add(monitor.actuator.operations_total[kind], op=kind)
+    drift = metrics.Family(
+        "haecs_reconcile_drift_total",
+        "counter",
+        "Managed entries found changed outside the monitor",
+    )
+    drift.add(monitor.actuator.drift_total)
+    reconciles = metrics.Family(
+        "haecs_reconciles_total", "counter", "Full reconciles (kernel reads)"
+    )
+    reconciles.add(monitor.actuator.reconciles_total)
+    errors = metrics.Family(
+        "haecs_kernel_errors_total", "counter", "Kernel reads or changes that failed"
+    )
+    errors.add(monitor.actuator.errors_total)
+    reloads = metrics.Family(
+        "haecs_config_reloads_total", "counter", "Configuration reloads, by result"
+    )
+    for outcome in ("accepted", "rejected", "failed"):
+        reloads.add(monitor.reloads[outcome], result=outcome)
+    notify = metrics.Family(
+        "haecs_notify_failures_total", "counter", "Notify commands that failed or timed out"
+    )
+    notify.add(monitor.notifier.failed_total)
+    return [
+        up,
+        weight,
+        in_table,
+        admin,
+        quorum,
+        duration,
+        checks,
+        changes,
+        lag,
+        lag_max,
+        stalls,
+        operations,
+        drift,
+        reconciles,
+        errors,
+        reloads,
+        notify,
+    ]

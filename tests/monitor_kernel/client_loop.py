@@ -1,0 +1,34 @@
+"""Send HTTP requests to a VIP in a loop; print one JSON line of counts at the end.
+
+    python3 client_loop.py URL SECONDS [STOP_FILE]
+
+Stops after SECONDS or as soon as STOP_FILE exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+
+url, seconds = sys.argv[1], float(sys.argv[2])
+stop_file = sys.argv[3] if len(sys.argv) > 3 else None
+ok = failed = 0
+errors: dict[str, int] = {}
+servers: dict[str, int] = {}
+end = time.monotonic() + seconds
+while time.monotonic() < end and not (stop_file and os.path.exists(stop_file)):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            body = answer.read().decode().strip()
+        ok += 1
+        servers[body] = servers.get(body, 0) + 1
+    except Exception as error:
+        failed += 1
+        errors[type(error).__name__ + ": " + str(error)[:80]] = (
+            errors.get(type(error).__name__, 0) + 1
+        )
+    time.sleep(0.02)
+print(json.dumps({"ok": ok, "failed": failed, "errors": errors, "servers": servers}))

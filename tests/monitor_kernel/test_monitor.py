@@ -1,0 +1,550 @@
+"""The monitor against a real IPVS table, real servers in namespaces, NAT.
+
+Times printed in the "monitor kernel timings" section are measurements,
+never assertions: only generous timeouts are asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from typing import Any, Callable
+
+import pytest
+from conftest import (
+    CLIENT,
+    PYTHON,
+    VIP,
+    Lab,
+    Monitor,
+    base_config,
+    http_service,
+    record,
+    rs_address,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kernel
+
+MonitorFactory = Callable[..., Monitor]
+CHECK = base_config("/x")["global"]["check_defaults"]
+# fall x interval + margin; generous because UML is slow at process starts.
+DOWN_WITHIN = CHECK["fall"] * CHECK["interval"] + 10
+UP_WITHIN = CHECK["rise"] * CHECK["down_interval"] + 10
+
+
+def config_with(tmp: str, *services: dict[str, Any], **global_options: Any) -> dict[str, Any]:
+    config = base_config(tmp, **global_options)
+    config["services"] = list(services)
+    return config
+
+
+def in_table(lab: Lab, n: int) -> bool:
+    return rs_address(n) in lab.weights()
+
+
+def test_kill_server_removed_then_restored(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    for n in (1, 2):
+        lab.start(n)
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2))))
+    wait_for(
+        lambda: lab.weights() == {rs_address(1): 1, rs_address(2): 1}, UP_WITHIN, "both servers in"
+    )
+    lab.kill(2)
+    took = wait_for(lambda: not in_table(lab, 2), DOWN_WITHIN, "rs2 removed")
+    record("kill -> removed (fall 2 x 0.3 s)", "%.2f s" % took)
+    assert lab.weights() == {rs_address(1): 1}
+    assert monitor.has_event("server_down", server="%s:80" % rs_address(2))
+    lab.start(2)
+    took = wait_for(lambda: in_table(lab, 2), UP_WITHIN, "rs2 restored")
+    record("restart -> restored (rise 2 x 0.3 s)", "%.2f s" % took)
+    assert monitor.has_event("server_up", server="%s:80" % rs_address(2))
+    record(
+        "http checks: worst event-loop lag", "%.3f s" % monitor.status()["loop"]["max_lag_seconds"]
+    )
+    # haecsctl status reads at a glance.
+    text = monitor.ctl("status").stdout
+    assert "tcp:10.0.0.1:80" in text and "10.1.2.2:80" in text and " up " in text
+
+
+def test_server_that_never_answers_is_down(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2))))
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+    lab.set_mode(2, "hang")  # accepts and reads, never answers
+    took = wait_for(lambda: not in_table(lab, 2), DOWN_WITHIN, "hanging rs2 removed")
+    record("accepts but never answers -> removed", "%.2f s" % took)
+    detail = monitor.server(2)["checks"][0]["detail"]
+    assert "timed out" in detail
+
+
+def test_flapping_server_holds_its_state(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    service = http_service((1, 2), check_defaults={"rise": 3, "fall": 3})
+    monitor = monitor_factory(config_with(str(tmp_path), service))
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN + 5, "both servers in")
+    lab.set_mode(2, "flap")  # 200, 500, 200, 500 ... one per request
+    time.sleep(4)
+    assert in_table(lab, 2), "a flapping server must hold its state (rise/fall 3)"
+    assert not monitor.has_event("server_down")
+    checks = monitor.server(2)["checks"][0]
+    record("flapping 4 s: state held (results alternate)", "failures now %d" % checks["failures"])
+
+
+def test_all_down_brings_in_sorry_server(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    for n in (1, 2, 9):
+        lab.start(n)
+    sorry = [{"address": rs_address(9), "port": 80, "forwarding": "masq", "weight": 1}]
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2), sorry_servers=sorry)))
+    wait_for(
+        lambda: lab.weights() == {rs_address(1): 1, rs_address(2): 1},
+        UP_WITHIN,
+        "real servers in, sorry out",
+    )
+    lab.kill(1)
+    lab.kill(2)
+    took = wait_for(lambda: lab.weights() == {rs_address(9): 1}, DOWN_WITHIN, "sorry server alone")
+    record("all down -> sorry server in", "%.2f s" % took)
+    assert monitor.has_event("quorum_lost")
+    # Traffic really reaches the sorry server through the VIP.
+    answer = _fetch(lab)
+    assert answer == "ok rs9"
+    lab.start(1)
+    took = wait_for(
+        lambda: lab.weights() == {rs_address(1): 1}, UP_WITHIN, "sorry server out again"
+    )
+    record("one back -> sorry server out", "%.2f s" % took)
+    assert monitor.has_event("quorum_regained")
+
+
+def test_quorum_with_hysteresis(lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any) -> None:
+    for n in (1, 2, 3, 9):
+        lab.start(n)
+    sorry = [{"address": rs_address(9), "port": 80, "forwarding": "masq", "weight": 1}]
+    service = http_service(
+        (1, 2, 3), sorry_servers=sorry, quorum={"min_healthy_weight": 2, "hysteresis": 1}
+    )
+    monitor = monitor_factory(config_with(str(tmp_path), service))
+    wait_for(
+        lambda: len(lab.weights()) == 3 and not in_table(lab, 9), UP_WITHIN, "three servers in"
+    )
+    lab.kill(3)  # healthy 2 >= 2: still above quorum
+    wait_for(lambda: not in_table(lab, 3), DOWN_WITHIN, "rs3 out")
+    assert not in_table(lab, 9)
+    lab.kill(2)  # healthy 1 < 2: below quorum, sorry server answers alone
+    wait_for(lambda: lab.weights() == {rs_address(9): 1}, DOWN_WITHIN, "below quorum: sorry alone")
+    lab.start(2)  # healthy 2 < 2 + hysteresis 1: stays below
+    wait_for(lambda: monitor.server(2)["health"] == "up", UP_WITHIN, "rs2 healthy again")
+    time.sleep(1.0)
+    assert lab.weights() == {rs_address(9): 1}, "hysteresis: 2 is not enough to leave below-quorum"
+    assert monitor.status()["services"][0]["below_quorum"]
+    lab.start(3)  # healthy 3 >= 3: above again
+    wait_for(
+        lambda: lab.weights() == {rs_address(n): 1 for n in (1, 2, 3)},
+        UP_WITHIN,
+        "above quorum again",
+    )
+
+
+def test_inhibit_keeps_entry_with_weight_zero(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    service = http_service((1, 2), on_failure="inhibit")
+    service["real_servers"][1]["weight"] = 5
+    monitor_factory(config_with(str(tmp_path), service))
+    wait_for(lambda: lab.weights() == {rs_address(1): 1, rs_address(2): 5}, UP_WITHIN, "servers in")
+    lab.kill(2)
+    wait_for(lambda: lab.weights().get(rs_address(2)) == 0, DOWN_WITHIN, "rs2 at weight 0")
+    listing = subprocess.run(["ipvsadm", "-Ln"], capture_output=True, text=True, check=True).stdout
+    line = next(line for line in listing.splitlines() if "10.1.2.2:80" in line)
+    assert line.split()[2:4] == ["Masq", "0"], line
+    lab.start(2)
+    wait_for(lambda: lab.weights().get(rs_address(2)) == 5, UP_WITHIN, "rs2 back to weight 5")
+
+
+def test_slow_start_ramps_the_weight(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    service = http_service((1, 2), slow_start=3)
+    service["real_servers"][1]["weight"] = 10
+    monitor_factory(config_with(str(tmp_path), service))
+    wait_for(
+        lambda: lab.weights().get(rs_address(2)) == 10,
+        UP_WITHIN,
+        "rs2 at weight 10 (up at start: no ramp)",
+    )
+    lab.kill(2)
+    wait_for(lambda: not in_table(lab, 2), DOWN_WITHIN, "rs2 out")
+    lab.start(2)
+    seen: list[int] = []
+    deadline = time.monotonic() + UP_WITHIN + 10
+    while time.monotonic() < deadline:
+        weight = lab.weights().get(rs_address(2))
+        if weight is not None and (not seen or seen[-1] != weight):
+            seen.append(weight)
+        if weight == 10:
+            break
+        time.sleep(0.1)
+    record("slow start 3 s, weight 10: weights seen", " ".join(map(str, seen)))
+    assert seen and seen[-1] == 10
+    assert len(seen) >= 3 and seen == sorted(seen) and seen[0] < 5, seen
+
+
+def test_script_check_sets_dynamic_weight(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    # The script runs as `nobody`: its files must be world-readable, and
+    # pytest's tmp folders are private (0700).
+    import pathlib
+    import tempfile
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="haecs-script-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    code_file = folder / "code"
+    code_file.write_text("7")  # exit 7: up with weight 5
+    code_file.chmod(0o644)
+    script = folder / "agent.py"
+    script.write_text("import sys\nraise SystemExit(int(open(sys.argv[1]).read()))\n")
+    script.chmod(0o644)
+    service = http_service((1,))
+    # Python starts slowly in UML: a longer interval and timeout for this one.
+    service["checks"] = [{"type": "script", "command": [PYTHON, str(script), str(code_file)]}]
+    service["check_defaults"] = {
+        "interval": 1,
+        "timeout": 0.9,
+        "down_interval": 1,
+        "fast_interval": 0.5,
+    }
+    monitor = monitor_factory(config_with(str(tmp_path), service))
+    wait_for(lambda: lab.weights().get(rs_address(1)) == 5, UP_WITHIN, "dynamic weight 5 (exit 7)")
+    code_file.write_text("12")
+    took = wait_for(
+        lambda: lab.weights().get(rs_address(1)) == 10, 10, "dynamic weight 10 (exit 12)"
+    )
+    record("script exit code -> new weight", "%.2f s" % took)
+    assert monitor.has_event("weight_changed")
+    code_file.write_text("1")
+    wait_for(lambda: not in_table(lab, 1), DOWN_WITHIN, "exit 1: down")
+    loop = monitor.status()["loop"]
+    record("script checks: worst event-loop lag", "%.3f s" % loop["max_lag_seconds"])
+
+
+def test_drift_is_repaired_and_logged(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2))))
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+    subprocess.run(
+        ["ipvsadm", "-d", "-t", "%s:80" % VIP, "-r", "%s:80" % rs_address(1)], check=True
+    )
+    subprocess.run(
+        ["ipvsadm", "-e", "-t", "%s:80" % VIP, "-r", "%s:80" % rs_address(2), "-m", "-w", "9"],
+        check=True,
+    )
+    took = wait_for(
+        lambda: lab.weights() == {rs_address(1): 1, rs_address(2): 1}, 10, "hand changes repaired"
+    )
+    record("ipvsadm -d/-e by hand -> repaired (reconcile 1 s)", "%.2f s" % took)
+    drift = {(event["server"], event["kind"]) for event in monitor.events("drift")}
+    assert ("10.1.1.2:80", "missing") in drift and ("10.1.2.2:80", "changed") in drift
+    changed = next(event for event in monitor.events("drift") if event["kind"] == "changed")
+    assert changed["found"].endswith("-w 9") and changed["expected"].endswith("-w 1")
+    assert monitor.status()["kernel"]["drift_total"] >= 2
+
+
+def test_unmanaged_service_is_never_touched(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    subprocess.run(["ipvsadm", "-A", "-u", "10.0.0.9:53", "-s", "rr"], check=True)
+    subprocess.run(["ipvsadm", "-a", "-u", "10.0.0.9:53", "-r", "10.1.5.2:53", "-m"], check=True)
+    monitor_factory(config_with(str(tmp_path), http_service((1,))))
+    wait_for(lambda: in_table(lab, 1), UP_WITHIN, "rs1 in")
+    time.sleep(1.5)  # one reconcile at least
+    assert "-a -u 10.0.0.9:53 -r 10.1.5.2:53 -m -w 1" in lab.table()
+
+
+def test_restart_keeps_traffic_flowing(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    config = config_with(str(tmp_path), http_service((1, 2)))
+    first = monitor_factory(config)
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+    stop_file = str(tmp_path / "stop-client")
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", "client", PYTHON, CLIENT, "http://%s/" % VIP, "60", stop_file],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    assert first.stop() == 0
+    table_after_stop = lab.weights()
+    assert table_after_stop == {rs_address(1): 1, rs_address(2): 1}, "on_exit keep: the table stays"
+    time.sleep(1.0)  # no monitor at all for a while
+    second = Monitor(first.tmp, config)
+    startup = second.start()
+    adopted = second.events("table_adopted")[-1]
+    time.sleep(1.5)
+    open(stop_file, "w").close()
+    out, _ = client.communicate(timeout=30)
+    second.stop()
+    counts = json.loads(out.strip().splitlines()[-1])
+    record(
+        "restart under load: requests ok/failed",
+        "%d/%d (new monitor up in %.2f s, %d kernel ops at adoption)"
+        % (counts["ok"], counts["failed"], startup, adopted["operations"]),
+    )
+    assert counts["failed"] == 0, counts
+    assert counts["ok"] > 20
+    assert adopted["operations"] == 0 and adopted["kept"] == 3
+
+
+def test_reload_good_applies_only_the_difference(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    for n in (1, 2, 3):
+        lab.start(n)
+    config = config_with(str(tmp_path), http_service((1, 2, 3)))
+    monitor = monitor_factory(config)
+    wait_for(lambda: len(lab.weights()) == 3, UP_WITHIN, "three servers in")
+    lab.kill(3)
+    wait_for(lambda: not in_table(lab, 3), DOWN_WITHIN, "rs3 out")
+    # 1) the same config again: zero kernel operations, states kept.
+    before = monitor.kernel_operations()
+    monitor.signal(signal.SIGHUP)
+    wait_for(lambda: len(monitor.events("config_reloaded")) == 1, 15, "reload 1")
+    time.sleep(0.5)
+    assert monitor.kernel_operations() == before
+    assert "0 kernel operations" in monitor.events("config_reloaded")[0]["reason"]
+    # 2) one weight changed, one server added: exactly two operations; the
+    # down server stays down, the up ones stay up without waiting for rise.
+    lab.start(4)
+    service = http_service((1, 2, 3, 4))
+    service["real_servers"][0]["weight"] = 4
+    monitor.write_config(config_with(str(tmp_path), service))
+    before = monitor.kernel_operations()
+    reply = monitor.ctl("reload")
+    assert reply.returncode == 0, reply.stderr
+    record("haecsctl reload output", reply.stdout.strip())
+    assert lab.weights()[rs_address(1)] == 4 and in_table(lab, 2) and not in_table(lab, 3)
+    wait_for(lambda: in_table(lab, 4), UP_WITHIN, "rs4 in after its rise")
+    assert monitor.kernel_operations() - before == 2  # -e rs1 weight 4, -a rs4
+    assert not monitor.has_event("server_down", server="10.1.1.2:80")
+    # 3) a service removed from the config is deleted from the kernel.
+    monitor.write_config(config_with(str(tmp_path), http_service((1,), port=8080)))
+    assert monitor.ctl("reload").returncode == 0
+    wait_for(lambda: "-A -t 10.0.0.1:80 " not in lab.table(), 10, "old service deleted")
+    assert "-A -t 10.0.0.1:8080 -s wrr" in lab.table()
+
+
+def test_reload_bad_is_rejected_and_old_config_keeps_running(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2))))
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+    with open(monitor.config_path, "w") as handle:
+        handle.write("services:\n  - address: 10.0.0.1\n    port: 99999\n    sceduler: rr\n")
+    reply = monitor.ctl("reload")
+    assert reply.returncode == 1
+    assert "rejected" in reply.stderr and "services[0].port" in reply.stderr
+    monitor.signal(signal.SIGHUP)
+    wait_for(lambda: len(monitor.events("config_rejected")) == 2, 15, "SIGHUP rejection logged")
+    assert monitor.events("config_rejected")[0]["errors"]
+    # The old configuration still runs: a failure is still handled.
+    lab.kill(2)
+    wait_for(lambda: not in_table(lab, 2), DOWN_WITHIN, "rs2 removed under the old config")
+    assert not monitor.exited()
+
+
+def test_admin_drain_disable_enable_survive_restart(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    lab.start(2)
+    config = config_with(str(tmp_path), http_service((1, 2)))
+    monitor = monitor_factory(config)
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+    reply = monitor.ctl("drain", "tcp:10.0.0.1:80", "10.1.1.2:80")
+    assert reply.returncode == 0, reply.stderr
+    assert lab.weights() == {rs_address(1): 0, rs_address(2): 1}  # applied before haecsctl returned
+    assert monitor.ctl("disable", "10.1.2.2:80").returncode == 0  # every service with that server
+    assert lab.weights() == {rs_address(1): 0}
+    monitor.stop()
+    again = Monitor(monitor.tmp, config)
+    again.start()
+    time.sleep(1.5)
+    assert lab.weights() == {rs_address(1): 0}, "admin states come back from the state file"
+    assert again.server(1)["admin"] == "drain" and again.server(2)["admin"] == "disable"
+    assert again.ctl("enable", "10.0.0.1:80", "10.1.1.2:80").returncode == 0
+    assert again.ctl("enable", "10.1.2.2:80").returncode == 0
+    wait_for(lambda: lab.weights() == {rs_address(1): 1, rs_address(2): 1}, UP_WITHIN, "both back")
+    bad = again.ctl("drain", "tcp:10.0.0.1:80", "10.9.9.9:80")
+    assert bad.returncode == 1 and bad.stderr.startswith(
+        "haecsctl: service tcp:10.0.0.1:80 has no real server"
+    )
+    again.stop()
+
+
+def test_on_exit_remove(lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any) -> None:
+    lab.start(1)
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1,)), on_exit="remove"))
+    wait_for(lambda: in_table(lab, 1), UP_WITHIN, "rs1 in")
+    assert monitor.stop() == 0
+    assert "10.0.0.1:80" not in lab.table()
+
+
+def test_control_socket_is_root_only_and_removed(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    monitor = monitor_factory(config_with(str(tmp_path), http_service(())))
+    info = os.stat(monitor.socket)
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == 0
+    monitor.stop()
+    assert not os.path.exists(monitor.socket)
+
+
+def test_tcp_listener_needs_the_token(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    from haecs_monitor import client
+
+    token_file = tmp_path / "token"
+    token = "tok-" + os.urandom(12).hex()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = _free_port()
+    listen = {"address": "127.0.0.1", "port": port, "token_file": str(token_file)}
+    monitor = monitor_factory(config_with(str(tmp_path), http_service(()), listen=listen))
+    assert client.request("GET", "/status", address=("127.0.0.1", port)).status == 401
+    assert (
+        client.request("GET", "/metrics", address=("127.0.0.1", port), token="nope").status == 401
+    )
+    assert (
+        client.request("POST", "/reload", address=("127.0.0.1", port), token="nope").status == 401
+    )
+    good = client.request("GET", "/metrics", address=("127.0.0.1", port), token=token)
+    assert good.status == 200 and b"haecs_loop_lag_seconds" in good.body
+    assert token not in monitor.log_text()
+    monitor.stop()
+    # Without a token file the monitor refuses to start at all.
+    token_file.unlink()
+    refused = monitor_factory(
+        config_with(str(tmp_path), http_service(()), listen=listen), start=False, subdir="m2"
+    )
+    refused.start(wait=False)
+    assert refused.process is not None and refused.process.wait(30) == 1
+    fatal = refused.events("fatal")
+    assert fatal and "token_file" in fatal[0]["reason"]
+
+
+def test_shared_checks_run_once_and_notify(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    lab.start(1)
+    out = tmp_path / "notify.log"
+    notify = {
+        "command": [
+            PYTHON,
+            "-c",
+            "import os,sys; open(sys.argv[1],'a').write(' '.join(os.environ.get(k,'') for k in "
+            "('HAECS_EVENT','HAECS_SERVICE','HAECS_SERVER','HAECS_STATE')) + chr(10))",
+            str(out),
+        ],
+        "timeout": 5,
+    }
+    web = http_service((1,))
+    alt = http_service((1,), port=8080)  # same real server, same check: shared
+    monitor = monitor_factory(config_with(str(tmp_path), web, alt, notify=notify))
+    status = monitor.status()
+    assert status["checks"] == {"configured": 2, "unique": 1}
+    wait_for(
+        lambda: out.exists() and out.read_text().count("server_up") == 2,
+        UP_WITHIN,
+        "two server_up notifications",
+    )
+    lab.kill(1)
+    wait_for(
+        lambda: out.read_text().count("server_down") == 2,
+        DOWN_WITHIN,
+        "two server_down notifications",
+    )
+    assert "server_down tcp:10.0.0.1:80 10.1.1.2:80 down" in out.read_text()
+    metrics = monitor.ctl("metrics").stdout
+    assert 'haecs_server_up{service="tcp:10.0.0.1:8080",server="10.1.1.2:80"} 0' in metrics
+    for name in (
+        "haecs_checks_total",
+        "haecs_check_duration_seconds_bucket",
+        "haecs_state_changes_total",
+        "haecs_loop_lag_seconds",
+        "haecs_kernel_operations_total",
+        "haecs_reconcile_drift_total",
+        "haecs_server_weight",
+    ):
+        assert name in metrics, name
+
+
+def test_check_mode_of_the_cli(tmp_path: Any) -> None:
+    import sys
+
+    from conftest import MONITOR_BIN
+
+    good = tmp_path / "good.yml"
+    good.write_text(
+        json.dumps(config_with(str(tmp_path), http_service((1, 2)), http_service((1,), port=8080)))
+    )
+    result = subprocess.run(
+        [sys.executable, MONITOR_BIN, "--check", str(good)], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout == "config OK: 2 services, 3 real servers, 3 checks (2 unique)\n"
+
+
+def _fetch(lab: Lab) -> str:
+    result = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            "client",
+            PYTHON,
+            "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://%s/', timeout=5).read().decode().strip())"
+            % VIP,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

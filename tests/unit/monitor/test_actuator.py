@@ -1,0 +1,172 @@
+"""Actuator: plan against the managed part of the kernel, drift, adoption, counts."""
+
+from __future__ import annotations
+
+from haecs_monitor.actuator import Actuator, find_drift
+from monitor_fakes import FakeEngine
+
+from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_plan
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    RealServer,
+    Service,
+    ServiceKey,
+    Table,
+    VirtualService,
+)
+
+A = ServiceKey.for_address("tcp", "10.0.0.1", 80)
+B = ServiceKey.for_address("tcp", "10.0.0.2", 80)
+FOREIGN = ServiceKey.for_address("udp", "10.9.9.9", 53)
+
+
+def rs(last: int, weight: int = 1) -> RealServer:
+    return RealServer("10.0.2.%d" % last, 80, "masq", weight)
+
+
+def vs(key: ServiceKey, *servers: RealServer, scheduler: str = "wrr") -> VirtualService:
+    return VirtualService(Service(key, scheduler=scheduler), {s.key: s for s in servers})
+
+
+def kinds(operations: list[ipvs_plan.Operation]) -> list[str]:
+    return [op.kind for op in operations]
+
+
+def test_first_reconcile_adopts_without_flushing() -> None:
+    engine = FakeEngine({A: vs(A, rs(1), rs(2, 5)), FOREIGN: vs(FOREIGN, rs(9))})
+    actuator = Actuator(engine)
+    outcome = actuator.reconcile({A: vs(A, rs(1), rs(2, 3))})
+    assert outcome.adopted and outcome.drift == []
+    assert outcome.adopted_entries == 2  # the service and rs(1) were already right
+    assert [op.ipvsadm_line() for op in outcome.operations] == [
+        "-e -t 10.0.0.1:80 -r 10.0.2.2:80 -m -w 3"
+    ]
+    # The service we do not manage is untouched.
+    assert engine.table[FOREIGN] == vs(FOREIGN, rs(9))
+
+
+def test_unmanaged_services_are_never_deleted_and_extra_servers_are_purged() -> None:
+    engine = FakeEngine({A: vs(A, rs(1), rs(7)), FOREIGN: vs(FOREIGN, rs(9))})
+    actuator = Actuator(engine)
+    outcome = actuator.reconcile({A: vs(A, rs(1)), B: vs(B, rs(1))})
+    assert kinds(outcome.operations) == ["add_service", "add_real_server", "delete_real_server"]
+    assert set(engine.table) == {A, B, FOREIGN}
+    assert list(engine.table[A].real_servers) == [("10.0.2.1", 80)]
+
+
+def test_nothing_to_do_costs_zero_operations() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    desired = {A: vs(A, rs(1))}
+    actuator.reconcile(desired)
+    before = sum(actuator.operations_total.values())
+    assert before == 2
+    for _ in range(3):
+        assert actuator.reconcile(desired).operations == []
+        assert actuator.update(desired).operations == []
+    assert sum(actuator.operations_total.values()) == before
+    assert len(engine.applied) == 1
+
+
+def test_update_does_not_read_the_kernel() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1), rs(2))})
+    reads = engine.reads
+    outcome = actuator.update({A: vs(A, rs(1))})
+    assert engine.reads == reads and not outcome.read_kernel
+    assert kinds(outcome.operations) == ["delete_real_server"]
+
+
+def test_drift_is_reported_and_repaired() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    desired = {A: vs(A, rs(1), rs(2, 3))}
+    actuator.reconcile(desired)
+    # By hand: ipvsadm -d one server, -e another's weight, -a an extra one.
+    del engine.table[A].real_servers[("10.0.2.1", 80)]
+    engine.table[A].real_servers[("10.0.2.2", 80)] = rs(2, 9)
+    engine.table[A].real_servers[("10.0.2.8", 80)] = rs(8)
+    outcome = actuator.reconcile(desired)
+    found = {(d.kind, d.server) for d in outcome.drift}
+    assert found == {
+        ("missing", ("10.0.2.1", 80)),
+        ("changed", ("10.0.2.2", 80)),
+        ("unexpected", ("10.0.2.8", 80)),
+    }
+    changed = next(d for d in outcome.drift if d.kind == "changed")
+    assert changed.expected.endswith("-w 3") and changed.found.endswith("-w 9")
+    assert actuator.drift_total == 3
+    assert engine.table[A] == desired[A]
+
+
+def test_drift_of_a_deleted_service() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    desired = {A: vs(A, rs(1))}
+    actuator.reconcile(desired)
+    del engine.table[A]
+    outcome = actuator.reconcile(desired)
+    assert [(d.kind, d.server) for d in outcome.drift] == [("missing", None)]
+    assert engine.table[A] == desired[A]
+
+
+def test_update_falls_back_to_reconcile_when_refused() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1))})
+    engine.table[A].real_servers[("10.0.2.2", 80)] = rs(2)  # added by hand
+    # Planning against the stale view would add rs(2) again: EEXIST.
+    outcome = actuator.update({A: vs(A, rs(1), rs(2, 4))})
+    assert outcome.read_kernel and outcome.error is None
+    assert engine.table[A].real_servers[("10.0.2.2", 80)].weight == 4
+
+
+def test_refused_apply_is_reported_and_next_update_reads() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1))})
+    engine.refuse = True
+    outcome = actuator.update({A: vs(A, rs(1), rs(2))})
+    assert outcome.error is not None and "refused" in outcome.error
+    assert actuator.errors_total == 1
+    engine.refuse = False
+    reads = engine.reads
+    outcome = actuator.update({A: vs(A, rs(1), rs(2))})
+    assert engine.reads == reads + 1 and outcome.error is None
+
+
+def test_removed_services_are_deleted_only_if_named() -> None:
+    engine = FakeEngine({FOREIGN: vs(FOREIGN, rs(9))})
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1)), B: vs(B, rs(2))})
+    outcome = actuator.update({A: vs(A, rs(1))}, remove=[B])
+    assert kinds(outcome.operations) == ["delete_service"]
+    assert set(engine.table) == {A, FOREIGN}
+    assert actuator.known == {A: vs(A, rs(1))}
+
+
+def test_remove_all_on_exit() -> None:
+    engine = FakeEngine({FOREIGN: vs(FOREIGN, rs(9))})
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1)), B: vs(B, rs(2))})
+    outcome = actuator.remove_all([A, B])
+    assert kinds(outcome.operations) == ["delete_service", "delete_service"]
+    assert set(engine.table) == {FOREIGN}
+
+
+def test_read_failure_is_an_error_not_an_exception() -> None:
+    class Broken(FakeEngine):
+        def read(self, with_stats: bool = False, services_only: bool = False) -> Table:
+            raise IPVSError("IPVS is not available in this kernel")
+
+    actuator = Actuator(Broken())
+    outcome = actuator.reconcile({A: vs(A)})
+    assert outcome.error is not None and "not available" in outcome.error
+
+
+def test_find_drift_service_attributes() -> None:
+    drift = find_drift({A: vs(A, scheduler="wrr")}, {A: vs(A, scheduler="rr")})
+    assert [(d.kind, d.server, d.found) for d in drift] == [
+        ("changed", None, "-A -t 10.0.0.1:80 -s rr")
+    ]

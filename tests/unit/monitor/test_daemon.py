@@ -1,0 +1,234 @@
+"""The daemon loop without a kernel: a fake engine and scripted check results."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from collections.abc import Awaitable
+from typing import Any, Callable
+
+import pytest
+import yaml
+from haecs_monitor import daemon
+from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.config import load_config
+from haecs_monitor.events import EventLog
+from monitor_fakes import FakeEngine
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    RealServer,
+    Service,
+    ServiceKey,
+    VirtualService,
+)
+
+KEY = ServiceKey.for_address("tcp", "10.0.0.1", 80)
+FOREIGN = ServiceKey.for_address("udp", "10.9.9.9", 53)
+TIMING = {
+    "interval": 0.05,
+    "timeout": 0.04,
+    "rise": 2,
+    "fall": 2,
+    "fast_interval": 0.03,
+    "down_interval": 0.05,
+}
+
+
+def config_dict(
+    tmp: str, servers: tuple[int, ...] = (1, 2), port: int = 80, **extra: Any
+) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "address": "10.0.0.1",
+        "port": port,
+        "scheduler": "wrr",
+        "checks": [{"type": "tcp"}],
+        "real_servers": [
+            {"address": "10.0.2.%d" % n, "forwarding": "masq", "weight": n} for n in servers
+        ],
+    }
+    service.update(extra)
+    return {
+        "global": {
+            "control_socket": os.path.join(tmp, "monitor.sock"),
+            "state_file": os.path.join(tmp, "monitor.state"),
+            "reconcile_interval": 0.2,
+            "check_defaults": TIMING,
+        },
+        "services": [service],
+    }
+
+
+class Harness:
+    def __init__(self, tmp: str, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tmp = tmp
+        self.path = os.path.join(tmp, "monitor.yml")
+        self.engine = engine
+        self.down: set[str] = set()
+        self.stream = io.StringIO()
+
+        async def fake_check(spec: Any, address: str, port: int) -> CheckResult:
+            await asyncio.sleep(0)
+            if address in self.down:
+                return CheckResult(False, None, "refused")
+            return CheckResult(True, None, "connected")
+
+        monkeypatch.setattr(daemon, "CHECKS", {"tcp": fake_check})
+
+    def write(self, config: dict[str, Any]) -> None:
+        with open(self.path, "w") as handle:
+            yaml.safe_dump(config, handle)
+
+    def weights(self) -> dict[str, int]:
+        entry = self.engine.table.get(KEY)
+        return (
+            {} if entry is None else {k[0]: v.weight for k, v in sorted(entry.real_servers.items())}
+        )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in self.stream.getvalue().splitlines()]
+        return [record for record in records if record["event"] == name]
+
+    def run(
+        self, scenario: Callable[[daemon.Monitor], Awaitable[None]], on_exit: str = "keep"
+    ) -> int:
+        async def main() -> int:
+            config = load_config(self.path)
+            monitor = daemon.Monitor(self.path, config, self.engine, EventLog(self.stream))
+            task = asyncio.get_running_loop().create_task(monitor.run())
+            try:
+                await until(
+                    lambda: monitor.board is not None and monitor._applier is not None, "start"
+                )
+                await scenario(monitor)
+            finally:
+                monitor.stop()
+            return await asyncio.wait_for(task, 10)
+
+        return asyncio.run(main())
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def harness(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    return Harness(str(tmp_path), FakeEngine(), monkeypatch)
+
+
+def test_health_admin_drift_and_reload(harness: Harness) -> None:
+    foreign = VirtualService(Service(FOREIGN, scheduler="rr"), {})
+    harness.engine.table[FOREIGN] = foreign
+    harness.write(config_dict(harness.tmp))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "both up")
+        harness.down.add("10.0.2.2")
+        await until(lambda: harness.weights() == {"10.0.2.1": 1}, "rs2 removed")
+        # Admin: drain is applied before the call returns and saved.
+        answer = await monitor.set_admin("10.0.0.1:80", "10.0.2.1:80", "drain")
+        assert answer["ok"] and harness.weights() == {"10.0.2.1": 0}
+        with open(monitor.config.settings.state_file) as handle:
+            saved = json.load(handle)
+        assert saved["admin"] == {"tcp:10.0.0.1:80": {"10.0.2.1:80": "drain"}}
+        with pytest.raises(LookupError):
+            await monitor.set_admin("tcp:10.0.0.1:80", "10.0.2.9:80", "drain")
+        with pytest.raises(LookupError):
+            await monitor.set_admin("tcp:10.0.0.7:80", "10.0.2.1:80", "drain")
+        await monitor.set_admin("*", "10.0.2.1:80", "enable")
+        assert harness.weights() == {"10.0.2.1": 1}
+        # Drift: an entry changed by hand comes back at the next reconcile.
+        harness.engine.table[KEY].real_servers[("10.0.2.1", 80)] = RealServer(
+            "10.0.2.1", 80, "masq", 7
+        )
+        await until(lambda: harness.weights() == {"10.0.2.1": 1}, "drift repaired")
+        assert harness.events("drift")[0]["kind"] == "changed"
+        # Reload of the same file: zero operations; the down server stays down.
+        before = sum(monitor.actuator.operations_total.values())
+        result = await monitor.reload()
+        assert result["ok"] and result["operations"] == 0
+        assert sum(monitor.actuator.operations_total.values()) == before
+        assert harness.weights() == {"10.0.2.1": 1}
+        # A bad config is rejected, the old one keeps running.
+        with open(harness.path, "w") as handle:
+            handle.write("services: [{address: 10.0.0.1, port: 99999}]\n")
+        result = await monitor.reload()
+        assert not result["ok"] and result["errors"]
+        assert harness.events("config_rejected")
+        # A new port: the old service goes, the new one comes; foreign untouched.
+        harness.write(config_dict(harness.tmp, servers=(1,), port=8080))
+        result = await monitor.reload()
+        assert result["ok"], result
+        await until(lambda: KEY not in harness.engine.table, "old service deleted")
+        assert FOREIGN in harness.engine.table
+
+    assert harness.run(scenario) == 0
+    assert harness.events("table_kept")
+    assert ServiceKey.for_address("tcp", "10.0.0.1", 8080) in harness.engine.table
+
+
+def test_adopts_present_servers_without_changes(harness: Harness) -> None:
+    entry = VirtualService(
+        Service(KEY, scheduler="wrr"),
+        {("10.0.2.%d" % n, 80): RealServer("10.0.2.%d" % n, 80, "masq", n) for n in (1, 2)},
+    )
+    harness.engine.table[KEY] = entry
+    harness.write(config_dict(harness.tmp))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        # Present servers start up: nothing to do at all, even after checks ran.
+        await asyncio.sleep(0.3)
+        assert monitor.actuator.operations_total.total() == 0
+
+    assert harness.run(scenario) == 0
+    adopted = harness.events("table_adopted")[0]
+    assert adopted["operations"] == 0 and adopted["kept"] == 3
+
+
+def test_on_exit_remove_and_status_and_metrics(harness: Harness) -> None:
+    config = config_dict(harness.tmp, sorry_servers=[{"address": "10.0.3.1", "forwarding": "masq"}])
+    config["global"]["on_exit"] = "remove"
+    harness.write(config)
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "both up")
+        harness.down.update({"10.0.2.1", "10.0.2.2"})
+        await until(lambda: harness.weights() == {"10.0.3.1": 1}, "sorry server alone")
+        status = monitor.status()
+        service = status["services"][0]
+        assert service["below_quorum"] and service["sorry_active"]
+        assert [s["health"] for s in service["servers"]] == ["down", "down"]
+        assert service["sorry_servers"] == [{"id": "10.0.3.1:80", "in_table": True, "weight": 1}]
+        assert status["checks"] == {"configured": 2, "unique": 2}
+        text = monitor.metrics_text()
+        assert 'haecs_service_below_quorum{service="tcp:10.0.0.1:80"} 1' in text
+        assert (
+            'haecs_state_changes_total{service="tcp:10.0.0.1:80",server="10.0.2.1:80",state="down"} 1'
+            in text
+        )
+        assert harness.events("quorum_lost")
+
+    assert harness.run(scenario) == 0
+    assert KEY not in harness.engine.table
+
+
+def test_unreadable_kernel_is_fatal_in_one_line(harness: Harness) -> None:
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
+
+    class Broken(FakeEngine):
+        def read(self, with_stats: bool = False, services_only: bool = False) -> Any:
+            raise IPVSError("IPVS is not available in this kernel")
+
+    harness.write(config_dict(harness.tmp))
+    config = load_config(harness.path)
+    monitor = daemon.Monitor(harness.path, config, Broken(), EventLog(harness.stream))
+    assert asyncio.run(monitor.run()) == 1
+    assert "not available" in harness.events("fatal")[0]["reason"]
+    assert not os.path.exists(config.settings.control_socket)

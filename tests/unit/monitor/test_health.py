@@ -1,0 +1,319 @@
+"""haecs_monitor.health with a fake clock and fixed random numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from haecs_monitor.checks import CheckResult
+from haecs_monitor.config import MonitorConfig, parse_config
+from haecs_monitor.health import (
+    DOWN,
+    UP,
+    CheckHealth,
+    CheckTransition,
+    HealthBoard,
+    ServerRef,
+    Transition,
+    WeightChange,
+    jittered,
+    migrate_checks,
+)
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
+
+OK = CheckResult(True, None, "connected")
+FAIL = CheckResult(False, None, "connect: Connection refused")
+SERVICE = ServiceKey.for_address("tcp", "10.0.0.1", 80)
+RS1 = ServerRef(SERVICE, "10.0.2.1", 80)
+RS2 = ServerRef(SERVICE, "10.0.2.2", 80)
+
+
+def config(
+    checks: Any = None, slow_start: float = 0, extra_services: Any = (), **timing: Any
+) -> MonitorConfig:
+    timing = {
+        "interval": 2,
+        "timeout": 1,
+        "rise": 2,
+        "fall": 3,
+        "fast_interval": 0.5,
+        "down_interval": 5,
+        "jitter": 0,
+        **timing,
+    }
+    service = {
+        "address": "10.0.0.1",
+        "port": 80,
+        "slow_start": slow_start,
+        "checks": [{"type": "tcp"}] if checks is None else checks,
+        "real_servers": [
+            {"address": "10.0.2.1", "port": 80, "forwarding": "masq", "weight": 10},
+            {"address": "10.0.2.2", "port": 80, "forwarding": "masq", "weight": 4},
+        ],
+    }
+    return parse_config(
+        {"global": {"check_defaults": timing}, "services": [service, *extra_services]}
+    )
+
+
+def key_of(board: HealthBoard, ref: ServerRef, index: int = 0) -> Any:
+    return board.servers[ref].checks[index].spec.dedup_key
+
+
+def feed(
+    board: HealthBoard, ref: ServerRef, results: list[CheckResult], start: float = 0.0
+) -> list[Any]:
+    events: list[Any] = []
+    for offset, result in enumerate(results):
+        events += board.record(key_of(board, ref), result, start + offset)
+    return events
+
+
+def test_present_server_starts_up_unconfirmed_and_falls_after_fall_failures() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    check = board.servers[RS1].checks[0]
+    assert board.servers[RS1].up and check.up and not check.confirmed
+    assert feed(board, RS1, [FAIL, FAIL]) == []
+    assert board.servers[RS1].up
+    events = feed(board, RS1, [FAIL], start=2)
+    check_event, server_event = events
+    assert isinstance(check_event, CheckTransition) and (check_event.old, check_event.new) == (
+        UP,
+        DOWN,
+    )
+    assert check_event.reason == "3 consecutive failure(s): connect: Connection refused"
+    assert isinstance(server_event, Transition)
+    assert (server_event.server, server_event.old, server_event.new, server_event.at) == (
+        RS1,
+        UP,
+        DOWN,
+        2,
+    )
+    assert server_event.reason == "tcp 10.0.2.1:80: connect: Connection refused"
+    assert not board.servers[RS1].up
+
+
+def test_missing_server_starts_down_and_needs_rise() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    assert not board.servers[RS2].up
+    assert feed(board, RS2, [OK]) == []
+    events = feed(board, RS2, [OK], start=1)
+    assert [type(event) for event in events] == [CheckTransition, Transition]
+    assert events[1].new == UP and events[1].reason == "all 1 check(s) up"
+    assert board.servers[RS2].up
+
+
+def test_flapping_holds_state() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    assert feed(board, RS1, [FAIL, OK, FAIL, FAIL, OK, FAIL, FAIL, OK] * 5) == []
+    assert board.servers[RS1].up
+    board2 = HealthBoard(config(), now=0)
+    assert feed(board2, RS1, [OK, FAIL] * 10) == []
+    assert not board2.servers[RS1].up
+
+
+def test_rise_one_fall_one() -> None:
+    board = HealthBoard(config(rise=1, fall=1), now=0)
+    assert len(feed(board, RS1, [OK])) == 2
+    assert len(feed(board, RS1, [FAIL])) == 2
+    assert len(feed(board, RS1, [OK])) == 2
+
+
+def test_intervals_stable_transition_and_down() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    key = key_of(board, RS1)
+    assert board.next_delay(key) == 2.0  # up, stable
+    board.record(key, FAIL, 1)
+    assert board.next_delay(key) == 0.5  # going down
+    board.record(key, FAIL, 2)
+    board.record(key, FAIL, 3)
+    assert board.next_delay(key) == 5.0  # down, stable
+    board.record(key, OK, 4)
+    assert board.next_delay(key) == 0.5  # coming up
+    board.record(key, OK, 5)
+    assert board.next_delay(key) == 2.0
+    board.record(key, OK, 6)
+    assert board.next_delay(key) == 2.0
+
+
+def test_jitter_bounds_and_determinism() -> None:
+    assert jittered(2.0, 0.1, lambda: 0.0) == pytest.approx(1.8)
+    assert jittered(2.0, 0.1, lambda: 0.5) == pytest.approx(2.0)
+    assert jittered(2.0, 0.1, lambda: 0.999999) == pytest.approx(2.2, abs=1e-5)
+    import random
+
+    source = random.Random(7)
+    board = HealthBoard(config(jitter=0.2), now=0, present={RS1}, rand=source.random)
+    key = key_of(board, RS1)
+    delays = [board.next_delay(key) for _ in range(1000)]
+    assert all(1.6 <= delay <= 2.4 for delay in delays)
+    assert max(delays) - min(delays) > 0.6  # really spread
+    firsts = [board.first_delay(key) for _ in range(1000)]
+    assert all(0 <= delay < 2.0 for delay in firsts) and max(firsts) > 1.5
+    again = HealthBoard(config(jitter=0.2), now=0, present={RS1}, rand=random.Random(7).random)
+    assert [again.next_delay(key) for _ in range(1000)] == delays
+
+
+def test_server_up_only_when_all_checks_up() -> None:
+    checks = [{"type": "tcp"}, {"type": "tcp", "port": 8080}]
+    board = HealthBoard(config(checks=checks, rise=1, fall=1), now=0, present={RS1})
+    first, second = (check.spec.dedup_key for check in board.servers[RS1].checks)
+    events = board.record(second, FAIL, 1)
+    assert [type(e) for e in events] == [CheckTransition, Transition]
+    assert events[1].reason == "tcp 10.0.2.1:8080: connect: Connection refused"
+    board.record(first, FAIL, 2)
+    assert not board.servers[RS1].up
+    assert board.servers[RS1].reason().count("Connection refused") == 2
+    board.record(first, OK, 3)
+    assert not board.servers[RS1].up
+    events = board.record(second, OK, 4)
+    assert isinstance(events[-1], Transition) and events[-1].new == UP
+
+
+def test_server_without_checks_is_always_up() -> None:
+    board = HealthBoard(config(checks=[]), now=0)
+    assert board.servers[RS1].up and board.servers[RS1].reason() == "no checks"
+    assert board.checks == {}
+
+
+def test_dynamic_weight_from_script_check() -> None:
+    board = HealthBoard(
+        config(checks=[{"type": "script", "command": ["/bin/true"]}], rise=1), now=0, present={RS1}
+    )
+    key = key_of(board, RS1)
+    server = board.servers[RS1]
+    assert server.weight_at(0) == 10
+    events = board.record(key, CheckResult(True, 3, "exit 5: weight 3"), 1)
+    change = [e for e in events if isinstance(e, WeightChange) and e.server == RS1]
+    assert change and (change[0].old, change[0].new) == (10, 3)
+    assert server.weight_at(1) == 3
+    board.record(key, CheckResult(True, None, "exit 0"), 2)
+    assert server.weight_at(2) == 10
+    assert board.record(key, CheckResult(True, None, "exit 0"), 3) == []
+
+
+def test_smallest_dynamic_weight_wins() -> None:
+    checks = [
+        {"type": "script", "command": ["/bin/a"]},
+        {"type": "script", "command": ["/bin/b"]},
+    ]
+    board = HealthBoard(config(checks=checks, rise=1), now=0, present={RS1})
+    first, second = (check.spec.dedup_key for check in board.servers[RS1].checks)
+    board.record(first, CheckResult(True, 7, ""), 1)
+    board.record(second, CheckResult(True, 5, ""), 1)
+    assert board.servers[RS1].weight_at(1) == 5
+
+
+def test_slow_start_ramp_after_recovery() -> None:
+    board = HealthBoard(config(slow_start=10, rise=1, fall=1), now=0, present={RS1})
+    server = board.servers[RS1]
+    assert server.weight_at(0) == 10 and not server.ramping(0)  # up at start: no ramp
+    feed(board, RS1, [FAIL], start=100)
+    assert not server.up
+    feed(board, RS1, [OK], start=200)
+    assert server.up and server.ramp_start == 200
+    weights = [server.weight_at(200 + t) for t in (0, 0.5, 1, 2.5, 5, 9.99, 10, 50)]
+    assert weights == [1, 1, 1, 2, 5, 9, 10, 10]
+    assert board.ramping(205) == [RS1]
+    assert board.ramping(210) == []
+    assert server.next_weight_change(200) == 202  # weight 1 until 2 at t+2
+    assert server.next_weight_change(205, min_step=0.1) == pytest.approx(206)
+    assert server.next_weight_change(209.5) == 210
+    assert server.next_weight_change(211) is None
+    assert server.weight_at(150) == 1  # a clock before the ramp start is clamped
+
+
+def test_slow_start_skipped_for_weight_one_and_zero() -> None:
+    data = config(slow_start=10, rise=1)
+    board = HealthBoard(data, now=0)
+    server = board.servers[RS2]
+    feed(board, RS2, [OK], start=0)
+    assert server.weight_at(1) == 1  # 4 * 1/10 -> floor 0 -> at least 1
+    assert server.weight_at(5) == 2
+
+
+def test_check_shared_across_services_runs_once() -> None:
+    other = {
+        "address": "10.0.0.1",
+        "port": 8080,
+        "checks": [{"type": "tcp"}],
+        "real_servers": [{"address": "10.0.2.1", "port": 80, "forwarding": "masq"}],
+    }
+    board = HealthBoard(config(extra_services=[other], rise=1, fall=1), now=0, present={RS1})
+    assert len(board.checks) == 2  # 10.0.2.1:80 shared, 10.0.2.2:80
+    shared = key_of(board, RS1)
+    other_ref = ServerRef(ServiceKey.for_address("tcp", "10.0.0.1", 8080), "10.0.2.1", 80)
+    assert board.users(shared) == (RS1, other_ref)
+    assert board.servers[other_ref].up  # shared check of a present server
+    events = board.record(shared, FAIL, 1)
+    assert {e.server for e in events if isinstance(e, Transition)} == {RS1, other_ref}
+
+
+def test_unknown_key_is_ignored() -> None:
+    board = HealthBoard(config(), now=0)
+    assert board.record(("nothing",), OK, 1) == []
+
+
+def test_reload_keeps_state_of_unchanged_checks() -> None:
+    board = HealthBoard(config(), now=0, present={RS1, RS2})
+    feed(board, RS2, [FAIL, FAIL, FAIL])
+    assert not board.servers[RS2].up
+    old_check = board.servers[RS1].checks[0]
+    feed(board, RS1, [FAIL])
+    events = board.reload(config(), now=10, present={RS1})
+    assert events == []
+    assert board.servers[RS1].checks[0] is old_check and old_check.failures == 1
+    assert not board.servers[RS2].up  # stays down: not re-added by the reload
+
+
+def test_reload_timing_change_keeps_state() -> None:
+    board = HealthBoard(config(), now=0, present={RS1, RS2})
+    feed(board, RS2, [FAIL, FAIL, FAIL])
+    events = board.reload(config(interval=3), now=10, present={RS1})
+    assert events == []
+    assert not board.servers[RS2].up
+    assert board.servers[RS2].checks[0].spec.interval == 3
+    assert board.servers[RS2].checks[0].confirmed
+
+
+def test_reload_new_check_starts_from_kernel_presence() -> None:
+    board = HealthBoard(config(), now=0, present={RS1, RS2})
+    new = config(checks=[{"type": "tcp"}, {"type": "http"}])
+    assert board.reload(new, now=5, present={RS1}) == [
+        Transition(RS2, UP, DOWN, "http 10.0.2.2:80: not checked yet", 5)
+    ]
+    assert board.servers[RS1].up
+    http_check = board.servers[RS1].checks[1]
+    assert http_check.spec.type == "http" and http_check.up and not http_check.confirmed
+
+
+def test_reload_keeps_slow_start_ramp() -> None:
+    board = HealthBoard(config(slow_start=10, rise=1, fall=1), now=0, present={RS1})
+    feed(board, RS1, [FAIL], start=1)
+    feed(board, RS1, [OK], start=2)
+    board.reload(config(slow_start=10, rise=1, fall=1), now=3, present={RS1})
+    assert board.servers[RS1].ramp_start == 2
+    board.reload(config(slow_start=0, rise=1, fall=1), now=4, present={RS1})
+    assert board.servers[RS1].ramp_start is None and board.servers[RS1].weight_at(4) == 10
+
+
+def test_migrate_checks_function() -> None:
+    specs = [rs.checks[0] for rs in config().services[0].real_servers]
+    old = {specs[0].dedup_key: CheckHealth(specs[0], False, 0)}
+    migrated = migrate_checks(old, specs + specs, lambda spec: True, 5)
+    assert migrated[specs[0].dedup_key] is old[specs[0].dedup_key]
+    fresh = migrated[specs[1].dedup_key]
+    assert fresh.up and not fresh.confirmed and fresh.changed_at == 5
+    assert len(migrated) == 2
+
+
+def test_status_dicts() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    feed(board, RS1, [FAIL])
+    status = board.servers[RS1].as_dict(1)
+    assert status["state"] == UP and status["weight"] == 10 and status["configured_weight"] == 10
+    (check,) = status["checks"]  # type: ignore[misc]
+    assert check["failures"] == 1 and check["detail"] == "connect: Connection refused"
+    assert check["confirmed"] is True and check["check"] == "tcp 10.0.2.1:80"
+    assert str(RS1) == "tcp 10.0.0.1:80 real server 10.0.2.1:80" and RS1.key == ("10.0.2.1", 80)
