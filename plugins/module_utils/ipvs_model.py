@@ -9,6 +9,7 @@ tables compare equal when the kernel would behave the same.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
@@ -42,14 +43,26 @@ MAX_PERSISTENCE_TIMEOUT = 2678400  # 31 days, as keepalived allows
 MAX_FWMARK = 2**32 - 1
 
 
+@functools.lru_cache(maxsize=65536)
+def parse_address(text: str) -> Tuple[str, str, bool]:
+    """(canonical text, family, is unicast) of an IP address; ValueError if none.
+
+    Cached: a large table names the same real servers in many services, and
+    ipaddress parsing is the main cost of loading one.
+    """
+    address = ipaddress.ip_address(text)
+    family = IPV6 if address.version == 6 else IPV4
+    return address.compressed, family, not (address.is_multicast or address.is_unspecified)
+
+
 def family_of(address: str) -> str:
     """Return 'ipv4' or 'ipv6' for an IP address string."""
-    return IPV6 if ipaddress.ip_address(address).version == 6 else IPV4
+    return parse_address(address)[1]
 
 
 def normalize_address(address: str) -> str:
     """Canonical text form of an IP address (compressed IPv6, no zone)."""
-    return ipaddress.ip_address(address).compressed
+    return parse_address(address)[0]
 
 
 def format_endpoint(address: str, port: int) -> str:
@@ -241,7 +254,10 @@ class RealServer:
                 parts += ["--tun-port", str(self.tunnel_port)]
             if self.tunnel_type != "ipip":
                 # ipvsadm names the checksum mode of every gue and gre tunnel.
-                parts.append("--tun-%s" % ("nocsum" if self.tunnel_checksum == "none" else self.tunnel_checksum))
+                parts.append(
+                    "--tun-%s"
+                    % ("nocsum" if self.tunnel_checksum == "none" else self.tunnel_checksum)
+                )
         return " ".join(parts)
 
     def summary(self) -> Dict[str, object]:

@@ -9,7 +9,6 @@ here before any netlink message is sent.  Errors name the field and the rule:
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Mapping, Optional, Tuple
 
 from .ipvs_model import (
@@ -33,6 +32,7 @@ from .ipvs_model import (
     ServiceKey,
     family_of,
     netmask_to_prefix,
+    parse_address,
 )
 
 SERVICE_FIELDS = (
@@ -126,14 +126,14 @@ def _address(params: Mapping[str, Any], name: str, prefix: str) -> Optional[str]
     if value is None:
         return None
     try:
-        address = ipaddress.ip_address(str(value).strip())
+        address, _family, unicast = parse_address(str(value).strip())
     except ValueError:
         raise ValidationError(
             _path(prefix, name), "must be an IPv4 or IPv6 address, got %r" % (value,)
         ) from None
-    if address.is_multicast or address.is_unspecified:
+    if not unicast:
         raise ValidationError(_path(prefix, name), "must be a unicast address, got %s" % address)
-    return address.compressed
+    return address
 
 
 def check_unknown(params: Mapping[str, Any], allowed: Tuple[str, ...], prefix: str) -> None:
