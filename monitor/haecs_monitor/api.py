@@ -50,7 +50,6 @@ class Controller(Protocol):
 
     async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
         """Raises LookupError (unknown service/server) or ValueError (ambiguous)."""
-        ...
 
     async def reload(self) -> Mapping[str, Any]: ...
 
@@ -132,7 +131,7 @@ class Api:
             return True  # the socket's mode is the access control
         if self._token is None:
             return False
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme, _unused, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credentials:
             return False
         return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)

@@ -86,6 +86,6 @@ def parse_reply(raw: bytes) -> Reply:
         raise ClientError("malformed answer from the monitor")
     headers = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
+        name, _unused, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return Reply(int(parts[1]), headers, body)

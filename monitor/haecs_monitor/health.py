@@ -359,7 +359,7 @@ class HealthBoard:
         def initially_up(spec: CheckSpec) -> bool:
             return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
 
-        specs = [spec for _, real_server, _ in entries for spec in real_server.checks]
+        specs = [spec for _ref, real_server, _since in entries for spec in real_server.checks]
         checks = migrate_checks(old_checks, specs, initially_up, now)
         servers: dict[ServerRef, ServerHealth] = {}
         for ref, real_server, slow_start in entries:

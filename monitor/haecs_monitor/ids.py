@@ -57,7 +57,7 @@ def match_service(text: str, known: Iterable[str]) -> list[str]:
     lowered = text.lower().replace(" ", ":", 1)
     if lowered in known:
         return [lowered]
-    head, _, rest = lowered.partition(":")
+    head, _unused, rest = lowered.partition(":")
     if head in ("tcp", "udp", "sctp"):
         endpoint = _split_endpoint(rest)
         wanted = "%s:%s" % (head, server_id(*endpoint)) if endpoint else ""
@@ -77,9 +77,9 @@ def match_service(text: str, known: Iterable[str]) -> list[str]:
 
 def parse_service_id(text: str) -> Optional[ServiceKey]:
     """The key a service id names (as `service_id` writes it), or None."""
-    head, _, rest = text.partition(":")
+    head, _unused, rest = text.partition(":")
     if head == "fwmark":
-        mark, _, family = rest.partition(":")
+        mark, _unused, family = rest.partition(":")
         if not mark.isdigit() or family not in ("", "ipv4", "ipv6"):
             return None
         return ServiceKey.for_fwmark(int(mark), family or "ipv4")

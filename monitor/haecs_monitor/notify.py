@@ -115,7 +115,7 @@ class Notifier:
             )
             return False
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), self._timeout)
+            output, _unused = await asyncio.wait_for(process.communicate(), self._timeout)
         except asyncio.TimeoutError:
             _kill(process)
             await process.wait()

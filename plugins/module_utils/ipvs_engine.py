@@ -264,7 +264,8 @@ def _took_effect(op: Operation, table: Table) -> bool:
         return entry is not None and entry.service == op.service
     if op.kind == DELETE_SERVICE:
         return entry is None
-    assert op.real_server is not None
+    if op.real_server is None:
+        raise ValueError("%s needs a real server" % op.kind)
     server = entry.real_servers.get(op.real_server.key) if entry else None
     if op.kind == ADD_REAL_SERVER:
         return server is not None

@@ -81,7 +81,8 @@ class Operation:
         if self.kind == ADD_SERVICE:
             return [Operation(DELETE_SERVICE, self.service)]
         if self.kind == SET_SERVICE:
-            assert self.previous_service is not None
+            if self.previous_service is None:
+                raise ValueError("%s needs previous service" % self.kind)
             return [Operation(SET_SERVICE, self.previous_service, previous_service=self.service)]
         if self.kind == DELETE_SERVICE:
             restore = [Operation(ADD_SERVICE, self.service)]
@@ -90,11 +91,13 @@ class Operation:
                 for server in self.removed_real_servers
             ]
             return restore
-        assert self.real_server is not None
+        if self.real_server is None:
+            raise ValueError("%s needs real server" % self.kind)
         if self.kind == ADD_REAL_SERVER:
             return [Operation(DELETE_REAL_SERVER, self.service, self.real_server)]
         if self.kind == SET_REAL_SERVER:
-            assert self.previous_real_server is not None
+            if self.previous_real_server is None:
+                raise ValueError("%s needs previous real server" % self.kind)
             return [
                 Operation(
                     SET_REAL_SERVER,
@@ -218,7 +221,8 @@ def simulate(
         elif op.kind == DELETE_SERVICE:
             del table[key]
         else:
-            assert op.real_server is not None
+            if op.real_server is None:
+                raise ValueError("%s needs real server" % op.kind)
             servers = table[key].real_servers
             if op.kind == ADD_REAL_SERVER:
                 if op.real_server.key in servers:

@@ -168,7 +168,7 @@ def _split_address(value: Any) -> Tuple[Any, Optional[int]]:
     text = str(value if value is not None else "").strip()
     if not text:
         raise ValidationError("address", "is required")
-    host, _, prefix_text = text.partition("/")
+    host, _unused, prefix_text = text.partition("/")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -326,7 +326,7 @@ def sysctl_path(key: str) -> str:
     # Interface names may contain dots: /proc/sys keeps them, only the
     # sysctl(8) notation would turn them into slashes.
     parts = key.split(".", 3)  # net, ipv4, conf, <interface>.<name>
-    interface, _, name = parts[3].rpartition(".")
+    interface, _unused, name = parts[3].rpartition(".")
     return os.path.join(PROC_SYS, *parts[:3], interface, name)
 
 

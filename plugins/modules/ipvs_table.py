@@ -130,7 +130,7 @@ options:
 requirements:
   - Linux kernel with IPVS (C(ip_vs)); the module loads it and the scheduler modules.
   - Root (C(CAP_NET_ADMIN)).
-author: HAECS developers
+author: HAECS developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

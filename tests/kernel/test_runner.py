@@ -250,6 +250,27 @@ def test_exit_status_0_and_cleanup(backend: str, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("haecs-kernel.*")), "work folder left behind"
 
 
+@pytest.mark.parametrize("backend", [*GUEST_BACKENDS, "host"])
+def test_export_copies_results_to_the_host(backend: str, tmp_path: Path) -> None:
+    if backend == "host":
+        if os.geteuid() != 0:
+            pytest.skip("backend host needs root")
+    else:
+        _skip_if_unavailable(backend)
+    target = tmp_path / "results"
+    r = run(
+        backend,
+        "bash",
+        "-c",
+        'mkdir "$HAECS_KERNEL_EXPORT/sub" && echo kept > "$HAECS_KERNEL_EXPORT/sub/result.txt"; exit 3',
+        opts=("--export", str(target)),
+        env=dict(os.environ, TMPDIR=str(tmp_path)),
+    )
+    assert r.returncode == 3, r.stderr
+    assert (target / "sub" / "result.txt").read_text() == "kept\n"
+    assert not list(tmp_path.glob("haecs-kernel.*")), "work folder left behind"
+
+
 @pytest.mark.parametrize("backend", GUEST_BACKENDS)
 def test_timeout(backend: str, tmp_path: Path) -> None:
     _skip_if_unavailable(backend)

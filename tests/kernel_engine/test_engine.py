@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 import pytest
 from conftest import saved_table
@@ -129,9 +130,9 @@ EXPECTED_SAVE = [
 ]
 
 
-def build(features=FEATURES) -> dict:  # type: ignore[no-untyped-def]
+def build(features: Optional[list] = None) -> dict:  # type: ignore[type-arg]
     table = {}
-    for service_params, servers in features:
+    for service_params, servers in FEATURES if features is None else features:
         service = parse_service(service_params)
         entry = VirtualService(service)
         for server_params in servers:

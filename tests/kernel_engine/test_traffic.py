@@ -29,7 +29,8 @@ SERVE = (
     "import http.server,sys\n"
     "class H(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
-    "        body=sys.argv[1].encode(); self.send_response(200); self.send_header('Content-Length',str(len(body))); self.end_headers(); self.wfile.write(body)\n"
+    "        body=sys.argv[1].encode(); self.send_response(200)\n"
+    "        self.send_header('Content-Length',str(len(body))); self.end_headers(); self.wfile.write(body)\n"
     "    def log_message(self,*a): pass\n"
     "http.server.ThreadingHTTPServer(('0.0.0.0',8080),H).serve_forever()\n"
 )

@@ -122,7 +122,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, 
             raise ProtocolProblem("response head larger than %d bytes" % MAX_HEAD_BYTES)
         if line in ("\r\n", "\n"):
             break
-        name, _, value = line.partition(":")
+        name, _unused, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 

@@ -61,7 +61,7 @@ def test_nothing_to_do_costs_zero_operations() -> None:
     actuator.reconcile(desired)
     before = sum(actuator.operations_total.values())
     assert before == 2
-    for _ in range(3):
+    for _unused in range(3):
         assert actuator.reconcile(desired).operations == []
         assert actuator.update(desired).operations == []
     assert sum(actuator.operations_total.values()) == before

@@ -78,7 +78,7 @@ def tcp_server() -> Iterator[int]:
     def loop() -> None:
         while not stop.is_set():
             try:
-                conn, _ = listener.accept()
+                conn, _unused = listener.accept()
             except socket.timeout:
                 continue
             with conn:
@@ -172,7 +172,7 @@ def test_runs_inside_an_existing_loop(udp_server: int) -> None:
     async def twice() -> list[bool]:
         check = spec("dns", udp_server, query="www.example.test.", qtype="A", protocol="udp")
         results = await asyncio.gather(
-            *(dns_module.check(check, "127.0.0.1", udp_server) for _ in range(5))
+            *(dns_module.check(check, "127.0.0.1", udp_server) for _unused in range(5))
         )
         return [result.up for result in results]
 

@@ -269,7 +269,10 @@ def test_https_sni_and_hostname_check(certificate: tuple[str, str]) -> None:
 
 def test_https_client_certificate(certificate: tuple[str, str]) -> None:
     cert, key = certificate
-    check = lambda port: https(port, ca_file=cert, client_cert=cert, client_key=key)  # noqa: E731
+
+    def check(port: int) -> Any:
+        return https(port, ca_file=cert, client_cert=cert, client_key=key)
+
     assert serve_tls(certificate, check, client_ca=cert).up
     without = serve_tls(certificate, lambda port: https(port, ca_file=cert), client_ca=cert)
     assert not without.up

@@ -141,7 +141,7 @@ def test_cancellation_kills_the_script(tmp_path: object) -> None:
                 80,
             )
         )
-        for _ in range(100):
+        for _unused in range(100):
             await asyncio.sleep(0.02)
             if os.path.exists(marker) and os.path.getsize(marker):
                 break

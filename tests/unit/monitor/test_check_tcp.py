@@ -43,7 +43,7 @@ def test_unanswered_syn_times_out() -> None:
         listener.listen(0)
         port = listener.getsockname()[1]
         fillers = []
-        for _ in range(4):
+        for _unused in range(4):
             filler = socket.socket()
             filler.setblocking(False)
             try:
@@ -79,13 +79,13 @@ def test_close_leaves_no_time_wait() -> None:
         # the client in TIME_WAIT
         plain = socket.create_connection(("127.0.0.1", port))
         plain.close()
-        accepted, _ = listener.accept()
+        accepted, _unused = listener.accept()
         accepted.close()
         time.sleep(0.05)
         assert _time_wait_towards(port) == 1
-        for _ in range(3):
+        for _unused in range(3):
             assert probe(spec("tcp", port)).up
-            accepted, _ = listener.accept()
+            accepted, _unused = listener.accept()
             accepted.close()
         time.sleep(0.05)
         assert _time_wait_towards(port) == 1  # only the control's

@@ -723,7 +723,9 @@ def test_all_errors_are_collected() -> None:
         "global.log_format: must be one of json, text, got 'xml'",
         "services[0].checks[0].timeout: must be greater than 0 and at most 86400, got -1",
         "services[0].checks[1].path: must start with /, got 'x'",
-        "services[0].real_servers[1].bogus: unknown option for a real server; allowed: address, check_defaults, checks, forwarding, lower_threshold, port, tunnel_checksum, tunnel_port, tunnel_type, upper_threshold, weight",
+        "services[0].real_servers[1].bogus: unknown option for a real server; allowed: address, "
+        "check_defaults, checks, forwarding, lower_threshold, port, tunnel_checksum, tunnel_port, "
+        "tunnel_type, upper_threshold, weight",
         "services[1].address: must be an IPv4 or IPv6 address, got 'nowhere'",
         "services[1].real_servers[0].checks[0].fall: must be an integer from 1 to 1000, got 0",
     ]
@@ -732,7 +734,7 @@ def test_all_errors_are_collected() -> None:
 def test_duplicate_services_and_servers() -> None:
     data = base()
     data["services"].append(copy.deepcopy(data["services"][0]))
-    data["services"][1]["address"] = "10.0.0.001" if False else "10.0.0.1"
+    data["services"][1]["address"] = "10.0.0.1"
     data["services"][0]["real_servers"].append(
         {"address": "10.0.2.1", "port": 80, "forwarding": "masq"}
     )
@@ -802,7 +804,7 @@ def test_top_level_shapes() -> None:
 
 def test_deep_nesting_is_a_config_error() -> None:
     deep: Any = []
-    for _ in range(100000):
+    for _unused in range(100000):
         deep = [deep]
     data = with_change("services.0.checks", [{"type": "dns", "query": "a", "expect": deep}])
     assert errors_of(data)

@@ -146,13 +146,13 @@ def test_jitter_bounds_and_determinism() -> None:
     source = random.Random(7)
     board = HealthBoard(config(jitter=0.2), now=0, present={RS1}, rand=source.random)
     key = key_of(board, RS1)
-    delays = [board.next_delay(key) for _ in range(1000)]
+    delays = [board.next_delay(key) for _unused in range(1000)]
     assert all(1.6 <= delay <= 2.4 for delay in delays)
     assert max(delays) - min(delays) > 0.6  # really spread
-    firsts = [board.first_delay(key) for _ in range(1000)]
+    firsts = [board.first_delay(key) for _unused in range(1000)]
     assert all(0 <= delay < 2.0 for delay in firsts) and max(firsts) > 1.5
     again = HealthBoard(config(jitter=0.2), now=0, present={RS1}, rand=random.Random(7).random)
-    assert [again.next_delay(key) for _ in range(1000)] == delays
+    assert [again.next_delay(key) for _unused in range(1000)] == delays
 
 
 def test_server_up_only_when_all_checks_up() -> None:

@@ -57,12 +57,12 @@ SERVICES = [
 def test_gathered_format_round_trips() -> None:
     table, listed = parse_table(SERVICES)
     assert listed == [True, False, True]
-    again, _ = parse_table(table_params(table))
+    again, _unused = parse_table(table_params(table))
     assert again == table
 
 
 def test_absent_options_from_ansible_are_ignored() -> None:
-    table, _ = parse_table(
+    table, _unused = parse_table(
         [{"address": "192.0.2.1", "port": 80, "scheduler": None, "real_servers": None}]
     )
     assert next(iter(table.values())).service.scheduler == "wlc"
