@@ -1,0 +1,600 @@
+"""The module glue (ipvs_module) and the three modules' logic, with IPVS faked.
+
+No kernel: a FakeIPVS holds a table, applies operations with the planner's
+own simulate, and can refuse like the kernel.  The modules are driven through
+their run_module / main with a fake AnsibleModule.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_module
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_kmod import KernelModuleError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    RealServer,
+    Service,
+    ServiceKey,
+    Stats,
+    Table,
+    VirtualService,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_netlink import NetlinkError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+    REAL_SERVER_FIELDS,
+    SERVICE_FIELDS,
+    ValidationError,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import Operation, simulate
+from ansible_collections.haecs.lvs.plugins.modules import ipvs_info, ipvs_real_server, ipvs_service
+
+WEB = ServiceKey.for_address("tcp", "192.0.2.10", 80)
+DNS = ServiceKey.for_address("udp", "192.0.2.10", 53)
+MARK = ServiceKey.for_fwmark(7, "ipv6")
+
+
+def web_table(weight: int = 1, active: int = 0) -> Table:
+    server = RealServer("192.0.2.21", 80, "masq", weight, active_connections=active)
+    return {WEB: VirtualService(Service(WEB, scheduler="rr"), {server.key: server})}
+
+
+class FakeIPVS:
+    """Stands in for ipvs_engine.IPVS: one shared table, every call recorded."""
+
+    table: Table = {}
+    applied: List[List[Operation]] = []
+    reads = 0
+    refuse: Optional[IPVSError] = None
+
+    def __enter__(self) -> FakeIPVS:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+    def read(self, with_stats: bool = False) -> Table:
+        type(self).reads += 1
+        return {
+            key: VirtualService(e.service, dict(e.real_servers)) for key, e in self.table.items()
+        }
+
+    def apply(self, operations: List[Operation]) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        type(self).applied.append(list(operations))
+        type(self).table = simulate(self.table, operations)
+
+    def info(self) -> Dict[str, object]:
+        return {"version": "1.2.1", "connection_table_size": 4096}
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> type:
+    """A fresh FakeIPVS class patched in where the glue opens IPVS."""
+
+    class Kernel(FakeIPVS):
+        table: Table = {}
+        applied: List[List[Operation]] = []
+        reads = 0
+        refuse: Optional[IPVSError] = None
+
+    monkeypatch.setattr(ipvs_module, "IPVS", Kernel)
+    return Kernel
+
+
+class Exit(Exception):
+    """What exit_json / fail_json raise in FakeModule."""
+
+    def __init__(self, result: Dict[str, Any]) -> None:
+        super().__init__(result)
+        self.result = result
+
+
+class FakeModule:
+    """Enough of AnsibleModule: params validated by Ansible's own validator."""
+
+    def __init__(
+        self,
+        spec: Dict[str, Any],
+        params: Dict[str, Any],
+        check_mode: bool = False,
+        diff: bool = False,
+    ):
+        validated = ArgumentSpecValidator(spec).validate(params)
+        assert not validated.error_messages, validated.error_messages
+        self.params = validated.validated_parameters
+        self.check_mode = check_mode
+        self._diff = diff
+        self.warnings: List[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def fail_json(self, msg: str, **kwargs: Any) -> None:
+        raise Exit(dict(kwargs, msg=msg, failed=True))
+
+    def exit_json(self, **kwargs: Any) -> None:
+        raise Exit(kwargs)
+
+
+def service_module(params: Dict[str, Any], **kw: Any) -> FakeModule:
+    return FakeModule(ipvs_service.argument_spec(), params, **kw)
+
+
+def real_server_module(params: Dict[str, Any], **kw: Any) -> FakeModule:
+    return FakeModule(ipvs_real_server.argument_spec(), params, **kw)
+
+
+def run_main(
+    module_file: Any, module: FakeModule, monkeypatch: pytest.MonkeyPatch
+) -> Dict[str, Any]:
+    monkeypatch.setattr(module_file, "AnsibleModule", lambda **_kw: module)
+    with pytest.raises(Exit) as exited:
+        module_file.main()
+    return exited.value.result
+
+
+# ------------------------------------------------------------------ specs
+
+
+def test_specs_use_the_parser_option_names() -> None:
+    assert set(ipvs_module.service_spec()) == set(SERVICE_FIELDS)
+    assert set(ipvs_module.real_server_spec()) == set(REAL_SERVER_FIELDS)
+
+
+def test_specs_leave_parser_defaults_to_the_parser() -> None:
+    for spec in (ipvs_module.service_spec(), ipvs_module.real_server_spec()):
+        assert all("default" not in option for option in spec.values())
+
+
+def test_spec_functions_return_copies() -> None:
+    spec = ipvs_module.service_spec()
+    spec["port"]["required"] = True
+    assert "required" not in ipvs_module.service_spec()["port"]
+
+
+def test_virtual_service_spec_nests_the_key() -> None:
+    spec = ipvs_module.virtual_service_spec(required=False)["virtual_service"]
+    assert spec["required"] is False
+    assert set(spec["options"]) == {"protocol", "address", "port", "fwmark", "family"}
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_parse_key_ignores_other_options() -> None:
+    key = ipvs_module.parse_key({"address": "192.0.2.10", "port": 80, "scheduler": "nonsense"})
+    assert key == WEB
+
+
+def test_parse_key_prefixes_errors() -> None:
+    with pytest.raises(ValidationError, match=r"^virtual_service\.port: "):
+        ipvs_module.parse_key({"address": "192.0.2.10", "port": 70000}, "virtual_service")
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"address": "192.0.2.21"}, ("192.0.2.21", 80)),
+        ({"address": " 2001:DB8::1 ", "port": 8080}, ("2001:db8::1", 8080)),
+    ],
+)
+def test_parse_real_server_key(params: Dict[str, Any], expected: Any) -> None:
+    assert ipvs_module.parse_real_server_key(params, WEB) == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"address": "nope"}, "address"),
+        ({"address": None}, "address"),
+        ({"address": "192.0.2.1", "port": 70000}, "port"),
+    ],
+)
+def test_parse_real_server_key_rejects(params: Dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        ipvs_module.parse_real_server_key(params, WEB)
+    assert error.value.field == field
+
+
+def test_has_service_key() -> None:
+    assert not ipvs_module.has_service_key({"stats": True, "address": None})
+    assert ipvs_module.has_service_key({"fwmark": 7})
+
+
+# -------------------------------------------------------------------- runs
+
+
+def test_converge_without_operations_reads_once(kernel: type) -> None:
+    kernel.table = web_table()
+    run = ipvs_module.converge(lambda table: [], check_mode=False)
+    assert not run.changed
+    assert run.after is run.before
+    assert kernel.reads == 1
+    assert kernel.applied == []
+
+
+def test_converge_check_mode_simulates(kernel: type) -> None:
+    kernel.table = {}
+    operations = [Operation("add_service", Service(WEB, scheduler="rr"))]
+    run = ipvs_module.converge(lambda table: operations, check_mode=True)
+    assert run.changed
+    assert kernel.applied == []
+    assert kernel.table == {}
+    assert list(run.after) == [WEB]
+    assert run.operation_lines() == ["-A -t 192.0.2.10:80 -s rr"]
+
+
+def test_converge_applies_and_reads_back(kernel: type) -> None:
+    kernel.table = {}
+    operations = [Operation("add_service", Service(WEB))]
+    run = ipvs_module.converge(lambda table: operations, check_mode=False)
+    assert kernel.applied == [operations]
+    assert kernel.reads == 2
+    assert list(run.after) == [WEB]
+
+
+def test_service_diff_is_ipvsadm_text_of_one_service() -> None:
+    before = web_table()
+    after = web_table(weight=5)
+    after[DNS] = VirtualService(Service(DNS))
+    diff = ipvs_module.service_diff(ipvs_module.Run(before, after, []), WEB)
+    assert (
+        diff["before"]
+        == "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 1\n"
+    )
+    assert (
+        diff["after"] == "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 5\n"
+    )
+    assert "tcp 192.0.2.10:80" in diff["before_header"]
+
+
+def test_changed_result_has_diff_only_in_diff_mode() -> None:
+    run = ipvs_module.Run({}, web_table(), [Operation("add_service", Service(WEB, scheduler="rr"))])
+    assert "diff" not in ipvs_module.changed_result(run, WEB, diff_mode=False)
+    result = ipvs_module.changed_result(run, WEB, diff_mode=True)
+    assert result["changed"] is True
+    assert result["diff"]["before"] == ""
+
+
+def test_summaries_of_missing_entries_are_empty() -> None:
+    assert ipvs_module.service_summary({}, WEB) == {}
+    assert ipvs_module.real_server_summary(web_table(), WEB, ("192.0.2.99", 80)) == {}
+    assert ipvs_module.real_server_summary(web_table(), WEB, ("192.0.2.21", 80))["weight"] == 1
+
+
+# ------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("error", "msg"),
+    [
+        (ValidationError("weight", "must be an integer"), "weight: must be an integer"),
+        (IPVSError("kernel refused `-a`: No such process"), "kernel refused `-a`: No such process"),
+        (
+            KernelModuleError("cannot load kernel module ip_vs_xx"),
+            "cannot load kernel module ip_vs_xx",
+        ),
+        (
+            ipvs_module.ServiceMissing(WEB),
+            "virtual service tcp 192.0.2.10:80 does not exist; create it with haecs.lvs.ipvs_service",
+        ),
+        (NetlinkError(1), "IPVS netlink request failed: Operation not permitted"),
+    ],
+)
+def test_failing_cleanly_turns_our_errors_into_fail_json(error: Exception, msg: str) -> None:
+    module = FakeModule({}, {})
+    with pytest.raises(Exit) as exited, ipvs_module.failing_cleanly(module):
+        raise error
+    assert exited.value.result["msg"] == msg
+    assert exited.value.result["failed"] is True
+
+
+def test_failing_cleanly_names_the_refused_operation() -> None:
+    op = Operation("add_service", Service(WEB, scheduler="rr"))
+    module = FakeModule({}, {})
+    with pytest.raises(Exit) as exited, ipvs_module.failing_cleanly(module):
+        raise IPVSError("kernel refused", op, rolled_back=True)
+    assert exited.value.result["refused"] == "-A -t 192.0.2.10:80 -s rr"
+    assert exited.value.result["rolled_back"] is True
+
+
+def test_failing_cleanly_lets_bugs_through() -> None:
+    with pytest.raises(ZeroDivisionError), ipvs_module.failing_cleanly(FakeModule({}, {})):
+        raise ZeroDivisionError
+
+
+# ------------------------------------------------------------ ipvs_service
+
+
+def test_service_create(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = service_module({"address": "192.0.2.10", "port": 80, "scheduler": "rr"}, diff=True)
+    result = run_main(ipvs_service, module, monkeypatch)
+    assert result["changed"] is True
+    assert result["operations"] == ["-A -t 192.0.2.10:80 -s rr"]
+    assert result["service"]["scheduler"] == "rr"
+    assert result["diff"] == {
+        "before": "",
+        "after": "-A -t 192.0.2.10:80 -s rr\n",
+        "before_header": "ipvsadm -Sn (tcp 192.0.2.10:80, before)",
+        "after_header": "ipvsadm -Sn (tcp 192.0.2.10:80, after)",
+    }
+    json.dumps(result)  # what Ansible will do with it
+
+
+def test_service_edit_is_a_set_and_leaves_real_servers(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table()
+    module = service_module({"address": "192.0.2.10", "port": 80, "scheduler": "wlc"})
+    result = run_main(ipvs_service, module, monkeypatch)
+    assert result["operations"] == ["-E -t 192.0.2.10:80 -s wlc"]
+    assert [s["address"] for s in result["service"]["real_servers"]] == ["192.0.2.21"]
+    assert "diff" not in result
+
+
+def test_service_default_scheduler_is_wlc(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = {WEB: VirtualService(Service(WEB, scheduler="wlc"))}
+    result = run_main(
+        ipvs_service, service_module({"address": "192.0.2.10", "port": 80}), monkeypatch
+    )
+    assert result["changed"] is False
+
+
+def test_service_fwmark_ipv6(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = {
+        "fwmark": 7,
+        "family": "ipv6",
+        "persistence_timeout": 300,
+        "persistence_prefix_length": 64,
+    }
+    result = run_main(ipvs_service, service_module(params), monkeypatch)
+    assert result["operations"] == ["-A -f 7 -6 -s wlc -p 300 -M 64"]
+    assert list(kernel.table) == [MARK]
+
+
+def test_service_absent_ignores_other_options(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table()
+    params = {"address": "192.0.2.10", "port": 80, "state": "absent", "persistence_engine": "sip"}
+    result = run_main(ipvs_service, service_module(params, check_mode=True), monkeypatch)
+    assert result["operations"] == ["-D -t 192.0.2.10:80"]
+    assert result["service"] == {}
+    assert WEB in kernel.table  # check mode
+
+
+def test_service_absent_when_missing_is_no_change(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"address": "192.0.2.10", "port": 80, "state": "absent"}
+    result = run_main(ipvs_service, service_module(params), monkeypatch)
+    assert result == {"changed": False, "operations": [], "service": {}}
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        (
+            {"address": "192.0.2.300", "port": 80},
+            "address: must be an IPv4 or IPv6 address, got '192.0.2.300'",
+        ),
+        (
+            {"address": "192.0.2.10", "port": 70000},
+            "port: must be an integer from 0 to 65535, got 70000",
+        ),
+        (
+            {"address": "192.0.2.10", "port": 0},
+            "port: 0 (all ports) is only allowed for a persistent service",
+        ),
+        ({"fwmark": 0}, "fwmark: must be an integer from 1 to 4294967295, got 0"),
+        (
+            {"address": "192.0.2.10", "port": 80, "persistence_engine": "sip"},
+            "persistence_engine: needs a persistent service",
+        ),
+        (
+            {
+                "address": "2001:db8::1",
+                "port": 80,
+                "persistence_timeout": 9,
+                "persistence_netmask": "255.255.255.0",
+            },
+            "persistence_netmask: is for IPv4",
+        ),
+        ({"port": 80}, "address: is required unless fwmark is given"),
+    ],
+)
+def test_service_bad_input_fails_without_touching_the_kernel(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], msg: str
+) -> None:
+    result = run_main(ipvs_service, service_module(params), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].startswith(msg)
+    assert kernel.reads == 0
+
+
+def test_service_kernel_refusal_is_a_clean_failure(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.refuse = IPVSError(
+        "kernel refused `-A -t 192.0.2.10:80 -s rr`: File exists", rolled_back=True
+    )
+    result = run_main(
+        ipvs_service,
+        service_module({"address": "192.0.2.10", "port": 80, "scheduler": "rr"}),
+        monkeypatch,
+    )
+    assert result["failed"] is True
+    assert result["msg"].startswith("kernel refused")
+
+
+# -------------------------------------------------------- ipvs_real_server
+
+
+WEB_VS = {"address": "192.0.2.10", "port": 80}
+
+
+def test_real_server_add(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = {WEB: VirtualService(Service(WEB, scheduler="rr"))}
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21", "forwarding": "masq"}
+    result = run_main(ipvs_real_server, real_server_module(params, diff=True), monkeypatch)
+    assert result["operations"] == ["-a -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 1"]
+    assert result["real_server"]["forwarding"] == "masq"
+    assert result["diff"]["after"].endswith("-a -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 1\n")
+
+
+def test_real_server_weight_is_a_set(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = web_table(weight=1)
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21", "forwarding": "masq", "weight": 0}
+    result = run_main(ipvs_real_server, real_server_module(params), monkeypatch)
+    assert result["operations"] == ["-e -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 0"]
+
+
+def test_real_server_unchanged(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = web_table(weight=3)
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21", "forwarding": "masq", "weight": 3}
+    result = run_main(ipvs_real_server, real_server_module(params, check_mode=True), monkeypatch)
+    assert result["changed"] is False
+    assert result["operations"] == []
+
+
+def test_real_server_keeps_the_kernel_view_with_counters(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table(active=4)
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21", "forwarding": "masq"}
+    result = run_main(ipvs_real_server, real_server_module(params), monkeypatch)
+    assert result["real_server"]["active_connections"] == 4
+
+
+def test_real_server_needs_its_service(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21"}
+    result = run_main(ipvs_real_server, real_server_module(params), monkeypatch)
+    assert result["msg"] == (
+        "virtual service tcp 192.0.2.10:80 does not exist; create it with haecs.lvs.ipvs_service"
+    )
+    assert kernel.applied == []
+
+
+def test_real_server_missing_service_in_check_mode_warns(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21"}
+    module = real_server_module(params, check_mode=True, diff=True)
+    result = run_main(ipvs_real_server, module, monkeypatch)
+    assert result["changed"] is True
+    assert result["operations"] == ["-a -t 192.0.2.10:80 -r 192.0.2.21:80 -g -w 1"]
+    assert result["diff"] == {
+        "before": "",
+        "after": "-a -t 192.0.2.10:80 -r 192.0.2.21:80 -g -w 1\n",
+    }
+    assert "does not exist" in module.warnings[0]
+
+
+def test_real_server_absent(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = web_table()
+    params = {
+        "virtual_service": WEB_VS,
+        "address": "192.0.2.21",
+        "state": "absent",
+        "weight": 70000,
+    }
+    result = run_main(ipvs_real_server, real_server_module(params), monkeypatch)
+    assert result["operations"] == ["-d -t 192.0.2.10:80 -r 192.0.2.21:80"]
+    assert result["real_server"] == {}
+    assert kernel.table[WEB].real_servers == {}
+
+
+def test_real_server_absent_without_service_is_no_change(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"virtual_service": WEB_VS, "address": "192.0.2.21", "state": "absent"}
+    result = run_main(ipvs_real_server, real_server_module(params), monkeypatch)
+    assert result["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        ({"address": "2001:db8::21"}, "address: ipv6 real server on an ipv4 service"),
+        (
+            {"address": "192.0.2.21", "weight": 70000},
+            "weight: must be an integer from 0 to 65535, got 70000",
+        ),
+        (
+            {"address": "192.0.2.21", "upper_threshold": 5, "lower_threshold": 10},
+            "lower_threshold: must not be above upper_threshold (5)",
+        ),
+        (
+            {"address": "192.0.2.21", "port": 8080},
+            "port: must equal the service port (80) with forwarding route",
+        ),
+    ],
+)
+def test_real_server_bad_input(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], msg: str
+) -> None:
+    kernel.table = web_table()
+    result = run_main(
+        ipvs_real_server, real_server_module(dict(params, virtual_service=WEB_VS)), monkeypatch
+    )
+    assert result["msg"].startswith(msg)
+    assert kernel.reads == 0
+
+
+def test_real_server_bad_service_key_names_the_nested_option(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"virtual_service": {"address": "192.0.2.10", "port": 70000}, "address": "192.0.2.21"}
+    result = run_main(ipvs_real_server, real_server_module(params), monkeypatch)
+    assert result["msg"].startswith("virtual_service.port: ")
+
+
+# ---------------------------------------------------------------- ipvs_info
+
+
+def info_table() -> Table:
+    table = web_table()
+    stats = Stats(connections=3)
+    table[DNS] = VirtualService(Service(DNS, scheduler="rr", stats=stats))
+    table[MARK] = VirtualService(Service(MARK, scheduler="sh"))
+    return table
+
+
+def test_info_returns_all_in_ipvsadm_order(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = info_table()
+    module = FakeModule(ipvs_info.argument_spec(), {}, check_mode=True)
+    result = run_main(ipvs_info, module, monkeypatch)
+    assert result["changed"] is False
+    assert [s.get("protocol", "fwmark") for s in result["services"]] == ["tcp", "udp", "fwmark"]
+    assert result["ipvsadm"][0] == "-A -t 192.0.2.10:80 -s rr"
+    assert result["services"][1]["stats"]["connections"] == 3
+    assert result["info"] == {"version": "1.2.1", "connection_table_size": 4096}
+
+
+@pytest.mark.parametrize(
+    ("params", "count"),
+    [
+        ({"fwmark": 7, "family": "ipv6"}, 1),
+        ({"protocol": "udp", "address": "192.0.2.10", "port": 53}, 1),
+        ({"address": "192.0.2.99", "port": 80}, 0),
+    ],
+)
+def test_info_selects_one_service(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], count: int
+) -> None:
+    kernel.table = info_table()
+    result = run_main(ipvs_info, FakeModule(ipvs_info.argument_spec(), params), monkeypatch)
+    assert len(result["services"]) == count
+    assert (result["ipvsadm"] == []) == (count == 0)
+
+
+def test_info_bad_filter_fails(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = FakeModule(ipvs_info.argument_spec(), {"address": "192.0.2.10", "port": 70000})
+    result = run_main(ipvs_info, module, monkeypatch)
+    assert result["msg"].startswith("port: ")
