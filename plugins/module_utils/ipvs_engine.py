@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import ipvs_kmod
 from .ipvs_model import ServiceKey, Table, VirtualService
@@ -136,7 +136,10 @@ class IPVS:
     # ----------------------------------------------------------------- read
 
     def info(self) -> Dict[str, object]:
-        answer = self._sock.request(CMD_GET_INFO)[0]
+        try:
+            answer = self._sock.request(CMD_GET_INFO)[0]
+        except NetlinkError as error:
+            raise IPVSError("reading IPVS information failed: %s" % _explain(error)) from None
         version = (
             int.from_bytes(answer[INFO_VERSION][:4], "little") if INFO_VERSION in answer else 0
         )
@@ -150,12 +153,32 @@ class IPVS:
             "connection_table_size": size,
         }
 
-    def read(self, with_stats: bool = False, services_only: bool = False) -> Table:
-        """The whole table in one service dump and one dest dump per service."""
+    def read(
+        self,
+        with_stats: bool = False,
+        services_only: bool = False,
+        only: Optional[Collection[ServiceKey]] = None,
+    ) -> Table:
+        """The table in one service dump and one dest dump per service.
+
+        `only` limits the result to those services (the others are not
+        returned at all), so a module about one service stays fast on a
+        director with thousands.
+        """
+        try:
+            return self._read(with_stats, services_only, only)
+        except NetlinkError as error:
+            raise IPVSError("reading the IPVS table failed: %s" % _explain(error)) from None
+
+    def _read(
+        self, with_stats: bool, services_only: bool, only: Optional[Collection[ServiceKey]]
+    ) -> Table:
         table: Table = {}
+        wanted = None if only is None else set(only)
         for answer in self._sock.request(CMD_GET_SERVICE, dump=True):
             service = decode_service(parse_attrs(answer[ATTR_SERVICE]), with_stats)
-            table[service.key] = VirtualService(service)
+            if wanted is None or service.key in wanted:
+                table[service.key] = VirtualService(service)
         if services_only:
             return table
         for key, entry in table.items():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .ipvs_engine import IPVS, IPVSError
 from .ipvs_kmod import KernelModuleError
@@ -166,11 +166,18 @@ Decide = Callable[[Table], List[Operation]]
 
 
 def converge(
-    decide: Decide, check_mode: bool, ipvs_factory: Optional[Callable[[], IPVS]] = None
+    decide: Decide,
+    check_mode: bool,
+    ipvs_factory: Optional[Callable[[], IPVS]] = None,
+    keys: Optional[Collection[ServiceKey]] = None,
 ) -> Run:
-    """Read the table, plan with `decide`, then apply (or simulate in check mode)."""
+    """Read the table, plan with `decide`, then apply (or simulate in check mode).
+
+    `keys`: the only services `decide` looks at; the rest of the table is not
+    read (before/after then hold just those services).
+    """
     with (ipvs_factory or IPVS)() as ipvs:
-        before = ipvs.read(with_stats=True)
+        before = ipvs.read(with_stats=True, only=keys)
         operations = decide(before)
         if not operations:
             return Run(before, before, [])
@@ -178,7 +185,7 @@ def converge(
             return Run(before, simulate(before, operations), operations)
         ipvs.apply(operations)
         # Read back: the result shows the kernel's own view, counters included.
-        return Run(before, ipvs.read(with_stats=True), operations)
+        return Run(before, ipvs.read(with_stats=True, only=keys), operations)
 
 
 def read_table(

@@ -262,12 +262,15 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
         run = converge(
             lambda current: plan_removal(current, real_servers=[(key, server_key)]),
             module.check_mode,
+            keys=[key],
         )
     else:
         server = parse_real_server(params, key)
         server_key = server.key
         try:
-            run = converge(lambda current: present(current, key, server), module.check_mode)
+            run = converge(
+                lambda current: present(current, key, server), module.check_mode, keys=[key]
+            )
         except ServiceMissing:
             if not module.check_mode:
                 raise

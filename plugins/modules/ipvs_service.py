@@ -225,7 +225,7 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
             # Service attributes only: its real servers are not this module's.
             return plan(current, {key: VirtualService(service)}, manage_real_servers=False)
 
-    run = converge(decide, module.check_mode)
+    run = converge(decide, module.check_mode, keys=[key])
     result = changed_result(run, key, module._diff)
     result["service"] = service_summary(run.after, key)
     return result

@@ -264,3 +264,12 @@ def test_large_table_round_trip(ipvs) -> None:  # type: ignore[no-untyped-def]
     assert len(saved_table()) == 300 * 11
     ipvs.apply(plan(ipvs.read(), {}, purge_services=True))
     assert saved_table() == []
+
+
+def test_read_only_named_services(ipvs) -> None:  # type: ignore[no-untyped-def]
+    desired = build()
+    ipvs.apply(plan(ipvs.read(), desired))
+    wanted = [key for key in desired if key.is_fwmark]
+    partial = ipvs.read(only=wanted)
+    assert sorted(partial, key=str) == sorted(wanted, key=str)
+    assert all(partial[key] == desired[key] for key in wanted)

@@ -8,7 +8,7 @@ their run_module / main with a fake AnsibleModule.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Collection, Dict, List, Optional
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -49,6 +49,7 @@ class FakeIPVS:
     table: Table = {}
     applied: List[List[Operation]] = []
     reads = 0
+    read_only: Optional[Collection[ServiceKey]] = None
     refuse: Optional[IPVSError] = None
 
     def __enter__(self) -> FakeIPVS:
@@ -57,10 +58,15 @@ class FakeIPVS:
     def __exit__(self, *_exc: object) -> None:
         pass
 
-    def read(self, with_stats: bool = False) -> Table:
+    def read(
+        self, with_stats: bool = False, only: Optional[Collection[ServiceKey]] = None
+    ) -> Table:
         type(self).reads += 1
+        type(self).read_only = only
         return {
-            key: VirtualService(e.service, dict(e.real_servers)) for key, e in self.table.items()
+            key: VirtualService(e.service, dict(e.real_servers))
+            for key, e in self.table.items()
+            if only is None or key in only
         }
 
     def apply(self, operations: List[Operation]) -> None:
@@ -237,6 +243,14 @@ def test_converge_applies_and_reads_back(kernel: type) -> None:
     assert kernel.applied == [operations]
     assert kernel.reads == 2
     assert list(run.after) == [WEB]
+
+
+def test_converge_reads_only_the_named_services(kernel: type) -> None:
+    kernel.table = web_table()
+    kernel.table[DNS] = VirtualService(Service(DNS))
+    run = ipvs_module.converge(lambda table: [], check_mode=False, keys=[DNS])
+    assert kernel.read_only == [DNS]
+    assert list(run.before) == [DNS]
 
 
 def test_service_diff_is_ipvsadm_text_of_one_service() -> None:
