@@ -219,9 +219,9 @@ coverage: venv ## combine unit and kernel coverage; COV_MIN floor on engine and 
 	cd $(ROOT) && $(BIN)/coverage report --data-file=$(COVERAGE_DIR)/.coverage --skip-covered
 	@echo "coverage floor $(COV_MIN)% on the engine ($(COV_ENGINE)) and on the monitor:"
 	cd $(ROOT) && $(BIN)/coverage report --data-file=$(COVERAGE_DIR)/.coverage \
-	  --include='$(COV_ENGINE)' --fail-under=$(COV_MIN) | tail -1
+	  --include='$(COV_ENGINE)' --fail-under=$(COV_MIN) | grep -E '^TOTAL'
 	@if [ -d monitor ]; then cd $(ROOT) && $(BIN)/coverage report --data-file=$(COVERAGE_DIR)/.coverage \
-	  --include='monitor/*' --fail-under=$(COV_MIN) | tail -1; fi
+	  --include='monitor/*' --fail-under=$(COV_MIN) | grep -E '^TOTAL'; fi
 
 kernel-selftest: venv ## pytest tests/kernel -m "not qemu" (the kernel runner's own tests)
 	@if compgen -G 'tests/kernel/test_*.py' >/dev/null; then \
@@ -258,6 +258,16 @@ monitor-kernel: venv collection ## the monitor's scenarios (tests/monitor_kernel
 	tests/kernel/run --export $(COVERAGE_DIR) -- env COVERAGE_FILE=/dev/null bash -c \
 	  'COVERAGE_FILE=$$HAECS_KERNEL_EXPORT/.coverage.monitor-kernel exec $(BIN)/pytest -p no:cacheprovider \
 	   --color=no $(COV_SOURCES) --cov-report= tests/monitor_kernel'
+
+# Benchmarks print ratios against the reference tools measured in the same
+# kernel boot (not part of make test; about 15 minutes in all).
+BENCH_SIZES ?= 1000x10,10000x10
+
+bench: venv collection ## engine vs ipvsadm, monitor vs keepalived (each in one kernel boot)
+	mkdir -p $(BUILD)/bench
+	tests/kernel/run --mem 3G --export $(BUILD)/bench -- bash -c \
+	  '$(BIN)/python bench/ipvs_bench.py --sizes $(BENCH_SIZES) --json "$$HAECS_KERNEL_EXPORT/ipvs.json"'
+	bench/run-monitor-bench --json $(BUILD)/bench/monitor.json
 
 # The QEMU kernel (Debian's, with inet nf_tables and IPVS) proves fwmark
 # rules with real traffic; slow (TCG emulation) but the only such proof.

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "build", "collections"))
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import table_lines  # noqa: E402
 
 GOALS = {"create": 0.25, "read": 1.0, "converge": 1.0}
+RSS_GOAL_MB = 200
 
 
 def run(argv: List[str], stdin: Optional[str] = None) -> Tuple[float, int, str]:
@@ -116,15 +117,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
     report = {}
     print("HAECS engine vs ipvsadm, same kernel, same run (%s)" % os.uname().release, flush=True)
-    header = "%-22s %-9s %10s %10s %8s %6s %10s" % (
-        "size",
-        "case",
-        "HAECS s",
-        "ipvsadm s",
-        "ratio",
-        "goal",
-        "peak RSS",
-    )
+    row = "%-9s %-9s %10s %10s %8s %-8s %-8s %9s"
+    header = row % ("entries", "case", "HAECS s", "ipvsadm s", "ratio", "goal", "", "peak RSS")
     print(header)
     print("-" * len(header))
     for spec in args.sizes.split(","):
@@ -135,25 +129,25 @@ def main() -> None:
         for case, figures in results.items():
             ratio = figures["haecs"] / figures["reference"]
             goal = GOALS.get(case)
-            verdict = (
-                ""
-                if goal is None
-                else ("<=%.2f %s" % (goal, "met" if ratio <= goal else "NOT MET"))
-            )
             print(
-                "%-22s %-9s %10.3f %10.3f %7.2fx %6s %7.0f MB"
+                row
                 % (
-                    "%d x %d (%d entries)" % (services, real_servers, entries)
-                    if case == "create"
-                    else "",
+                    f"{entries:,}" if case == "create" else "",
                     case,
-                    figures["haecs"],
-                    figures["reference"],
-                    ratio,
-                    verdict,
-                    figures["rss"] / 1024,
+                    "%.3f" % figures["haecs"],
+                    "%.3f" % figures["reference"],
+                    "%.2fx" % ratio,
+                    "<= %.2fx" % goal if goal is not None else "",
+                    ("met" if ratio <= goal else "NOT MET") if goal is not None else "",
+                    "%.0f MB" % (figures["rss"] / 1024),
                 ),
                 flush=True,
+            )
+        peak = max(figures["rss"] for figures in results.values()) / 1024
+        if entries >= 100000:
+            print(
+                "%-9s %-9s peak RSS %.0f MB, goal < %d MB for 110,000 entries: %s"
+                % ("", "rss", peak, RSS_GOAL_MB, "met" if peak < RSS_GOAL_MB else "NOT MET")
             )
     if args.json:
         with open(args.json, "w") as output:

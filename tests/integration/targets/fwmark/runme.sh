@@ -16,7 +16,7 @@ VENV=$ROOT/.venv
 
 if [ "${HAECS_FWMARK_NETNS:-}" != 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "fwmark: needs root (unshare -n, nft)" >&2; exit 2; }
-    exec env HAECS_FWMARK_NETNS=1 unshare --net -- "$0" "$@"
+    exec env HAECS_FWMARK_NETNS=1 unshare --net -- bash "$(readlink -f "$0")" "$@"
 fi
 
 # Standalone defaults (tests/integration/run sets these already).
