@@ -171,9 +171,14 @@ class Monitor:
 
     async def _shutdown(self) -> int:
         self.log.info("stopping", on_exit=self.config.settings.on_exit)
-        for task in self._check_tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._check_tasks.values(), return_exceptions=True)
+        # asyncio.wait_for (Python < 3.12) can swallow a cancel() that lands
+        # as the check finishes; the loops also stop on their own once
+        # _stop is set, and we cancel again until every task has ended.
+        pending = set(self._check_tasks.values())
+        while pending:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.5)
         self._check_tasks.clear()
         if self._applier is not None:
             self._applier.cancel()
@@ -294,7 +299,7 @@ class Monitor:
     async def _check_loop(self, key: CheckKey) -> None:
         assert self.board is not None
         await asyncio.sleep(self.board.first_delay(key))
-        while True:
+        while not self._stop.is_set():
             health = self.board.checks.get(key)
             if health is None:
                 return

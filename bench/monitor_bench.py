@@ -1,0 +1,1701 @@
+#!/usr/bin/env python3
+"""HAECS monitor against keepalived's checker: CPU, detection latency, RSS, reload.
+
+Boots ONE kernel with IPVS (tests/kernel/run, UML by default) and runs both
+daemons in it, one after the other, on the same virtual services, the same
+real servers and the same TCP check timing:
+
+  (a) CPU seconds per 10,000 TCP checks (utime + stime of the daemon's
+      processes from /proc/PID/stat over a fixed window);
+  (b) detection latency from closing a real server's listener to the kernel
+      table change (table polled through the engine every ~10 ms), p50/p99;
+  (c) RSS of the daemon with 5,000 real servers;
+  (d) SIGHUP reload of 2,000 virtual services x 15 real servers, nothing
+      changed: time to "reload done" and the kernel operations it caused.
+
+keepalived is Debian's 2.2.7 as a checker only:
+`keepalived --dont-fork --check --log-console -f CONF` (pid files under /run).
+
+Real servers live in a network namespace: one process (selectors) owns every
+listener; addresses come from an "AnyIP" local route (10.64.0.0/10 on lo), so
+no address needs configuring.  (a)/(b) use one listener per real server on
+port 8080 (a kill closes it: connection refused; a revive reopens it), (c)/(d)
+one wildcard listener on port 80 serving every address.  Forwarding is NAT;
+no traffic goes through the virtual services.
+
+How each figure is measured (also in the --json document):
+  (a) checks = connections the real servers accepted during the window (one
+      counter, same for both); cross-checks: HAECS's haecs_checks_total,
+      and for keepalived servers x window / delay_loop.  keepalived's CPU is
+      its parent plus its checker child.
+  (b) a kill closes one listener (connection refused); up to --concurrent
+      kills are in flight at random phases; after detection the listeners
+      reopen and both daemons must put the servers back before the next round.
+  (c) VmRSS (keepalived: both processes summed), largest of 1 s samples.
+  (d) HAECS: SIGHUP to its "config_reloaded" log line; kernel operations from
+      haecs_kernel_operations_total.  keepalived: SIGHUP to its checker's
+      "Reload complete" line; kernel operations by a second reload under
+      strace (IPVS netlink commands that change the table); both: the table
+      dumped before and after.  In UML every guest page is one host mapping,
+      so a guest process above ~250 MB dies at the host's default
+      vm.max_map_count (65530): (d) then runs again at a smaller size and
+      the table says so.
+
+Usage (from the repository root, on the host):
+
+    bench/run-monitor-bench [--json FILE] [--quick] [--phases cpu,latency,rss,reload]
+
+which runs `.venv/bin/python bench/monitor_bench.py` and that boots the kernel
+with `tests/kernel/run --mem 2G -- ... --inside`.  Not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MONITOR_BIN = os.path.join(ROOT, "monitor", "bin", "haecs-monitor")
+KERNEL_RUN = os.path.join(ROOT, "tests", "kernel", "run")
+RESULT_MARK = "MONITOR-BENCH-RESULT "
+
+NETNS = "haecsbench"
+VIP_PORT = 80
+KILL_PORT = 8080  # one listener per real server (killable)
+BULK_PORT = 80  # one wildcard listener for every real server address
+WORK = "/run/haecs-bench"
+HAECS_SOCKET = "/run/haecs/bench.sock"
+POLL_SECONDS = 0.010
+STOP_GRACE_SECONDS = 8
+STOP_PROBLEMS: list[str] = []  # daemons that had to be killed (reported)
+MB = 1024.0 * 1024.0
+
+
+class BenchError(Exception):
+    """A step of the benchmark could not be done (the message says which)."""
+
+
+def log(message: str) -> None:
+    elapsed = time.monotonic() - STARTED
+    print("[%6.1fs] %s" % (elapsed, message), file=sys.stderr, flush=True)
+
+
+STARTED = time.monotonic()
+
+
+# ------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The check timing both daemons get (see `mapping()` for keepalived)."""
+
+    interval: float
+    timeout: float
+    fall: int
+    rise: int = 1
+
+    def haecs(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "timeout": self.timeout,
+            "rise": self.rise,
+            "fall": self.fall,
+            "fast_interval": self.interval,
+            "down_interval": self.interval,
+            "jitter": 0,
+        }
+
+    def keepalived(self) -> dict[str, Any]:
+        return {
+            "delay_loop": self.interval,
+            "connect_timeout": self.timeout,
+            "retry": self.fall - 1,
+            "delay_before_retry": self.interval,
+        }
+
+
+def mapping(timing: Timing) -> list[str]:
+    return [
+        "interval %gs = keepalived delay_loop %g" % (timing.interval, timing.interval),
+        "timeout %gs = keepalived connect_timeout %g" % (timing.timeout, timing.timeout),
+        "fall %d = keepalived retry %d (keepalived declares a server down after retry+1 "
+        "consecutive failures)" % (timing.fall, timing.fall - 1),
+        "HAECS fast_interval %gs (delay between the failures of a falling server) = keepalived "
+        "delay_before_retry %g" % (timing.interval, timing.interval),
+        "HAECS rise 1, down_interval %gs = keepalived: one success restores a server, a down "
+        "server is checked every delay_loop" % timing.interval,
+        "HAECS jitter 0 (keepalived has none; both spread the first checks over the interval)",
+    ]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """`services` TCP virtual services on 10.200/16, each with `per_service`
+    NAT real servers of their own in 10.64.0.0/10 (no server is shared)."""
+
+    services: int
+    per_service: int
+    rs_port: int
+
+    @property
+    def servers(self) -> int:
+        return self.services * self.per_service
+
+    def vip(self, index: int) -> str:
+        return "10.200.%d.%d" % (index // 250, index % 250 + 1)
+
+    def members(self) -> Iterator[tuple[str, list[tuple[str, int]]]]:
+        for index in range(self.services):
+            yield (
+                self.vip(index),
+                [
+                    (rs_address(index * self.per_service + member), self.rs_port)
+                    for member in range(self.per_service)
+                ],
+            )
+
+
+def rs_address(index: int) -> str:
+    block, host = divmod(index, 250)
+    return "10.%d.%d.%d" % (64 + block // 256, block % 256, host + 1)
+
+
+# ------------------------------------------------------------ real servers
+
+
+def real_server_main() -> int:
+    """Listener process (runs inside the real servers' namespace).
+
+    Commands are JSON lines on stdin, each answered by one JSON line:
+    {"op": "open"|"close", "endpoints": [[address, port], ...]},
+    {"op": "any", "port": P} (one wildcard listener), {"op": "count"}.
+    Every accepted connection is closed at once and counted.
+    """
+    selector = selectors.DefaultSelector()
+    listeners: dict[tuple[str, int], socket.socket] = {}
+    accepted = 0
+    os.set_blocking(0, False)
+    selector.register(0, selectors.EVENT_READ, None)
+    pending = b""
+
+    def open_listener(address: str, port: int) -> Optional[str]:
+        if (address, port) in listeners:
+            return None
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(4096)
+            sock.setblocking(False)
+        except OSError as error:
+            sock.close()
+            return "%s:%d: %s" % (address, port, error)
+        selector.register(sock, selectors.EVENT_READ, (address, port))
+        listeners[(address, port)] = sock
+        return None
+
+    def handle(command: dict[str, Any]) -> dict[str, Any]:
+        op = command.get("op")
+        errors: list[str] = []
+        if op == "open":
+            for address, port in command["endpoints"]:
+                problem = open_listener(address, int(port))
+                if problem:
+                    errors.append(problem)
+        elif op == "any":
+            problem = open_listener("0.0.0.0", int(command["port"]))
+            if problem:
+                errors.append(problem)
+        elif op == "close":
+            for address, port in command["endpoints"]:
+                sock = listeners.pop((address, int(port)), None)
+                if sock is not None:
+                    selector.unregister(sock)
+                    sock.close()
+        elif op != "count":
+            errors.append("unknown op %r" % op)
+        return {
+            "ok": not errors,
+            "errors": errors[:5],
+            "t": time.monotonic(),
+            "accepted": accepted,
+            "listeners": len(listeners),
+        }
+
+    while True:
+        for key, _ in selector.select():
+            if key.data is None:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    return 0
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    reply = json.dumps(handle(json.loads(line))).encode() + b"\n"
+                    os.write(1, reply)
+                continue
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            for _ in range(64):
+                try:
+                    conn, _peer = sock.accept()
+                except OSError:
+                    break
+                conn.close()
+                accepted += 1
+
+
+class RealServers:
+    """The harness's handle on the listener process."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", NETNS, sys.executable, __file__, "_realservers"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def call(self, **command: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise BenchError("the real server process ended")
+        reply: dict[str, Any] = json.loads(line)
+        if not reply["ok"]:
+            raise BenchError("real servers: %s" % "; ".join(reply["errors"]))
+        return reply
+
+    def accepted(self) -> int:
+        return int(self.call(op="count")["accepted"])
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def sh(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError("%s: %s" % (" ".join(argv), done.stderr.strip() or done.returncode))
+    return done.stdout
+
+
+def setup_network() -> None:
+    sh("modprobe", "-a", "ip_vs", "ip_vs_wlc", "veth")
+    sh("ip", "netns", "add", NETNS)
+    sh("ip", "link", "add", "hbd0", "type", "veth", "peer", "name", "hbr0", "netns", NETNS)
+    sh("ip", "addr", "add", "10.0.0.1/30", "dev", "hbd0")
+    sh("ip", "link", "set", "hbd0", "up")
+    sh("ip", "route", "add", "10.64.0.0/10", "via", "10.0.0.2")
+    inside = ["ip", "-n", NETNS]
+    sh(*inside, "addr", "add", "10.0.0.2/30", "dev", "hbr0")
+    sh(*inside, "link", "set", "hbr0", "up")
+    sh(*inside, "link", "set", "lo", "up")
+    sh(*inside, "route", "add", "local", "10.64.0.0/10", "dev", "lo")
+    sh(*inside, "route", "add", "default", "via", "10.0.0.1")
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(os.path.dirname(HAECS_SOCKET), exist_ok=True)
+
+
+# ------------------------------------------------------------------ kernel
+
+sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
+sys.path.insert(0, os.path.join(ROOT, "monitor"))
+
+
+def engine() -> Any:
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS
+
+    return IPVS()
+
+
+def desired_table(layout: Layout) -> dict[Any, Any]:
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+        RealServer,
+        Service,
+        ServiceKey,
+        VirtualService,
+    )
+
+    table = {}
+    for vip, members in layout.members():
+        key = ServiceKey.for_address("tcp", vip, VIP_PORT)
+        servers = {}
+        for address, port in members:
+            server = RealServer(address, port, "masq", 1)
+            servers[server.key] = server
+        table[key] = VirtualService(Service(key, scheduler="wlc"), servers)
+    return table
+
+
+def load_table(ipvs: Any, layout: Layout) -> None:
+    """Put the layout into the kernel (HAECS then adopts it: its normal restart)."""
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
+
+    ipvs.apply(plan(ipvs.read(), desired_table(layout), purge_services=True))
+
+
+def flush() -> None:
+    sh("ipvsadm", "-C")
+
+
+def count_entries(table: dict[Any, Any]) -> int:
+    return sum(len(entry.real_servers) for entry in table.values())
+
+
+def wait_table(ipvs: Any, servers: int, timeout: float, daemon: Daemon) -> float:
+    """Wait until the kernel holds `servers` real servers; the wall seconds taken."""
+    started = time.monotonic()
+    deadline = started + timeout
+    found = -1
+    while time.monotonic() < deadline:
+        daemon.check_alive()
+        found = count_entries(ipvs.read())
+        if found == servers:
+            return time.monotonic() - started
+        time.sleep(0.25 if servers < 5000 else 1.0)
+    raise BenchError(
+        "%s: the kernel holds %d of %d real servers after %.0fs"
+        % (daemon.name, found, servers, timeout)
+    )
+
+
+# ----------------------------------------------------------------- daemons
+
+
+def proc_cpu(pid: int) -> float:
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    found = {}
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0]) * 1024
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    found["Pss"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return found
+
+
+class Daemon:
+    """A daemon under test: its processes, and its output lines with arrival times."""
+
+    name = "?"
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.eof = False
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self.lines.append((time.monotonic(), line))
+                self._cond.notify_all()
+        with self._cond:
+            self.eof = True
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.lines)
+
+    def tail(self, count: int = 15) -> str:
+        with self._cond:
+            return self._tail_locked(count)
+
+    def _tail_locked(self, count: int = 15) -> str:
+        return "\n".join("    " + line[:300] for _, line in self.lines[-count:])
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchError(
+                "%s exited with %s; its last lines:\n%s"
+                % (self.name, self.proc.returncode, self.tail())
+            )
+
+    def wait_for(
+        self, predicate: Callable[[str], bool], after: int = 0, timeout: float = 60.0
+    ) -> tuple[float, str, int]:
+        """The first line from index `after` on that matches: (time, line, index)."""
+        deadline = time.monotonic() + timeout
+        index = after
+        with self._cond:
+            while True:
+                while index < len(self.lines):
+                    when, line = self.lines[index]
+                    index += 1
+                    if predicate(line):
+                        return when, line, index
+                if self.eof:
+                    raise BenchError(
+                        "%s closed its output (status %s) before the expected line; "
+                        "last lines:\n%s" % (self.name, self.proc.poll(), self._tail_locked())
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BenchError(
+                        "%s: expected line not seen within %.0fs; last lines:\n%s"
+                        % (self.name, timeout, self._tail_locked())
+                    )
+                self._cond.wait(min(remaining, 1.0))
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    def cpu(self) -> float:
+        return sum(proc_cpu(pid) for pid in self.pids())
+
+    def memory(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for pid in self.pids():
+            for name, value in proc_memory(pid).items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def ready(self, ipvs: Any, layout: Layout) -> float:
+        raise NotImplementedError
+
+    def stop(self, fast: bool = False) -> None:
+        """SIGTERM (SIGKILL when `fast`), SIGKILL after a grace period."""
+        started = time.monotonic()
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL if fast else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        grace = 10 if fast else STOP_GRACE_SECONDS
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            STOP_PROBLEMS.append(
+                "%s did not exit within %ds of SIGTERM (killed); last lines:\n%s"
+                % (self.name, grace, self.tail(8))
+            )
+            log("  WARNING: " + STOP_PROBLEMS[-1])
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait()
+        self._reader.join(10)
+        took = time.monotonic() - started
+        if took > 5:
+            log("  %s took %.1fs to stop" % (self.name, took))
+
+
+class Haecs(Daemon):
+    name = "HAECS"
+
+    def __init__(self, layout: Layout, timing: Timing) -> None:
+        self.config = os.path.join(WORK, "haecs.yml")
+        write_haecs_config(self.config, layout, timing)
+        for stale in (HAECS_SOCKET, os.path.join(WORK, "haecs.state")):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        super().__init__([sys.executable, MONITOR_BIN, self.config])
+
+    def ready(self, ipvs: Any, layout: Layout) -> float:
+        started = time.monotonic()
+        self.wait_for(lambda line: '"event":"table_adopted"' in line, timeout=300)
+        wait_table(ipvs, layout.servers, 120, self)
+        return time.monotonic() - started
+
+    def metrics(self) -> dict[str, float]:
+        from haecs_monitor import client
+
+        reply = client.request("GET", "/metrics", socket_path=HAECS_SOCKET, timeout=120)
+        if reply.status != 200:
+            raise BenchError("HAECS /metrics answered HTTP %d" % reply.status)
+        totals: dict[str, float] = {}
+        for line in reply.body.decode("utf-8", "replace").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            try:
+                value = float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                continue
+            totals[name] = totals.get(name, 0.0) + value
+        return totals
+
+
+class Keepalived(Daemon):
+    name = "keepalived"
+
+    def __init__(self, layout: Layout, timing: Timing) -> None:
+        self.config = os.path.join(WORK, "keepalived.conf")
+        write_keepalived_config(self.config, layout, timing)
+        pid_files = [os.path.join(WORK, "keepalived%s.pid" % part) for part in ("", "-c", "-r")]
+        for path in pid_files:
+            if os.path.exists(path):
+                os.unlink(path)
+        argv = [
+            "keepalived",
+            "--dont-fork",
+            "--check",
+            "--log-console",
+            "-f",
+            self.config,
+            "-p",
+            pid_files[0],
+            "-c",
+            pid_files[1],
+            "-r",
+            pid_files[2],
+        ]
+        stdbuf = shutil.which("stdbuf")
+        if stdbuf:  # line-buffered output: each line's arrival time is when it was logged
+            argv = [stdbuf, "-oL", "-eL", *argv]
+        super().__init__(argv)
+        self.child: Optional[int] = None
+
+    def ready(self, ipvs: Any, layout: Layout) -> float:
+        started = time.monotonic()
+        _, line, _ = self.wait_for(lambda text: "Starting Healthcheck child process" in text)
+        match = re.search(r"pid=(\d+)", line)
+        if not match:
+            raise BenchError("keepalived: no checker pid in %r" % line)
+        self.child = int(match.group(1))
+        self.wait_for(lambda text: "Startup complete" in text, timeout=300)
+        wait_table(ipvs, layout.servers, 300, self)
+        return time.monotonic() - started
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] + ([self.child] if self.child else [])
+
+
+def write_haecs_config(path: str, layout: Layout, timing: Timing) -> None:
+    lines = [
+        "global:",
+        "  name: bench",
+        "  control_socket: %s" % HAECS_SOCKET,
+        "  state_file: %s/haecs.state" % WORK,
+        "  log_format: json",
+        "  on_exit: keep",
+        "  check_defaults:",
+    ]
+    lines += ["    %s: %s" % (key, value) for key, value in timing.haecs().items()]
+    lines.append("services:")
+    for vip, members in layout.members():
+        lines += [
+            "  - protocol: tcp",
+            "    address: %s" % vip,
+            "    port: %d" % VIP_PORT,
+            "    scheduler: wlc",
+            "    on_failure: remove",
+            "    checks: [{type: tcp}]",
+            "    real_servers:",
+        ]
+        lines += [
+            "      - {address: %s, port: %d, forwarding: masq, weight: 1}" % member
+            for member in members
+        ]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def write_keepalived_config(path: str, layout: Layout, timing: Timing) -> None:
+    settings = timing.keepalived()
+    check = (
+        "    TCP_CHECK {\n"
+        "      connect_timeout %(connect_timeout)g\n"
+        "      retry %(retry)d\n"
+        "      delay_before_retry %(delay_before_retry)g\n"
+        "    }\n" % settings
+    )
+    parts = ["global_defs {\n  router_id haecs_bench\n}\n"]
+    for vip, members in layout.members():
+        parts.append(
+            "virtual_server %s %d {\n  delay_loop %g\n  lb_algo wlc\n  lb_kind NAT\n"
+            "  protocol TCP\n" % (vip, VIP_PORT, settings["delay_loop"])
+        )
+        for address, port in members:
+            parts.append("  real_server %s %d {\n    weight 1\n%s  }\n" % (address, port, check))
+        parts.append("}\n")
+    with open(path, "w") as handle:
+        handle.write("".join(parts))
+
+
+def start(kind: str, ipvs: Any, layout: Layout, timing: Timing) -> Daemon:
+    """Start one daemon on an empty table (HAECS: the table loaded, it adopts)."""
+    flush()
+    daemon: Daemon
+    if kind == "haecs":
+        load_table(ipvs, layout)
+        daemon = Haecs(layout, timing)
+    else:
+        daemon = Keepalived(layout, timing)
+    try:
+        seconds = daemon.ready(ipvs, layout)
+    except BaseException:
+        daemon.stop(fast=True)
+        raise
+    log(
+        "  %s up: %d services x %d real servers, ready in %.1fs"
+        % (daemon.name, layout.services, layout.per_service, seconds)
+    )
+    return daemon
+
+
+def stop(daemon: Daemon, fast: bool = False) -> None:
+    daemon.stop(fast=fast)
+    flush()
+
+
+# ------------------------------------------------------------------ phases
+
+
+@dataclass
+class Options:
+    timing: Timing
+    cpu_servers: int
+    cpu_seconds: float
+    cpu_rounds: int
+    latency_services: int
+    latency_per_service: int
+    kills: int
+    concurrent: int
+    rss_servers: int
+    rss_interval: float
+    reload_services: int
+    reload_per_service: int
+    reload_interval: float
+    reload_fallback_services: int
+    strace_reload_limit: float
+    seed: int
+    phases: tuple[str, ...]
+
+
+KINDS = ("haecs", "keepalived")
+
+
+def phase_cpu(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
+    layout = Layout(max(1, opts.cpu_servers // 10), min(10, opts.cpu_servers), KILL_PORT)
+    timing = opts.timing
+    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    for round_number in range(opts.cpu_rounds):
+        for kind in KINDS:
+            daemon = start(kind, ipvs, layout, timing)
+            try:
+                time.sleep(2 * timing.interval + 1)  # past the first spread-out checks
+                before_metrics = daemon.metrics() if isinstance(daemon, Haecs) else {}
+                tm0 = time.monotonic()
+                accepted0 = servers.accepted()
+                cpu0, t0 = daemon.cpu(), time.monotonic()
+                time.sleep(opts.cpu_seconds)
+                cpu1, t1 = daemon.cpu(), time.monotonic()
+                accepted1 = servers.accepted()
+                after_metrics = daemon.metrics() if isinstance(daemon, Haecs) else {}
+                tm1 = time.monotonic()
+                daemon.check_alive()
+            finally:
+                stop(daemon)
+            window = t1 - t0
+            cpu = cpu1 - cpu0
+            checks = accepted1 - accepted0
+            entry: dict[str, Any] = {
+                "round": round_number + 1,
+                "window_seconds": round(window, 2),
+                "cpu_seconds": round(cpu, 3),
+                "checks_accepted_by_real_servers": checks,
+                "checks_expected": round(layout.servers * window / timing.interval),
+            }
+            if isinstance(daemon, Haecs):
+                done = after_metrics.get("haecs_checks_total", 0) - before_metrics.get(
+                    "haecs_checks_total", 0
+                )
+                entry["checks_from_metrics_scaled_to_window"] = round(done * window / (tm1 - tm0))
+            entry["cpu_seconds_per_10k_checks"] = round(cpu / checks * 10000, 4) if checks else None
+            rounds[kind].append(entry)
+            log(
+                "  (a) round %d %s: %.2f CPU s in %.1fs, %d checks -> %s CPU s / 10k checks"
+                % (
+                    round_number + 1,
+                    daemon.name,
+                    cpu,
+                    window,
+                    checks,
+                    entry["cpu_seconds_per_10k_checks"],
+                )
+            )
+    result: dict[str, Any] = {
+        "layout": "%d services x %d real servers (%d), interval %gs"
+        % (layout.services, layout.per_service, layout.servers, timing.interval),
+        "rounds": rounds,
+    }
+    for kind in KINDS:
+        cpu = sum(entry["cpu_seconds"] for entry in rounds[kind])
+        checks = sum(entry["checks_accepted_by_real_servers"] for entry in rounds[kind])
+        result[kind] = round(cpu / checks * 10000, 4) if checks else None
+    return result
+
+
+def percentile(values: Sequence[float], fraction: float) -> Optional[float]:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def rounded(value: Optional[float], digits: int = 1) -> Optional[float]:
+    return None if value is None else round(value, digits)
+
+
+def present(table: dict[Any, Any], service: Any, server: tuple[str, int]) -> bool:
+    entry = table.get(service)
+    return entry is not None and server in entry.real_servers
+
+
+def phase_latency(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
+
+    layout = Layout(opts.latency_services, opts.latency_per_service, KILL_PORT)
+    timing = opts.timing
+    targets = [
+        (ServiceKey.for_address("tcp", vip, VIP_PORT), member)
+        for vip, members in layout.members()
+        for member in members
+    ]
+    result: dict[str, Any] = {
+        "layout": "%d services x %d real servers, interval %gs, fall %d, %d kills, up to %d at once"
+        % (
+            layout.services,
+            layout.per_service,
+            timing.interval,
+            timing.fall,
+            opts.kills,
+            opts.concurrent,
+        ),
+        "poll": "engine dump of the whole table every %d ms; a detection is stamped when the "
+        "dump that no longer holds the server returns" % (POLL_SECONDS * 1000),
+    }
+    for kind in KINDS:
+        rng = random.Random(opts.seed)
+        daemon = start(kind, ipvs, layout, timing)
+        latencies: list[float] = []
+        missed = 0
+        polls = 0
+        try:
+            time.sleep(2 * timing.interval)
+            while len(latencies) + missed < opts.kills:
+                batch = rng.sample(
+                    targets, min(opts.concurrent, opts.kills - len(latencies) - missed)
+                )
+                now = time.monotonic()
+                schedule = sorted(
+                    ((now + rng.uniform(0, timing.interval), target) for target in batch),
+                    key=lambda item: item[0],
+                )
+                killed: dict[tuple[Any, tuple[str, int]], float] = {}
+                deadline = now + timing.interval * (timing.fall + 1) + 5.0
+                while (schedule or killed) and time.monotonic() < deadline:
+                    tick = time.monotonic()
+                    while schedule and schedule[0][0] <= tick:
+                        _, target = schedule.pop(0)
+                        reply = servers.call(op="close", endpoints=[list(target[1])])
+                        killed[target] = float(reply["t"])
+                    if killed:
+                        table = ipvs.read()
+                        seen = time.monotonic()
+                        polls += 1
+                        for target in list(killed):
+                            if not present(table, *target):
+                                latencies.append(seen - killed.pop(target))
+                    time.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - tick)))
+                missed += len(killed) + len(schedule)
+                detected_at = time.monotonic()
+                servers.call(op="open", endpoints=[list(target[1]) for target in batch])
+                back_by = time.monotonic() + timing.interval * (timing.rise + 1) + 10.0
+                while time.monotonic() < back_by:
+                    table = ipvs.read()
+                    if all(present(table, *target) for target in batch):
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise BenchError("%s did not bring revived servers back" % daemon.name)
+                log(
+                    "    round: %d kills, detection done after %.1fs, revived in %.1fs"
+                    % (len(batch), detected_at - now, time.monotonic() - detected_at)
+                )
+                time.sleep(rng.uniform(0, timing.interval))
+                daemon.check_alive()
+        finally:
+            stop(daemon)
+        ms = [value * 1000 for value in latencies]
+        result[kind] = {
+            "kills": len(latencies) + missed,
+            "detected": len(latencies),
+            "missed": missed,
+            "p50_ms": rounded(percentile(ms, 0.5)),
+            "p99_ms": rounded(percentile(ms, 0.99)),
+            "min_ms": round(min(ms), 1) if ms else None,
+            "max_ms": round(max(ms), 1) if ms else None,
+            "latencies_ms": [round(value, 1) for value in ms],
+        }
+        log(
+            "  (b) %s: %d kills, p50 %s ms, p99 %s ms, max %s ms, missed %d"
+            % (
+                daemon.name,
+                len(ms) + missed,
+                result[kind]["p50_ms"],
+                result[kind]["p99_ms"],
+                result[kind]["max_ms"],
+                missed,
+            )
+        )
+    return result
+
+
+def phase_rss(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
+    layout = Layout(max(1, opts.rss_servers // 10), min(10, opts.rss_servers), BULK_PORT)
+    timing = Timing(
+        opts.rss_interval, min(opts.timing.timeout, opts.rss_interval / 2), opts.timing.fall
+    )
+    result: dict[str, Any] = {
+        "layout": "%d services x %d real servers (%d), interval %gs"
+        % (layout.services, layout.per_service, layout.servers, timing.interval),
+        "how": "VmRSS of the daemon's processes (keepalived: parent + checker child, summed), "
+        "sampled every second for 1.5 intervals after every server is in the table; the "
+        "largest sample",
+    }
+    for kind in KINDS:
+        daemon = start(kind, ipvs, layout, timing)
+        samples: list[dict[str, int]] = []
+        try:
+            until = time.monotonic() + max(10.0, 1.5 * timing.interval)
+            while time.monotonic() < until:
+                samples.append(daemon.memory())
+                time.sleep(1.0)
+            daemon.check_alive()
+            accepted = servers.accepted()
+        finally:
+            stop(daemon)
+        peak = max(samples, key=lambda sample: sample.get("VmRSS", 0))
+        result[kind] = {
+            "rss_mb": round(peak.get("VmRSS", 0) / MB, 1),
+            "pss_mb": round(peak["Pss"] / MB, 1) if "Pss" in peak else None,
+            "hwm_mb": round(peak.get("VmHWM", 0) / MB, 1),
+            "processes": len(daemon.pids()),
+            "real_server_connections_so_far": accepted,
+        }
+        log(
+            "  (c) %s: RSS %.1f MB (PSS %s MB, peak HWM %.1f MB)"
+            % (daemon.name, result[kind]["rss_mb"], result[kind]["pss_mb"], result[kind]["hwm_mb"])
+        )
+    return result
+
+
+IPVS_WRITE_COMMANDS = {
+    1: "new_service",
+    2: "set_service",
+    3: "del_service",
+    5: "new_dest",
+    6: "set_dest",
+    7: "del_dest",
+    16: "zero",
+    17: "flush",
+}
+
+
+def count_strace_ipvs(path: str) -> dict[str, int]:
+    """IPVS generic-netlink commands in an strace log (`-xx` payloads)."""
+    counts: dict[str, int] = {}
+    pattern = re.compile(r'nlmsg_type=IPVS[^}]*\}, "\\x([0-9a-f]{2})')
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            for match in pattern.finditer(line):
+                command = int(match.group(1), 16)
+                name = IPVS_WRITE_COMMANDS.get(command, "read_%d" % command)
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def mem_available() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class MemoryWatch:
+    """Samples a daemon's RSS and the kernel's MemAvailable twice a second."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.peak_rss = 0
+        self.least_available = mem_available()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                rss = self.daemon.memory().get("VmRSS", 0)
+            except OSError:
+                return
+            self.peak_rss = max(self.peak_rss, rss)
+            self.least_available = min(self.least_available, mem_available())
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(5)
+        return {
+            "peak_rss_mb": round(self.peak_rss / MB, 1),
+            "least_mem_available_mb": round(self.least_available / MB, 1),
+        }
+
+
+def oom_lines() -> str:
+    done = subprocess.run(["dmesg"], capture_output=True, text=True)
+    found = [
+        line
+        for line in done.stdout.splitlines()
+        if re.search(r"out of memory|killed process|oom-kill", line, re.IGNORECASE)
+    ]
+    return "\n".join(found[-4:])
+
+
+UML_HOST_OOM = "UML ran out of memory on the host side"
+
+
+def phase_reload(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
+    """(d) at the asked size; when UML cannot hold HAECS at that size (each guest
+    page is one host mapping, so a guest process of ~250 MB exceeds the host's
+    default vm.max_map_count of 65530), again at `--reload-fallback-services`
+    for both daemons, labelled as such."""
+    try:
+        return reload_pair(opts, ipvs, opts.reload_services)
+    except BenchError as error:
+        if UML_HOST_OOM not in str(error) or not opts.reload_fallback_services:
+            raise
+        first = str(error)
+    flush()
+    log(
+        "  (d) %d services do not fit in UML; again with %d"
+        % (opts.reload_services, opts.reload_fallback_services)
+    )
+    result = reload_pair(opts, ipvs, opts.reload_fallback_services)
+    result["full_size_error"] = first
+    result["full_size_not_measured_why"] = (
+        "at %d x %d the HAECS process was killed by UML: '%s' (host vm.max_map_count %s; "
+        "each guest page is one host mapping)"
+        % (opts.reload_services, opts.reload_per_service, UML_HOST_OOM, host_max_map_count())
+    )
+    return result
+
+
+def host_max_map_count() -> str:
+    return os.environ.get("HAECS_BENCH_HOST_MAX_MAP_COUNT", "unknown")
+
+
+def reload_pair(opts: Options, ipvs: Any, services: int) -> dict[str, Any]:
+    layout = Layout(services, opts.reload_per_service, BULK_PORT)
+    timing = Timing(
+        opts.reload_interval, min(opts.timing.timeout, opts.reload_interval / 2), opts.timing.fall
+    )
+    result: dict[str, Any] = {
+        "layout": "%d services x %d real servers (%d), interval %gs, same file reloaded"
+        % (layout.services, layout.per_service, layout.servers, timing.interval),
+        "services": layout.services,
+        "per_service": layout.per_service,
+    }
+    # HAECS: reload done = its "config_reloaded" log line (written after the
+    # kernel apply); operations = haecs_kernel_operations_total before/after.
+    daemon = start("haecs", ipvs, layout, timing)
+    watch = MemoryWatch(daemon)
+    try:
+        assert isinstance(daemon, Haecs)
+        time.sleep(3)
+        before = daemon.metrics()
+        snapshot = ipvs.read()
+        mark = daemon.mark()
+        sent = time.monotonic()
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        when, line, _ = daemon.wait_for(
+            lambda text: any(
+                '"event":"%s"' % event in text
+                for event in ("config_reloaded", "config_rejected", "reload_failed")
+            ),
+            after=mark,
+            timeout=300,
+        )
+        event = json.loads(line)
+        time.sleep(1)
+        after = daemon.metrics()
+        same = ipvs.read() == snapshot
+        daemon.check_alive()
+    except BenchError as error:
+        memory = watch.stop()
+        raise BenchError(
+            "%s\n  HAECS peak RSS %.0f MB, least MemAvailable %.0f MB; kernel: %s"
+            % (
+                error,
+                memory["peak_rss_mb"],
+                memory["least_mem_available_mb"],
+                oom_lines() or "no OOM message",
+            )
+        ) from None
+    finally:
+        stop(daemon)
+    memory = watch.stop()
+    operations = after.get("haecs_kernel_operations_total", 0) - before.get(
+        "haecs_kernel_operations_total", 0
+    )
+    result["haecs"] = {
+        "reload_seconds": round(when - sent, 3) if event["event"] == "config_reloaded" else None,
+        "event": event["event"],
+        "summary": event.get("reason"),
+        "load_seconds": event.get("load_seconds"),
+        "apply_seconds": event.get("apply_seconds"),
+        "kernel_operations": int(operations),
+        "operations_counted_by": "haecs_kernel_operations_total (metrics) before and 1 s after",
+        "table_unchanged": same,
+        **memory,
+    }
+    log(
+        "  (d) HAECS: reload %s s, %d kernel operations, table unchanged: %s (%s)"
+        % (result["haecs"]["reload_seconds"], operations, same, event.get("reason"))
+    )
+
+    # keepalived: reload done = the checker's "Reload complete" line (it then
+    # re-arms its checkers: "Activating healthchecker" lines, also timed).
+    # Operations: a second reload under strace, IPVS netlink commands counted.
+    daemon = start("keepalived", ipvs, layout, timing)
+    watch = MemoryWatch(daemon)
+    entry: dict[str, Any] = {}
+    try:
+        assert isinstance(daemon, Keepalived)
+        time.sleep(3)
+        snapshot = ipvs.read()
+        mark = daemon.mark()
+        sent = time.monotonic()
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        when, _, index = daemon.wait_for(lambda text: "Reload complete" in text, mark, 600)
+        activated = wait_quiet(daemon, index, "Activating healthchecker", layout.servers)
+        entry["reload_seconds"] = round(when - sent, 3)
+        entry["checkers_rearmed_seconds"] = (
+            round(activated - sent, 3) if activated is not None else None
+        )
+        time.sleep(1)
+        entry["table_unchanged"] = ipvs.read() == snapshot
+        if entry["reload_seconds"] <= opts.strace_reload_limit:
+            entry.update(strace_reload(daemon))
+        else:
+            entry["kernel_operations"] = None
+            entry["kernel_operations_why"] = (
+                "the reload took %.0f s, over --strace-reload-limit %g s: the second reload "
+                "(under strace) that counts keepalived's netlink commands was skipped to bound "
+                "the runtime; the table before and after the timed reload was %s"
+                % (
+                    entry["reload_seconds"],
+                    opts.strace_reload_limit,
+                    "identical" if entry["table_unchanged"] else "DIFFERENT",
+                )
+            )
+        daemon.check_alive()
+    finally:
+        entry.update(watch.stop())
+        stop(daemon, fast=True)
+    result["keepalived"] = entry
+    log(
+        "  (d) keepalived: reload %s s (checkers re-armed at %s s), %s kernel operations, "
+        "table unchanged: %s"
+        % (
+            entry.get("reload_seconds"),
+            entry.get("checkers_rearmed_seconds"),
+            entry.get("kernel_operations"),
+            entry.get("table_unchanged"),
+        )
+    )
+    return result
+
+
+def wait_quiet(daemon: Daemon, after: int, text: str, expected: int) -> Optional[float]:
+    """Arrival time of the `expected`-th line holding `text` from `after` on."""
+    seen = 0
+    index = after
+    deadline = time.monotonic() + 600
+    while seen < expected and time.monotonic() < deadline:
+        try:
+            when, _, index = daemon.wait_for(lambda line: text in line, index, 60)
+        except BenchError:
+            return None
+        seen += 1
+        if seen == expected:
+            return when
+    return None
+
+
+def strace_reload(daemon: Keepalived) -> dict[str, Any]:
+    strace = shutil.which("strace")
+    if strace is None:
+        return {
+            "kernel_operations": None,
+            "kernel_operations_why": "strace is not installed in this system",
+        }
+    output = os.path.join(WORK, "keepalived-reload.strace")
+    argv = [strace, "-f", "-qq", "-xx", "-s", "512", "-e", "trace=sendmsg,sendto", "-o", output]
+    for pid in daemon.pids():
+        argv += ["-p", str(pid)]
+    tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(2)  # attached
+    mark = daemon.mark()
+    sent = time.monotonic()
+    os.kill(daemon.proc.pid, signal.SIGHUP)
+    found: dict[str, Any] = {}
+    try:
+        when, _, _ = daemon.wait_for(lambda text: "Reload complete" in text, mark, 600)
+        found["reload_seconds_under_strace"] = round(when - sent, 3)
+        time.sleep(3)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        try:
+            tracer.wait(30)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+            tracer.wait()
+    commands = count_strace_ipvs(output)
+    writes = sum(count for name, count in commands.items() if not name.startswith("read_"))
+    found.update(
+        kernel_operations=writes,
+        netlink_commands=commands,
+        operations_counted_by="a second SIGHUP with strace attached to keepalived's processes: "
+        "IPVS generic-netlink commands that change the table (new/set/del service or dest, "
+        "zero, flush) sent from the SIGHUP to 3 s after 'Reload complete'",
+    )
+    return found
+
+
+# ----------------------------------------------------------------- results
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    unit: str
+    haecs: Optional[float]
+    keepalived: Optional[float]
+    goal: str
+    met: Optional[bool]
+    why: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio = None
+        if self.haecs is not None and self.keepalived:
+            ratio = round(self.haecs / self.keepalived, 3)
+        return {
+            "label": self.label,
+            "unit": self.unit,
+            "haecs": self.haecs,
+            "keepalived": self.keepalived,
+            "ratio": ratio,
+            "goal": self.goal,
+            "met": self.met,
+            "not_measured_why": self.why or None,
+            "notes": self.notes,
+        }
+
+
+def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> list[Figure]:
+    timing = opts.timing
+    out: list[Figure] = []
+
+    def missing(phase: str) -> str:
+        if phase in errors:
+            return "phase failed: %s" % errors[phase].splitlines()[0]
+        return "phase not run (--phases)"
+
+    cpu = phases.get("cpu")
+    if cpu:
+        h, k = cpu["haecs"], cpu["keepalived"]
+        out.append(
+            Figure(
+                "cpu_per_10k_checks",
+                "(a) CPU s per 10,000 checks",
+                "s",
+                h,
+                k,
+                "<= 1.0x keepalived",
+                None if h is None or k is None else h <= k,
+                notes=[
+                    "checks counted as connections the real servers accepted "
+                    "in the window (same counter for both); cross-checks in details"
+                ],
+            )
+        )
+    else:
+        out.append(
+            Figure(
+                "cpu_per_10k_checks",
+                "(a) CPU s per 10,000 checks",
+                "s",
+                None,
+                None,
+                "<= 1.0x keepalived",
+                None,
+                missing("cpu"),
+            )
+        )
+    latency = phases.get("latency")
+    bound = timing.fall * timing.interval * 1000 + 100
+    if latency:
+        h, k = latency["haecs"], latency["keepalived"]
+        out.append(
+            Figure(
+                "detection_p50_ms",
+                "(b) detection p50",
+                "ms",
+                h["p50_ms"],
+                k["p50_ms"],
+                "(reported)",
+                None,
+            )
+        )
+        met = None
+        if h["p99_ms"] is not None:
+            met = (
+                h["p99_ms"] <= bound
+                and h["missed"] == 0
+                and (k["p99_ms"] is None or h["p99_ms"] <= k["p99_ms"])
+            )
+        out.append(
+            Figure(
+                "detection_p99_ms",
+                "(b) detection p99",
+                "ms",
+                h["p99_ms"],
+                k["p99_ms"],
+                "<= %g ms and <= keepalived" % bound,
+                met,
+            )
+        )
+    else:
+        for key, label in (
+            ("detection_p50_ms", "(b) detection p50"),
+            ("detection_p99_ms", "(b) detection p99"),
+        ):
+            out.append(
+                Figure(
+                    key,
+                    label,
+                    "ms",
+                    None,
+                    None,
+                    "<= %g ms and <= keepalived" % bound,
+                    None,
+                    missing("latency"),
+                )
+            )
+    rss = phases.get("rss")
+    label = "(c) RSS, %d real servers" % opts.rss_servers
+    if rss:
+        h, k = rss["haecs"]["rss_mb"], rss["keepalived"]["rss_mb"]
+        out.append(Figure("rss_mb", label, "MB", h, k, "< 150 MB", h < 150))
+    else:
+        out.append(Figure("rss_mb", label, "MB", None, None, "< 150 MB", None, missing("rss")))
+    reload = phases.get("reload")
+    size = "%d x %d" % (opts.reload_services, opts.reload_per_service)
+    if reload and "full_size_not_measured_why" in reload:
+        out.append(
+            Figure(
+                "reload_seconds_full_size",
+                "(d) reload %s, SIGHUP to done" % size,
+                "s",
+                None,
+                None,
+                "< 1 s",
+                None,
+                reload["full_size_not_measured_why"],
+            )
+        )
+        size = "%d x %d (smaller: see above)" % (reload["services"], reload["per_service"])
+    if reload:
+        h, k = reload["haecs"], reload.get("keepalived", {})
+        seconds = h["reload_seconds"]
+        out.append(
+            Figure(
+                "reload_seconds",
+                "(d) reload %s, SIGHUP to done" % size,
+                "s",
+                seconds,
+                k.get("reload_seconds"),
+                "< 1 s",
+                None if seconds is None else seconds < 1.0,
+                "" if seconds is not None else "HAECS: %s" % h["event"],
+            )
+        )
+        out.append(
+            Figure(
+                "reload_kernel_operations",
+                "(d) kernel ops, no-change reload %s" % size,
+                "ops",
+                h["kernel_operations"],
+                k.get("kernel_operations"),
+                "0",
+                h["kernel_operations"] == 0,
+                notes=["keepalived: not measured: %s" % k["kernel_operations_why"]]
+                if k.get("kernel_operations_why")
+                else [],
+            )
+        )
+    else:
+        out.append(
+            Figure(
+                "reload_seconds",
+                "(d) reload %s, SIGHUP to done" % size,
+                "s",
+                None,
+                None,
+                "< 1 s",
+                None,
+                missing("reload"),
+            )
+        )
+        out.append(
+            Figure(
+                "reload_kernel_operations",
+                "(d) kernel ops, no-change reload",
+                "ops",
+                None,
+                None,
+                "0",
+                None,
+                missing("reload"),
+            )
+        )
+    return out
+
+
+def show(value: Optional[float]) -> str:
+    if value is None:
+        return "not measured"
+    if isinstance(value, int) or float(value).is_integer():
+        return "%d" % value
+    return "%.3g" % value if abs(value) < 10 else "%.1f" % value
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = [["figure", "HAECS", "keepalived", "ratio", "goal", "result"]]
+    for item in result["figures"].values():
+        ratio = "%.2fx" % item["ratio"] if item["ratio"] is not None else "-"
+        verdict = {True: "met", False: "NOT MET", None: "-"}[item["met"]]
+        if item["haecs"] is None:
+            verdict = "not measured"
+        rows.append(
+            [
+                "%s (%s)" % (item["label"], item["unit"]),
+                show(item["haecs"]),
+                show(item["keepalived"]),
+                ratio,
+                item["goal"],
+                verdict,
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    for item in result["figures"].values():
+        if item["not_measured_why"]:
+            lines.append("%s: not measured: %s" % (item["label"], item["not_measured_why"]))
+        for note in item["notes"]:
+            lines.append("%s: %s" % (item["label"], note))
+    for problem in result.get("stop_problems", []):
+        lines.append("note: %s" % problem.splitlines()[0])
+    env = result.get("environment", {})
+    if env:
+        lines.append(
+            "kernel: %s, %s CPU(s) inside; host load average before %s, after %s"
+            % (
+                env.get("guest"),
+                env.get("guest_cpus"),
+                env.get("host_loadavg_before"),
+                env.get("host_loadavg_after"),
+            )
+        )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- main
+
+
+def inside(opts: Options) -> dict[str, Any]:
+    """Everything that runs inside the kernel; the result document."""
+    setup_network()
+    ipvs = engine()
+    servers = RealServers()
+    errors: dict[str, str] = {}
+    phases: dict[str, Any] = {}
+    try:
+        per_address = max(
+            opts.cpu_servers if "cpu" in opts.phases else 0,
+            opts.latency_services * opts.latency_per_service if "latency" in opts.phases else 0,
+        )
+        servers.call(op="open", endpoints=[[rs_address(i), KILL_PORT] for i in range(per_address)])
+        servers.call(op="any", port=BULK_PORT)
+        runners = {
+            "cpu": phase_cpu,
+            "latency": phase_latency,
+            "rss": phase_rss,
+            "reload": phase_reload,
+        }
+        for name in opts.phases:
+            log("phase %s" % name)
+            try:
+                phases[name] = runners[name](opts, ipvs, servers)
+            except BenchError as error:
+                errors[name] = str(error)
+                log("phase %s FAILED: %s" % (name, error))
+                flush()
+    finally:
+        servers.stop()
+        ipvs.close()
+    version = subprocess.run(["keepalived", "--version"], capture_output=True, text=True)
+    return {
+        "settings": settings_dict(opts),
+        "environment": {
+            "guest": os.environ.get("HAECS_KERNEL_GUEST", "host"),
+            "guest_cpus": os.cpu_count(),
+            "guest_kernel": os.uname().release,
+            "guest_loadavg_end": os.getloadavg(),
+            "keepalived": (version.stdout + version.stderr).splitlines()[0:1],
+            "python": sys.version.split()[0],
+        },
+        "mapping": mapping(opts.timing),
+        "phases": phases,
+        "errors": errors,
+        "stop_problems": STOP_PROBLEMS,
+        "figures": {f.key: f.as_dict() for f in figures(opts, phases, errors)},
+    }
+
+
+def settings_dict(opts: Options) -> dict[str, Any]:
+    data = dict(opts.__dict__)
+    data["timing"] = dict(opts.timing.__dict__)
+    data["phases"] = list(opts.phases)
+    return data
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", metavar="FILE", help="also write the result document here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and short windows (a smoke run, figures not comparable)",
+    )
+    parser.add_argument("--phases", default="cpu,latency,rss,reload")
+    parser.add_argument("--interval", type=float, default=1.0, help="check interval of (a), (b)")
+    parser.add_argument("--timeout", type=float, default=0.5, help="check timeout")
+    parser.add_argument("--fall", type=int, default=3)
+    parser.add_argument("--cpu-servers", type=int, default=1000)
+    parser.add_argument("--cpu-seconds", type=float, default=20.0)
+    parser.add_argument("--cpu-rounds", type=int, default=2)
+    parser.add_argument("--latency-services", type=int, default=10)
+    parser.add_argument("--latency-per-service", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--concurrent", type=int, default=5, help="kills in flight at once")
+    parser.add_argument("--rss-servers", type=int, default=5000)
+    parser.add_argument("--rss-interval", type=float, default=5.0)
+    parser.add_argument("--reload-services", type=int, default=2000)
+    parser.add_argument("--reload-per-service", type=int, default=15)
+    parser.add_argument("--reload-interval", type=float, default=60.0)
+    parser.add_argument(
+        "--reload-fallback-services",
+        type=int,
+        default=500,
+        help="(d) size when UML cannot hold HAECS at --reload-services (0: no retry)",
+    )
+    parser.add_argument(
+        "--strace-reload-limit",
+        type=float,
+        default=60.0,
+        help="(d) count keepalived's kernel operations (a second reload under strace) only "
+        "when its timed reload took at most this many seconds",
+    )
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--mem", default="2G", help="guest memory (tests/kernel/run --mem)")
+    parser.add_argument("--kernel-timeout", type=int, default=1500)
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in (
+            ("cpu_servers", 100),
+            ("cpu_seconds", 5.0),
+            ("cpu_rounds", 1),
+            ("kills", 6),
+            ("rss_servers", 500),
+            ("rss_interval", 2.0),
+            ("reload_services", 100),
+            ("reload_per_service", 5),
+            ("reload_interval", 10.0),
+        ):
+            setattr(args, name, value)
+    phases = tuple(name.strip() for name in args.phases.split(",") if name.strip())
+    unknown = set(phases) - {"cpu", "latency", "rss", "reload"}
+    if unknown:
+        parser.error("unknown phase(s): %s" % ", ".join(sorted(unknown)))
+    if not args.timeout < args.interval:
+        parser.error("--timeout must be less than --interval (the monitor requires it)")
+    args.phases = phases
+    return args
+
+
+def options(args: argparse.Namespace) -> Options:
+    return Options(
+        timing=Timing(args.interval, args.timeout, args.fall),
+        cpu_servers=args.cpu_servers,
+        cpu_seconds=args.cpu_seconds,
+        cpu_rounds=args.cpu_rounds,
+        latency_services=args.latency_services,
+        latency_per_service=args.latency_per_service,
+        kills=args.kills,
+        concurrent=args.concurrent,
+        rss_servers=args.rss_servers,
+        rss_interval=args.rss_interval,
+        reload_services=args.reload_services,
+        reload_per_service=args.reload_per_service,
+        reload_interval=args.reload_interval,
+        reload_fallback_services=args.reload_fallback_services,
+        strace_reload_limit=args.strace_reload_limit,
+        seed=args.seed,
+        phases=args.phases,
+    )
+
+
+def forwarded(argv: Iterable[str]) -> list[str]:
+    """Our command line minus what only the host side uses."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--json", "--mem", "--kernel-timeout"):
+            skip = True
+            continue
+        if arg.startswith(("--json=", "--mem=", "--kernel-timeout=")):
+            continue
+        out.append(arg)
+    return out
+
+
+def host(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Boot the kernel, run ourselves inside, print the table, write --json."""
+    load_before = [round(value, 2) for value in os.getloadavg()]
+    try:
+        with open("/proc/sys/vm/max_map_count") as handle:
+            max_maps = handle.read().strip()
+    except OSError:
+        max_maps = "unknown"
+    os.environ["HAECS_BENCH_HOST_MAX_MAP_COUNT"] = max_maps
+    if "reload" in args.phases and max_maps.isdigit() and int(max_maps) < 262144:
+        log(
+            "note: host vm.max_map_count is %s; a UML guest process needs one host mapping per "
+            "page, so a monitor much above ~250 MB (as at 2,000 x 15) is killed by UML; "
+            "(d) then falls back to --reload-fallback-services" % max_maps
+        )
+    command = [
+        KERNEL_RUN,
+        "--mem",
+        args.mem,
+        "--timeout",
+        str(args.kernel_timeout),
+        "--",
+        sys.executable,
+        os.path.abspath(__file__),
+        "--inside",
+        *forwarded(argv),
+    ]
+    log("booting: %s (host load average %s)" % (" ".join(command), load_before))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    result: Optional[dict[str, Any]] = None
+    for line in process.stdout:
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK) :])
+        else:
+            sys.stdout.write(line)
+    status = process.wait()
+    if result is None:
+        print(
+            "monitor_bench: no result from the kernel (tests/kernel/run exit %d)" % status,
+            file=sys.stderr,
+        )
+        return 1
+    result["environment"]["host_loadavg_before"] = load_before
+    result["environment"]["host_loadavg_after"] = [round(value, 2) for value in os.getloadavg()]
+    result["environment"]["host_cpus"] = os.cpu_count()
+    print(render(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+            handle.write("\n")
+        print("result document: %s" % args.json)
+    return 0 if not result["errors"] else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_realservers"]:
+        return real_server_main()
+    args = parse_args(argv)
+    if not args.inside:
+        return host(args, argv)
+    result = inside(options(args))
+    print(RESULT_MARK + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
