@@ -206,6 +206,7 @@ sanity: venv ## ansible-test sanity on a copy in build/sanity (no Docker)
 # `make coverage` combines them (unit tests on the host, engine tests in the
 # kernel) and applies the floor.
 COVERAGE_DIR := $(BUILD)/coverage
+COVERAGE_COMBINED := $(BUILD)/coverage-combined.db
 COV_SOURCES := --cov=plugins/module_utils $(if $(wildcard monitor),--cov=monitor) --cov-branch
 
 unit: venv collection ## pytest tests/unit with coverage
@@ -214,14 +215,15 @@ unit: venv collection ## pytest tests/unit with coverage
 	  $(COV_SOURCES) --cov-report=
 
 coverage: venv ## combine unit and kernel coverage; COV_MIN floor on engine and monitor
-	@cd $(COVERAGE_DIR) && rm -f .coverage && \
-	  $(BIN)/coverage combine --keep --rcfile=$(ROOT)/pyproject.toml --data-file=.coverage .coverage.* >/dev/null
-	cd $(ROOT) && $(BIN)/coverage report --data-file=$(COVERAGE_DIR)/.coverage --skip-covered
+	rm -f $(COVERAGE_COMBINED)
+	$(BIN)/coverage combine --keep --rcfile=$(ROOT)/pyproject.toml --data-file=$(COVERAGE_COMBINED) \
+	  $(COVERAGE_DIR)/.coverage.* >/dev/null
+	$(BIN)/coverage report --data-file=$(COVERAGE_COMBINED) --skip-covered
 	@echo "coverage floor $(COV_MIN)% on the engine ($(COV_ENGINE)) and on the monitor:"
-	cd $(ROOT) && $(BIN)/coverage report --data-file=$(COVERAGE_DIR)/.coverage \
-	  --include='$(COV_ENGINE)' --fail-under=$(COV_MIN) | grep -E '^TOTAL'
-	@if [ -d monitor ]; then cd $(ROOT) && $(BIN)/coverage report --data-file=$(COVERAGE_DIR)/.coverage \
-	  --include='monitor/*' --fail-under=$(COV_MIN) | grep -E '^TOTAL'; fi
+	$(BIN)/coverage report --data-file=$(COVERAGE_COMBINED) --include='$(COV_ENGINE)' \
+	  --fail-under=$(COV_MIN) | grep -E '^(TOTAL|Coverage failure)'
+	@if [ -d monitor ]; then $(BIN)/coverage report --data-file=$(COVERAGE_COMBINED) \
+	  --include='monitor/*' --fail-under=$(COV_MIN) | grep -E '^(TOTAL|Coverage failure)'; fi
 
 kernel-selftest: venv ## pytest tests/kernel -m "not qemu" (the kernel runner's own tests)
 	@if compgen -G 'tests/kernel/test_*.py' >/dev/null; then \
