@@ -6,6 +6,7 @@ Run inside a kernel with IPVS (make bench does):
 For each size it measures whole processes (interpreter start included for
 HAECS, fork+exec for ipvsadm) and prints one table with the ratios:
   create   empty -> table        vs  ipvsadm -R (what ipvsadm-restore runs after a flush)
+           (each tool in its own network namespace: its own, fresh IPVS table)
   read     dump the whole table  vs  ipvsadm -Sn
   converge read + plan, no-op    vs  ipvsadm -Sn
   change   10% of weights        vs  ipvsadm -R of the same -e lines
@@ -51,8 +52,35 @@ def run(argv: List[str], stdin: Optional[str] = None) -> Tuple[float, int, str]:
     return seconds, usage.ru_maxrss, output
 
 
-def flush() -> None:
-    subprocess.run(["ipvsadm", "-C"], check=True)
+# Each tool gets its own network namespace, so its own IPVS table.  After a
+# flush the kernel keeps deleted destinations in a trash list that every new
+# destination is looked up in (ip_vs_trash_get_dest): whoever creates second
+# in a shared table pays for the other's flush.
+NAMESPACES = {"reference": "haecs-bench-ipvsadm", "haecs": "haecs-bench-engine"}
+
+
+def make_namespaces() -> None:
+    for namespace in NAMESPACES.values():
+        subprocess.run(["ip", "netns", "del", namespace], check=False, stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "add", namespace], check=True)
+        # Without a local table IPVS rejects every real server as not unicast.
+        subprocess.run(["ip", "-n", namespace, "link", "set", "lo", "up"], check=True)
+
+
+def remove_namespaces() -> None:
+    for namespace in NAMESPACES.values():
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
+
+
+def inside(tool: str, argv: List[str]) -> List[str]:
+    return ["ip", "netns", "exec", NAMESPACES[tool], *argv]
+
+
+def saved_table(tool: str) -> List[str]:
+    result = subprocess.run(
+        inside(tool, ["ipvsadm", "-Sn"]), check=True, capture_output=True, text=True
+    )
+    return sorted(result.stdout.splitlines())
 
 
 def measure(services: int, real_servers: int) -> Dict[str, Dict[str, float]]:
@@ -71,37 +99,33 @@ def measure(services: int, real_servers: int) -> Dict[str, Dict[str, float]]:
         + "\n"
     )
     results: Dict[str, Dict[str, float]] = {}
+    make_namespaces()
+    try:
+        ref, _, _ = run(inside("reference", ["ipvsadm", "-R"]), restore)
+        ours, rss_create, _ = run(inside("haecs", [python, worker, "create", *size]))
+        if saved_table("haecs") != saved_table("reference"):
+            raise SystemExit("HAECS and ipvsadm -R built different tables")
+        results["create"] = {"haecs": ours, "reference": ref, "rss": rss_create}
 
-    flush()
-    ref, _, _ = run(["ipvsadm", "-R"], restore)
-    saved = subprocess.run(["ipvsadm", "-Sn"], check=True, capture_output=True, text=True).stdout
-    flush()
-    ours, rss_create, _ = run([python, worker, "create", *size])
-    ours_saved = subprocess.run(
-        ["ipvsadm", "-Sn"], check=True, capture_output=True, text=True
-    ).stdout
-    if sorted(ours_saved.splitlines()) != sorted(saved.splitlines()):
-        raise SystemExit("HAECS and ipvsadm-restore built different tables")
-    results["create"] = {"haecs": ours, "reference": ref, "rss": rss_create}
+        ref, _, _ = run(inside("reference", ["ipvsadm", "-Sn"]))
+        ours, rss_read, _ = run(inside("haecs", [python, worker, "read", *size]))
+        results["read"] = {"haecs": ours, "reference": ref, "rss": rss_read}
 
-    ref, _, _ = run(["ipvsadm", "-Sn"])
-    ours, rss_read, _ = run([python, worker, "read", *size])
-    results["read"] = {"haecs": ours, "reference": ref, "rss": rss_read}
+        ours, rss_converge, _ = run(inside("haecs", [python, worker, "converge", *size]))
+        results["converge"] = {"haecs": ours, "reference": ref, "rss": rss_converge}
 
-    ours, rss_converge, _ = run([python, worker, "converge", *size])
-    results["converge"] = {"haecs": ours, "reference": ref, "rss": rss_converge}
-
-    ref, _, _ = run(["ipvsadm", "-R"], edits)
-    run(["ipvsadm", "-R"], edits.replace(" -w 2", " -w 1"))  # back to the original weights
-    ours, rss_change, out = run([python, worker, "change", *size])
-    operations = json.loads(out)["operations"]
-    results["change"] = {
-        "haecs": ours,
-        "reference": ref,
-        "rss": rss_change,
-        "operations": operations,
-    }
-    flush()
+        ref, _, _ = run(inside("reference", ["ipvsadm", "-R"]), edits)
+        ours, rss_change, out = run(inside("haecs", [python, worker, "change", *size]))
+        if saved_table("haecs") != saved_table("reference"):
+            raise SystemExit("HAECS and ipvsadm -R changed the tables differently")
+        results["change"] = {
+            "haecs": ours,
+            "reference": ref,
+            "rss": rss_change,
+            "operations": json.loads(out)["operations"],
+        }
+    finally:
+        remove_namespaces()
     return results
 
 
