@@ -35,7 +35,7 @@ from . import ids, report, statefile
 from .actuator import Actuator, Engine, Outcome
 from .api import Api, ApiError
 from .checks import CHECKS
-from .checks.base import CheckResult
+from .checks.base import CheckResult, within
 from .config import ConfigError, MonitorConfig, load_config
 from .config_model import CheckKey, CheckSpec
 from .events import EventLog
@@ -314,7 +314,7 @@ class Monitor:
         if function is None:
             return CheckResult(False, None, "unknown check type %s" % spec.type)
         try:
-            return await asyncio.wait_for(
+            return await within(
                 function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
             )
         except asyncio.TimeoutError:

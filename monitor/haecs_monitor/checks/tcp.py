@@ -18,7 +18,7 @@ import socket
 import struct
 
 from ..config_model import CheckSpec
-from .base import CheckResult, down, os_error, timed_out, up
+from .base import CheckResult, down, os_error, timed_out, up, within
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -33,7 +33,7 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        await asyncio.wait_for(loop.sock_connect(sock, (address, port)), spec.timeout)
+        await within(loop.sock_connect(sock, (address, port)), spec.timeout)
     except asyncio.TimeoutError:
         return timed_out(spec)
     except OSError as error:
