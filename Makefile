@@ -265,7 +265,7 @@ monitor-kernel: venv collection ## the monitor's scenarios (tests/monitor_kernel
 # kernel boot (not part of make test; about 15 minutes in all).
 BENCH_SIZES ?= 1000x10,10000x10
 
-bench: venv collection ## engine vs ipvsadm, monitor vs keepalived (each in one kernel boot)
+bench: deps ## engine vs ipvsadm, monitor vs keepalived (each in one kernel boot)
 	mkdir -p $(BUILD)/bench
 	tests/kernel/run --mem 3G --export $(BUILD)/bench -- bash -c \
 	  '$(BIN)/python bench/ipvs_bench.py --sizes $(BENCH_SIZES) --json "$$HAECS_KERNEL_EXPORT/ipvs.json"'
