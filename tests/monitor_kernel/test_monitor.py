@@ -434,12 +434,8 @@ def test_tcp_listener_needs_the_token(
 ) -> None:
     from haecs_monitor import client
 
+    token, port, listen = _tcp_listener(tmp_path)
     token_file = tmp_path / "token"
-    token = "tok-" + os.urandom(12).hex()
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    port = _free_port()
-    listen = {"address": "127.0.0.1", "port": port, "token_file": str(token_file)}
     monitor = monitor_factory(config_with(str(tmp_path), http_service(()), listen=listen))
     assert client.request("GET", "/status", address=("127.0.0.1", port)).status == 401
     assert (
@@ -472,12 +468,7 @@ def test_a_flood_of_idle_api_connections_removes_no_healthy_server(
     answers again once the flood ends."""
     from haecs_monitor import client
 
-    token_file = tmp_path / "token"
-    token = "tok-" + os.urandom(12).hex()
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    port = _free_port()
-    listen = {"address": "127.0.0.1", "port": port, "token_file": str(token_file)}
+    token, port, listen = _tcp_listener(tmp_path)
     for n in (1, 2, 3):
         lab.start(n)
     monitor = monitor_factory(
@@ -630,6 +621,16 @@ def _fetch(lab: Lab) -> str:
         check=False,
     )
     return result.stdout.strip()
+
+
+def _tcp_listener(tmp_path: Any) -> tuple[str, int, dict[str, Any]]:
+    """A token in tmp_path/token and a free port: (token, port, global.listen)."""
+    token_file = tmp_path / "token"
+    token = "tok-" + os.urandom(12).hex()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = _free_port()
+    return token, port, {"address": "127.0.0.1", "port": port, "token_file": str(token_file)}
 
 
 def _free_port() -> int:
