@@ -9,6 +9,7 @@ Routes::
     POST /servers/{service}/{server}/drain   weight 0, entry kept
     POST /servers/{service}/{server}/disable entry removed
     POST /servers/{service}/{server}/enable  back to health's verdict
+    POST /servers/{service}/{server}/check   run its checks now; the results (not counted)
     POST /reload                             like SIGHUP: validate, then apply the difference
 
 `{service}` may be ``*`` for every service that has that server.
@@ -25,12 +26,13 @@ from __future__ import annotations
 import hmac
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Mapping
 from typing import Any, Optional, Protocol
 
 from . import dashboard, metrics
-from .httpd import Request, Response, Server
+from .httpd import Request, Response, Server, query_integer
 
 ADMIN_ACTIONS = ("drain", "disable", "enable")
 
@@ -53,6 +55,9 @@ class Controller(Protocol):
 
     async def reload(self) -> Mapping[str, Any]: ...
 
+    async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
+        """Raises LookupError (unknown service/server) or ValueError (ambiguous)."""
+
     def api_error(self, message: str) -> None: ...
 
 
@@ -70,6 +75,20 @@ def read_token(path: str) -> str:
     if len(token) < 16:
         raise ApiError("token_file %s holds a token shorter than 16 characters" % path)
     return token
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context from PEM files (TLS 1.2 at least); ApiError naming them."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise ApiError(
+            "cannot load the TLS certificate %s with key %s: %s"
+            % (cert, key, getattr(error, "strerror", None) or error)
+        ) from None
+    return context
 
 
 class Api:
@@ -105,10 +124,18 @@ class Api:
         os.chmod(path, 0o600)
         self._socket_path = path
 
-    async def start_tcp(self, host: str, port: int, token_file: str) -> None:
+    async def start_tcp(
+        self,
+        host: str,
+        port: int,
+        token_file: str,
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
+    ) -> None:
         self._token = read_token(token_file).encode("utf-8")
+        tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
         try:
-            await self._server.serve_tcp(host, port)
+            await self._server.serve_tcp(host, port, tls)
         except OSError as error:
             raise ApiError(
                 "cannot listen on %s:%d: %s" % (host, port, error.strerror or error)
@@ -145,7 +172,9 @@ class Api:
     async def handle(self, request: Request) -> Response:
         segments = request.segments
         if request.method in ("GET", "HEAD") and not segments:
-            return Response.text(dashboard.PAGE, "text/html; charset=utf-8")
+            page = Response.text(dashboard.PAGE, "text/html; charset=utf-8")
+            page.headers["Content-Security-Policy"] = dashboard.CONTENT_SECURITY_POLICY
+            return page
         if not self.authorized(request):
             return Response.error(
                 401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="haecs"'}
@@ -164,12 +193,23 @@ class Api:
                 return wrong
             result = await self._controller.reload()
             return Response.json(result, 200 if result.get("ok") else 422)
-        if len(segments) == 4 and segments[0] == "servers" and segments[3] in ADMIN_ACTIONS:
+        if (
+            len(segments) == 4
+            and segments[0] == "servers"
+            and segments[3]
+            in (
+                *ADMIN_ACTIONS,
+                "check",
+            )
+        ):
             wrong = self._only(request, "POST")
             if wrong:
                 return wrong
             try:
-                result = await self._controller.set_admin(segments[1], segments[2], segments[3])
+                if segments[3] == "check":
+                    result = await self._controller.check_now(segments[1], segments[2])
+                else:
+                    result = await self._controller.set_admin(segments[1], segments[2], segments[3])
             except LookupError as error:
                 return Response.error(404, str(error.args[0] if error.args else error))
             except ValueError as error:
@@ -187,13 +227,9 @@ class Api:
         )
 
     def _events(self, request: Request) -> Response:
-        try:
-            since = int(request.query_value("since", "0") or 0)
-            limit_text = request.query_value("limit")
-            limit = int(limit_text) if limit_text is not None else None
-        except ValueError:
-            return Response.error(400, "since and limit must be integers")
-        return Response.json({"events": self._controller.events(since, limit)})
+        since = query_integer(request, "since", 0)
+        limit = query_integer(request, "limit", 0)  # 0: all
+        return Response.json({"events": self._controller.events(since, limit or None)})
 
 
 def _remove_stale_socket(path: str) -> None:

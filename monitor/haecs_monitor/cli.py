@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 DEFAULT_NAME = "default"
 SOCKET_TEMPLATE = "/run/haecs/monitor-%s.sock"
@@ -85,9 +85,23 @@ def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
 # ------------------------------------------------------------------ haecsctl
 
 
+CTL_EPILOG = """\
+Where: the unix socket by default (root only); --url (or $HAECS_URL) for the
+TCP listener, with the token read from --token-file, $HAECS_TOKEN_FILE or
+$HAECS_TOKEN (never from the command line, where ps would show it).
+
+Exit status: 0 done; 1 the monitor answered with an error or refused
+(reload rejected, unknown server, 4xx/5xx); 2 bad usage, or the monitor
+cannot be reached; 3 check-now: a check is not up; 130 interrupted.
+"""
+
+
 def ctl_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="haecsctl", description="Query and steer a running HAECS monitor."
+        prog="haecsctl",
+        description="Query and steer a running HAECS monitor.",
+        epilog=CTL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--socket",
@@ -96,6 +110,17 @@ def ctl_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--name", default=DEFAULT_NAME, help="monitor instance name (default: default)"
+    )
+    parser.add_argument(
+        "--url", metavar="URL", help="the TCP listener, http(s)://HOST:PORT (default: $HAECS_URL)"
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the listener's token (default: $HAECS_TOKEN_FILE, else $HAECS_TOKEN)",
+    )
+    parser.add_argument(
+        "--cacert", metavar="PATH", help="CA certificate(s) to verify an https:// listener with"
     )
     parser.add_argument("--json", action="store_true", help="print the monitor's JSON answer as is")
     parser.add_argument(
@@ -109,10 +134,18 @@ def ctl_parser() -> argparse.ArgumentParser:
     events.add_argument(
         "--since", type=int, default=0, help="only events after this sequence number"
     )
+    watch = commands.add_parser("watch", help="print events as they happen, until Ctrl-C")
+    watch.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    watch.add_argument(
+        "--for", dest="duration", type=float, metavar="SECONDS", help="stop after SECONDS"
+    )
     for action, text in (
         ("drain", "weight 0: no new connections, existing ones finish (persistence still applies)"),
         ("disable", "take the server out of the table"),
         ("enable", "back to what health decides"),
+        ("check-now", "run the server's checks at once and print the results (not counted)"),
     ):
         sub = commands.add_parser(action, help=text)
         sub.add_argument(
@@ -132,13 +165,59 @@ def _socket_path(args: argparse.Namespace) -> str:
     return os.environ.get("HAECS_SOCKET") or SOCKET_TEMPLATE % args.name
 
 
+def _token(args: argparse.Namespace, client: Any) -> Optional[str]:
+    path = args.token_file or os.environ.get("HAECS_TOKEN_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as error:
+            raise client.ClientError(
+                "cannot read the token file %s: %s" % (path, error.strerror or error)
+            ) from None
+        if not token:
+            raise client.ClientError("the token file %s is empty" % path)
+        return token
+    return os.environ.get("HAECS_TOKEN") or None
+
+
+Send = Callable[[str, str], Any]
+
+
+def _sender(args: argparse.Namespace, client: Any) -> Send:
+    """How to reach the monitor: send(method, path) -> client.Reply."""
+    url = args.url or os.environ.get("HAECS_URL")
+    if not url:
+        path = _socket_path(args)
+        return lambda method, target: client.request(
+            method, target, socket_path=path, timeout=args.timeout
+        )
+    if args.socket:
+        raise client.ClientError("--socket and --url name two monitors: give one")
+    listener = client.Listener.from_url(url, args.cacert)
+    token = _token(args, client)
+    if token is None:
+        raise client.ClientError(
+            "%s needs the listener's token: --token-file, $HAECS_TOKEN_FILE or $HAECS_TOKEN" % url
+        )
+    if listener.tls is None and not listener.loopback:
+        print(
+            "haecsctl: warning: %s is plain http: the token crosses the network in clear text"
+            % url,
+            file=sys.stderr,
+        )
+    address = (listener.host, listener.port)
+    return lambda method, target: client.request(
+        method, target, address=address, token=token, timeout=args.timeout, tls=listener.tls
+    )
+
+
 def ctl_main(argv: Optional[Sequence[str]] = None) -> int:
     args = ctl_parser().parse_args(argv)
     from . import client
 
-    path = _socket_path(args)
     try:
-        return _ctl(args, path, client)
+        return _ctl(args, _sender(args, client))
     except client.ClientError as error:
         print("haecsctl: %s" % error, file=sys.stderr)
         return 2
@@ -148,32 +227,39 @@ def ctl_main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
 
-def _ctl(args: argparse.Namespace, path: str, client: Any) -> int:
+def _ctl(args: argparse.Namespace, send: Send) -> int:
     from urllib.parse import quote
 
     command = args.command
-    if command in ("drain", "disable", "enable"):
+    if command == "watch":
+        return _watch(args, send)
+    if command in ("drain", "disable", "enable", "check-now"):
         if len(args.target) > 2:
             print("haecsctl: %s takes [SERVICE] SERVER" % command, file=sys.stderr)
             return 2
         service, server = args.target if len(args.target) == 2 else ("*", args.target[0])
-        url = "/servers/%s/%s/%s" % (quote(service, safe=":*"), quote(server, safe=":"), command)
-        reply = client.request("POST", url, socket_path=path, timeout=args.timeout)
+        action = "check" if command == "check-now" else command
+        url = "/servers/%s/%s/%s" % (quote(service, safe=":*"), quote(server, safe=":"), action)
+        reply = send("POST", url)
     elif command == "reload":
-        reply = client.request("POST", "/reload", socket_path=path, timeout=args.timeout)
+        reply = send("POST", "/reload")
     elif command == "events":
-        url = "/events?since=%d&limit=%d" % (args.since, args.limit)
-        reply = client.request("GET", url, socket_path=path, timeout=args.timeout)
+        reply = send("GET", "/events?since=%d&limit=%d" % (args.since, args.limit))
     else:
-        reply = client.request("GET", "/" + command, socket_path=path, timeout=args.timeout)
+        reply = send("GET", "/" + command)
     if command == "metrics":
         sys.stdout.write(reply.body.decode("utf-8", "replace"))
         return 0 if reply.status == 200 else 1
     data = reply.json()
+    failed = reply.status != 200
+    if command == "check-now" and not failed and not data.get("ok"):
+        code = 3
+    else:
+        code = 1 if failed or (command == "reload" and not data.get("ok")) else 0
     if args.json:
         print(json.dumps(data, indent=2))
-        return 0 if reply.status == 200 else 1
-    if reply.status != 200 and command != "reload":
+        return code
+    if failed and command != "reload":
         print("haecsctl: %s" % data.get("error", "HTTP %d" % reply.status), file=sys.stderr)
         return 1
     if command == "status":
@@ -183,9 +269,49 @@ def _ctl(args: argparse.Namespace, path: str, client: Any) -> int:
             print(line)
     elif command == "reload":
         return _print_reload(data)
+    elif command == "check-now":
+        rows = [["CHECK", "RESULT", "SECONDS", "DETAIL"]]
+        rows += [
+            [c["check"], c["result"], "%.3f" % c["seconds"], c["detail"]] for c in data["checks"]
+        ]
+        print("%s in %s" % (data["server"], ", ".join(data["services"])))
+        for line in table(rows):
+            print(line)
     else:
         for change in data.get("changed", []):
             print("%s %s: %s" % (change["service"], change["server"], change["admin"]))
+    return code
+
+
+def _watch(args: argparse.Namespace, send: Send) -> int:
+    """Poll /events and print the new ones; --for bounds it (for scripts)."""
+    import time
+
+    if args.interval <= 0:
+        print("haecsctl: --interval must be above 0", file=sys.stderr)
+        return 2
+    reply = send("GET", "/events?limit=1")
+    if reply.status != 200:
+        print("haecsctl: %s" % reply.json().get("error", "HTTP %d" % reply.status), file=sys.stderr)
+        return 1
+    last = max((int(e["seq"]) for e in reply.json().get("events", [])), default=0)
+    stop_at = None if args.duration is None else time.monotonic() + args.duration
+    if not args.json:
+        print("watching for events after #%d (Ctrl-C to stop)" % last, flush=True)
+    while stop_at is None or time.monotonic() < stop_at:
+        time.sleep(
+            args.interval
+            if stop_at is None
+            else min(args.interval, max(0.0, stop_at - time.monotonic()))
+        )
+        reply = send("GET", "/events?since=%d" % last)
+        if reply.status != 200:
+            print("haecsctl: HTTP %d" % reply.status, file=sys.stderr)
+            return 1
+        events = reply.json().get("events", [])
+        for event in events:
+            last = max(last, int(event["seq"]))
+            print(json.dumps(event) if args.json else format_events([event])[0], flush=True)
     return 0
 
 

@@ -1,11 +1,14 @@
-"""A minimal HTTP client for the control socket (haecsctl and tests)."""
+"""A minimal HTTP client for the control socket or the TCP listener (haecsctl, tests)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 
 class ClientError(Exception):
@@ -25,6 +28,44 @@ class Reply:
             raise ClientError("the monitor's answer is not JSON") from None
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A monitor's TCP listener, from a URL: http(s)://HOST:PORT."""
+
+    host: str
+    port: int
+    tls: Optional[ssl.SSLContext]
+
+    @classmethod
+    def from_url(cls, url: str, cafile: Optional[str] = None) -> Listener:
+        """ClientError naming the problem for anything but http(s)://HOST:PORT[/]."""
+        try:
+            split = urlsplit(url)
+            port = split.port
+        except ValueError as error:
+            raise ClientError("--url %s: %s" % (url, error)) from None
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise ClientError("--url %s: must be http://HOST:PORT or https://HOST:PORT" % url)
+        if split.path not in ("", "/") or split.query or split.username:
+            raise ClientError("--url %s: give only scheme, host and port" % url)
+        tls = None
+        if split.scheme == "https":
+            try:
+                tls = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as error:
+                raise ClientError("--cacert %s: %s" % (cafile, error)) from None
+        elif cafile:
+            raise ClientError("--cacert is for https:// URLs")
+        return cls(split.hostname, port or (443 if tls else 80), tls)
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+
 def request(
     method: str,
     path: str,
@@ -33,8 +74,10 @@ def request(
     token: Optional[str] = None,
     body: Optional[Any] = None,
     timeout: float = 10.0,
+    tls: Optional[ssl.SSLContext] = None,
 ) -> Reply:
-    """Send one request to a unix socket (or TCP address) and read the reply."""
+    """Send one request to a unix socket (or TCP address, over TLS when `tls`
+    is given; the certificate is verified against the address's host name)."""
     payload = b"" if body is None else json.dumps(body).encode("utf-8")
     lines = ["%s %s HTTP/1.1" % (method, path), "Host: haecs-monitor", "Connection: close"]
     if token:
@@ -52,6 +95,15 @@ def request(
         else:
             assert address is not None
             sock = socket.create_connection(address, timeout)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=address[0])
+    except ssl.SSLCertVerificationError as error:
+        raise ClientError(
+            "TLS: the certificate of %s is not trusted: %s (--cacert names the CA)"
+            % (target, error.verify_message or error.reason)
+        ) from None
+    except ssl.SSLError as error:
+        raise ClientError("TLS with %s failed: %s" % (target, error.reason or error)) from None
     except FileNotFoundError:
         raise ClientError("no control socket at %s: is the monitor running?" % target) from None
     except PermissionError:

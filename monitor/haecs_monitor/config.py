@@ -179,14 +179,19 @@ def _listen(parent: Reader) -> Optional[ListenConfig]:
     if data is None:
         return None
     reader = Reader(data, parent.at("listen"), parent.problems)
-    reader.reject_unknown(("address", "port", "token_file"))
+    reader.reject_unknown(("address", "port", "token_file", "tls_cert", "tls_key"))
     required = [reader.require(name) for name in ("address", "port", "token_file")]
     address = reader.address("address", allow_unspecified=True)
     port = reader.integer("port", 1, 65535)
     token_file = reader.path_option("token_file")
+    tls_cert = reader.path_option("tls_cert")
+    tls_key = reader.path_option("tls_key")
+    for given, missing in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
+        if reader.has(given) and not reader.has(missing):
+            reader.fail(missing, "is required when %s is given (TLS needs both)" % given)
     if not all(required) or address is None or port is None or token_file is None:
         return None
-    return ListenConfig(address, port, token_file)
+    return ListenConfig(address, port, token_file, tls_cert, tls_key)
 
 
 def _notify(parent: Reader) -> Optional[NotifyConfig]:

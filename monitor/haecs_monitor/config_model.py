@@ -184,6 +184,8 @@ class ListenConfig:
     address: str
     port: int
     token_file: str
+    tls_cert: Optional[str] = None  # PEM certificate chain; with tls_key, the listener speaks TLS
+    tls_key: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey, Table
 
 from . import desired as desired_mod
-from . import fdlimit, ids, report, statefile
+from . import fdlimit, ids, report, sdnotify, statefile
 from .actuator import Actuator, Engine, Outcome
 from .api import Api, ApiError
 from .checks import CHECKS
@@ -85,7 +85,9 @@ class Monitor:
         self.started_at = wall()
         self.started_mono = clock()
         self.notifier = Notifier(log)
-        self.looplag = LoopLag(log)
+        self.systemd = sdnotify.Notifier()
+        self.looplag = LoopLag(log, on_tick=self.systemd.feed_watchdog)
+        self._systemd_status = ""
         self.api = Api(self)
         # metrics
         self.checks_total: Counter[tuple[CheckKey, str]] = Counter()  # by result.outcome
@@ -117,7 +119,11 @@ class Monitor:
             await self.api.start_unix(settings.control_socket)
             if settings.listen is not None:
                 await self.api.start_tcp(
-                    settings.listen.address, settings.listen.port, settings.listen.token_file
+                    settings.listen.address,
+                    settings.listen.port,
+                    settings.listen.token_file,
+                    settings.listen.tls_cert,
+                    settings.listen.tls_key,
                 )
         except ApiError as error:
             self.log.error("fatal", reason=str(error))
@@ -159,6 +165,7 @@ class Monitor:
         first = await self._apply(full=True)
         self._log_adoption(first)
         self._save_state()
+        self.systemd.ready(self.summary())
         self._applier = loop.create_task(self._apply_loop(), name="applier")
         self._sync_check_tasks()
         await self._stop.wait()
@@ -177,6 +184,7 @@ class Monitor:
 
     async def _shutdown(self) -> int:
         self.log.info("stopping", on_exit=self.config.settings.on_exit)
+        self.systemd.stopping()
         # asyncio.wait_for (Python < 3.12) can swallow a cancel() that lands
         # as the check finishes; the loops also stop on their own once
         # _stop is set, and we cancel again until every task has ended.
@@ -575,6 +583,7 @@ class Monitor:
         if outcome.error is not None:
             self.last_error = outcome.error
             self.log.error("apply_failed", reason=outcome.error, reconcile=outcome.read_kernel)
+            self._update_systemd_status()
             return
         self.last_error = None
         if remove:
@@ -586,6 +595,7 @@ class Monitor:
                     reason="no longer in the configuration",
                 )
             self._save_state()
+        self._update_systemd_status()
         if outcome.operations:
             self.last_apply = now
             self.log.info(
@@ -594,6 +604,23 @@ class Monitor:
                 reconcile=outcome.read_kernel,
                 changes=[op.ipvsadm_line() for op in outcome.operations[:50]],
             )
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: services, servers up, kernel state."""
+        if self.board is None:
+            return "starting"
+        servers = self.board.servers
+        up = sum(1 for server in servers.values() if server.up)
+        text = "%d services, %d/%d real servers up" % (len(self.config.services), up, len(servers))
+        if self.last_error:
+            text += "; kernel: %s" % self.last_error
+        return text
+
+    def _update_systemd_status(self) -> None:
+        text = self.summary()
+        if text != self._systemd_status:
+            self._systemd_status = text
+            self.systemd.status(text)
 
     def _count_outcome(self, outcome: Outcome) -> None:
         if outcome.operations:
@@ -614,28 +641,7 @@ class Monitor:
             raise LookupError("the monitor is still starting; try again")
         if action not in ("drain", "disable", "enable"):
             raise LookupError("unknown action %s" % action)
-        server_id = ids.normalize_server(server)
-        if server_id is None:
-            raise LookupError("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
-        services = {ids.service_id(s.key): s for s in self.config.services}
-        if service in ("*", "all"):
-            targets = [
-                sid
-                for sid, s in services.items()
-                if any(ids.server_id(*rs.key) == server_id for rs in s.real_servers)
-            ]
-            if not targets:
-                raise LookupError("no service has real server %s" % server_id)
-        else:
-            targets = ids.match_service(service, services)
-            if not targets:
-                raise LookupError("no service %s" % service)
-            if len(targets) > 1:
-                raise ValueError("%s names several services: %s" % (service, ", ".join(targets)))
-            if not any(
-                ids.server_id(*rs.key) == server_id for rs in services[targets[0]].real_servers
-            ):
-                raise LookupError("service %s has no real server %s" % (targets[0], server_id))
+        targets, server_id = self._resolve(service, server)
         changed = []
         for service_id in targets:
             key = (service_id, server_id)
@@ -677,6 +683,71 @@ class Monitor:
             answer["state_file_error"] = state_error
         return answer
 
+    def _resolve(self, service: str, server: str) -> tuple[list[str], str]:
+        """The ids of the services meant by SERVICE ('*': every one that has
+        SERVER) and SERVER's id; LookupError or ValueError (ambiguous)."""
+        server_id = ids.normalize_server(server)
+        if server_id is None:
+            raise LookupError("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
+        services = {ids.service_id(s.key): s for s in self.config.services}
+        if service in ("*", "all"):
+            targets = [
+                sid
+                for sid, s in services.items()
+                if any(ids.server_id(*rs.key) == server_id for rs in s.real_servers)
+            ]
+            if not targets:
+                raise LookupError("no service has real server %s" % server_id)
+            return targets, server_id
+        targets = ids.match_service(service, services)
+        if not targets:
+            raise LookupError("no service %s" % service)
+        if len(targets) > 1:
+            raise ValueError("%s names several services: %s" % (service, ", ".join(targets)))
+        if not any(ids.server_id(*rs.key) == server_id for rs in services[targets[0]].real_servers):
+            raise LookupError("service %s has no real server %s" % (targets[0], server_id))
+        return targets, server_id
+
+    async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
+        """Run SERVER's checks at once and return their results.
+
+        For the operator's eyes only: the results do not count towards rise
+        or fall (the scheduled checks keep deciding), so a check-now can never
+        take a server out of the table or put it back.
+        """
+        if self.board is None:
+            raise LookupError("the monitor is still starting; try again")
+        targets, server_id = self._resolve(service, server)
+        refs = [
+            ref
+            for ref in self.board.servers
+            if ids.service_id(ref.service) in targets
+            and ids.server_id(ref.address, ref.port) == server_id
+        ]
+        specs = {
+            health.spec.dedup_key: health.spec
+            for ref in refs
+            for health in self.board.servers[ref].checks
+        }
+
+        async def one(spec: CheckSpec) -> dict[str, Any]:
+            started = self.clock()
+            result = await self._run_check(spec)
+            return {
+                "check": self.check_names.get(spec.dedup_key, spec.describe()),
+                "result": result.outcome,
+                "detail": result.detail,
+                "seconds": round(self.clock() - started, 4),
+            }
+
+        results = await asyncio.gather(*(one(spec) for spec in specs.values()))
+        return {
+            "ok": all(result["result"] == "up" for result in results),
+            "server": server_id,
+            "services": targets,
+            "checks": list(results),
+        }
+
     async def _wait(self, future: asyncio.Future[Outcome]) -> Optional[Outcome]:
         try:
             return await asyncio.wait_for(asyncio.shield(future), APPLY_WAIT_SECONDS)
@@ -689,7 +760,11 @@ class Monitor:
         if self.board is None:
             return {"ok": False, "errors": ["the monitor is still starting; try again"]}
         async with self._reload_lock:
-            return await self._reload(source)
+            self.systemd.reloading()
+            try:
+                return await self._reload(source)
+            finally:
+                self.systemd.ready(self.summary())
 
     async def _reload(self, source: str) -> Mapping[str, Any]:
         assert self.board is not None

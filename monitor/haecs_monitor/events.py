@@ -96,11 +96,10 @@ class EventLog:
             pass  # a closed stderr must not stop the monitor
 
     def history(self, since: int = 0, limit: Optional[int] = None) -> list[dict[str, Any]]:
-        """Recent events (oldest first) with seq greater than `since`."""
+        """Recent events (oldest first) with seq greater than `since`; the
+        last `limit` of them (None or 0: all)."""
         events = [event for event in self._history if event["seq"] > since]
-        if limit is not None and limit >= 0:
-            events = events[-limit:] if limit else []
-        return events
+        return events[-limit:] if limit else events
 
 
 def _text(value: Any) -> str:

@@ -22,8 +22,10 @@ class LoopLag:
         period: float = 0.25,
         warn_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        on_tick: Optional[Callable[[], object]] = None,
     ) -> None:
         self._log = log
+        self._on_tick = on_tick  # called from each tick: proof the loop is alive (watchdog)
         self.period = period
         self.warn_after = warn_after
         self._clock = clock
@@ -89,3 +91,5 @@ class LoopLag:
             await asyncio.sleep(self.period)
             self._expected = None
             self.record(self._clock() - expected)
+            if self._on_tick is not None:
+                self._on_tick()

@@ -361,6 +361,34 @@ def test_reload_good_applies_only_the_difference(
     assert "-A -t 10.0.0.1:8080 -s wrr" in lab.table()
 
 
+def test_check_now_reports_without_counting(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    """haecsctl check-now runs the checks at once; its results never count
+    towards fall, so no number of them takes a server out."""
+    for n in (1, 2):
+        lab.start(n)
+    monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2))))
+    wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+    ok = monitor.ctl("check-now", "10.1.2.2:80")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "10.1.2.2:80 in tcp:10.0.0.1:80" in ok.stdout and " up " in ok.stdout
+    # Scheduled checks every 60 s from now on: only check-now runs.
+    slow = http_service((1, 2))
+    slow["checks"][0].update(interval=60, fast_interval=60, down_interval=60, timeout=0.5)
+    monitor.write_config(config_with(str(tmp_path), slow))
+    assert monitor.ctl("reload").returncode == 0
+    time.sleep(1.0)  # the last check at the old interval is done
+    lab.kill(2)
+    for _unused in range(3):  # fall is 2
+        down = monitor.ctl("check-now", "tcp:10.0.0.1:80", "10.1.2.2:80")
+        assert down.returncode == 3, down.stdout + down.stderr
+        assert "down" in down.stdout and "Connection refused" in down.stdout
+    assert in_table(lab, 2)
+    assert not monitor.events("server_down")
+    assert monitor.ctl("check-now", "10.1.9.9:80").returncode == 1
+
+
 def test_reload_bad_is_rejected_and_old_config_keeps_running(
     lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
 ) -> None:

@@ -69,3 +69,17 @@ def serve(handler: Handler, check: Callable[[int], CheckSpec]) -> CheckResult:
         return await CHECKS[made.type](made, made.address, made.port)
 
     return run(with_server(handler, body))
+
+
+def self_signed_cert(folder: Any) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 and its key: (cert.pem, key.pem) in folder."""
+    import subprocess
+
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

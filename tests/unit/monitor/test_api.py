@@ -23,13 +23,33 @@ class FakeController:
         self.admin: list[tuple[str, str, str]] = []
         self.reloads = 0
         self.errors: list[str] = []
+        self.later_events = 0  # events appended after the first five
 
     def status(self) -> Mapping[str, Any]:
         return {"name": "test", "services": []}
 
     def events(self, since: int, limit: Optional[int]) -> list[Mapping[str, Any]]:
-        events = [{"seq": n, "event": "e%d" % n} for n in range(1, 6) if n > since]
+        count = 5 + self.later_events
+        events = [{"seq": n, "event": "e%d" % n} for n in range(1, count + 1) if n > since]
         return events[-limit:] if limit else events
+
+    async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
+        if server == "10.0.2.9:80":
+            raise LookupError("no service has real server 10.0.2.9:80")
+        up = server == "10.0.2.1:80"
+        return {
+            "ok": up,
+            "server": server,
+            "services": ["tcp:10.0.0.1:80"],
+            "checks": [
+                {
+                    "check": "tcp %s" % server,
+                    "result": "up" if up else "down",
+                    "detail": "connected" if up else "connect: Connection refused",
+                    "seconds": 0.001,
+                }
+            ],
+        }
 
     def metrics_text(self) -> str:
         return "# HELP haecs_up x\n# TYPE haecs_up gauge\nhaecs_up 1\n"
@@ -56,7 +76,9 @@ class FakeController:
 class Running:
     """An Api served by an event loop in a background thread."""
 
-    def __init__(self, tmp: str, token_file: Optional[str]) -> None:
+    def __init__(
+        self, tmp: str, token_file: Optional[str], tls: Optional[tuple[str, str]] = None
+    ) -> None:
         import threading
 
         self.controller = FakeController()
@@ -69,7 +91,7 @@ class Running:
         async def start() -> None:
             await self.api.start_unix(self.socket_path)
             if token_file is not None:
-                await self.api.start_tcp("127.0.0.1", 0, token_file)
+                await self.api.start_tcp("127.0.0.1", 0, token_file, *(tls or ()))
                 self.port = self.api.tcp_ports()[0]
 
         def run() -> None:
@@ -125,6 +147,10 @@ def test_status_events_metrics(running: Running) -> None:
     assert [e["seq"] for e in running.get("/events?since=3").json()["events"]] == [4, 5]
     assert [e["seq"] for e in running.get("/events?limit=2").json()["events"]] == [4, 5]
     assert running.get("/events?since=x").status == 400
+    assert [e["seq"] for e in running.get("/events?limit=0").json()["events"]] == [1, 2, 3, 4, 5]
+    for bad in ("limit=-1", "limit=%D9%A3", "since=-2", "limit=1.5"):
+        reply = running.get("/events?" + bad)
+        assert reply.status == 400 and b"must be an integer of at least 0" in reply.body, bad
     metrics = running.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert b"haecs_up 1" in metrics.body
@@ -295,3 +321,78 @@ def test_haecsctl_against_the_api(running: Running, capsys: Any) -> None:
     assert "reload rejected" in err and "services[0].port: bad" in err
     assert cli.ctl_main([*socket_args, "metrics"]) == 0
     assert "haecs_up 1" in capsys.readouterr().out
+
+
+def test_haecsctl_over_tcp_with_a_token(
+    running: Running, token_file: str, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from haecs_monitor import cli
+
+    url = ["--url", "http://127.0.0.1:%d" % running.port]
+    assert cli.ctl_main([*url, "--token-file", token_file, "status"]) == 0
+    assert capsys.readouterr().out.startswith("monitor test: 0 services")
+    monkeypatch.setenv("HAECS_TOKEN", TOKEN)
+    assert cli.ctl_main([*url, "events", "--limit", "0"]) == 0  # 0: all
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    monkeypatch.setenv("HAECS_TOKEN", "wrong-token-0123456789")
+    assert cli.ctl_main([*url, "status"]) == 1
+    assert "missing or wrong bearer token" in capsys.readouterr().err
+    monkeypatch.delenv("HAECS_TOKEN")
+    monkeypatch.setenv("HAECS_URL", url[1])
+    assert cli.ctl_main(["status"]) == 2
+    assert "needs the listener's token" in capsys.readouterr().err
+    monkeypatch.setenv("HAECS_TOKEN_FILE", token_file)
+    assert cli.ctl_main(["--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "test"
+    for bad, says in (
+        (["--url", "ftp://x:1", "status"], "must be http://HOST:PORT or https://HOST:PORT"),
+        (["--url", "http://x:99999", "status"], "Port out of range"),
+        (["--url", "http://h:1/status", "status"], "give only scheme, host and port"),
+        (["--socket", "/x", "--url", url[1], "status"], "--socket and --url"),
+        (["--url", url[1], "--cacert", "/x.pem", "status"], "--cacert is for https"),
+        (["--token-file", "/nonexistent", "status"], "cannot read the token file /nonexistent"),
+    ):
+        assert cli.ctl_main(bad) == 2, bad
+        assert says in capsys.readouterr().err, bad
+
+
+def test_haecsctl_check_now_and_watch(running: Running, capsys: Any) -> None:
+    import threading
+
+    from haecs_monitor import cli
+
+    socket_args = ["--socket", running.socket_path]
+    assert cli.ctl_main([*socket_args, "check-now", "10.0.2.1:80"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "10.0.2.1:80 in tcp:10.0.0.1:80"
+    assert out[1].split() == ["CHECK", "RESULT", "SECONDS", "DETAIL"]
+    assert out[2].split()[:4] == ["tcp", "10.0.2.1:80", "up", "0.001"]
+    assert cli.ctl_main([*socket_args, "check-now", "tcp:10.0.0.1:80", "10.0.2.2:80"]) == 3
+    assert "Connection refused" in capsys.readouterr().out
+    assert cli.ctl_main([*socket_args, "--json", "check-now", "10.0.2.2:80"]) == 3
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+    assert cli.ctl_main([*socket_args, "check-now", "10.0.2.9:80"]) == 1
+    assert "no service has real server" in capsys.readouterr().err
+    # watch prints only what happens after it started
+    threading.Timer(0.5, lambda: setattr(running.controller, "later_events", 2)).start()
+    assert cli.ctl_main([*socket_args, "watch", "--interval", "0.1", "--for", "1.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "watching for events after #5 (Ctrl-C to stop)"
+    assert [line.split()[-1] for line in lines[1:]] == ["e6", "e7"]
+    assert cli.ctl_main([*socket_args, "watch", "--interval", "0"]) == 2
+
+
+def test_haecsctl_verifies_tls(tmp_path: Any, token_file: str, capsys: Any) -> None:
+    from checkhelp import self_signed_cert
+    from haecs_monitor import cli
+
+    cert, key = self_signed_cert(tmp_path)
+    server = Running(str(tmp_path), token_file, tls=(cert, key))
+    try:
+        url = ["--url", "https://127.0.0.1:%d" % server.port, "--token-file", token_file]
+        assert cli.ctl_main([*url, "--cacert", cert, "status"]) == 0
+        assert capsys.readouterr().out.startswith("monitor test")
+        assert cli.ctl_main([*url, "status"]) == 2
+        assert "is not trusted" in capsys.readouterr().err
+    finally:
+        server.stop()

@@ -232,3 +232,43 @@ def test_unreadable_kernel_is_fatal_in_one_line(harness: Harness) -> None:
     assert asyncio.run(monitor.run()) == 1
     assert "not available" in harness.events("fatal")[0]["reason"]
     assert not os.path.exists(config.settings.control_socket)
+
+
+def test_tells_systemd_ready_reloading_status_and_stopping(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import socket
+
+    path = str(tmp_path / "notify")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    sink.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    harness.write(config_dict(harness.tmp))
+    seen: list[str] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                seen.append(sink.recv(4096).decode())
+            except BlockingIOError:
+                return seen
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "both up")
+        await until(lambda: any(m.startswith("READY=1") for m in drain()), "READY=1")
+        ready = [m for m in seen if m.startswith("READY=1")]
+        assert len(ready) == 1  # once the table is adopted, before any reload
+        await until(lambda: "STATUS=1 services, 2/2 real servers up" in drain(), "status")
+        seen.clear()
+        assert (await monitor.reload())["ok"]
+        assert drain()[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert seen[-1] == "READY=1\nSTATUS=1 services, 2/2 real servers up"
+        harness.down.add("10.0.2.2")
+        await until(lambda: "STATUS=1 services, 1/2 real servers up" in drain(), "status down")
+
+    try:
+        assert harness.run(scenario) == 0
+        assert drain()[-1] == "STOPPING=1"
+    finally:
+        sink.close()
