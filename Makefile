@@ -63,9 +63,9 @@ PIP_VERSION := 26.3
 # pip warns once per package about them: drop that noise only.
 PIP_NOISE := ^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory
 
-# The stamp depends on both requirement files: the venv is rebuilt only
-# when they change (or when .venv is gone).
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+# The stamp depends on the requirement files requirements-dev.txt includes:
+# the venv is rebuilt only when they change (or when .venv is gone).
+$(VENV)/.stamp: requirements.txt requirements-dev.txt tests/unit/requirements.txt
 	@echo "== creating $(VENV) with $(PYTHON)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
