@@ -76,8 +76,14 @@ class Api:
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
         self._server = Server(self.handle, on_error=controller.api_error)
+        self.max_connections = self._server.max_connections
         self._token: Optional[bytes] = None
         self._socket_path: Optional[str] = None
+
+    @property
+    def refused_connections(self) -> dict[str, int]:
+        """Connections refused because a listener was at its cap, by listener."""
+        return dict(self._server.refused)
 
     # ------------------------------------------------------------ listeners
 

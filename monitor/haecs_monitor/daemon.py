@@ -31,11 +31,11 @@ from typing import Any, Callable, Optional
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey, Table
 
 from . import desired as desired_mod
-from . import ids, report, statefile
+from . import fdlimit, ids, report, statefile
 from .actuator import Actuator, Engine, Outcome
 from .api import Api, ApiError
 from .checks import CHECKS
-from .checks.base import CheckResult, within
+from .checks.base import CheckResult, timed_out, unknown, within
 from .config import ConfigError, MonitorConfig, load_config
 from .config_model import CheckKey, CheckSpec
 from .events import EventLog
@@ -47,6 +47,11 @@ from .notify import Notification, Notifier
 COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
 CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
+# A check that timed out while the event loop was late by at least this share
+# of its timeout (and at least LATE_MIN_SECONDS) may have timed out because of
+# the monitor itself: the answer could not be read in time.  Unknown, not down.
+LATE_SHARE = 0.25
+LATE_MIN_SECONDS = 0.1
 
 
 class Monitor:
@@ -83,7 +88,7 @@ class Monitor:
         self.looplag = LoopLag(log)
         self.api = Api(self)
         # metrics
-        self.checks_total: Counter[tuple[CheckKey, bool]] = Counter()
+        self.checks_total: Counter[tuple[CheckKey, str]] = Counter()  # by result.outcome
         self.check_durations: dict[CheckKey, Histogram] = {}
         self.last_duration: dict[CheckKey, float] = {}
         self.state_changes: Counter[tuple[str, str, str]] = Counter()
@@ -128,6 +133,7 @@ class Monitor:
         now = self.clock()
         self.board = HealthBoard(self.config, now, self._present(kernel), self.rand)
         self._pending_remove |= self._saved_managed_gone()
+        self._ensure_descriptors()
         self.log.info(
             "started",
             pid=os.getpid(),
@@ -281,6 +287,24 @@ class Monitor:
             return str(error)
         return None
 
+    def _ensure_descriptors(self) -> None:
+        """Raise the descriptor limit to what the checks and listeners need."""
+        assert self.board is not None
+        listeners = 1 + (self.config.settings.listen is not None)
+        limit = fdlimit.ensure(
+            fdlimit.needed(len(self.board.checks), listeners * self.api.max_connections)
+        )
+        fields = {"needed": limit.needed, "soft": limit.soft, "hard": limit.hard}
+        if limit.enough:
+            self.log.debug("fd_limit", **fields)
+        else:
+            self.log.warning(
+                "fd_limit_low",
+                reason="the hard RLIMIT_NOFILE is below what the checks may need: checks that "
+                "find no descriptor count as unknown (raise LimitNOFILE=)",
+                **fields,
+            )
+
     # --------------------------------------------------------------- checks
 
     def _sync_check_tasks(self) -> None:
@@ -305,7 +329,10 @@ class Monitor:
                 return
             spec = health.spec
             started = self.clock()
+            lag_mark = self.looplag.mark()
             result = await self._run_check(spec)
+            if result.timed_out:
+                result = self._blame_late_loop(spec, result, self.looplag.worst_since(lag_mark))
             self._observe(key, spec, result, self.clock() - started)
             await asyncio.sleep(max(0.0, self.board.next_delay(key)))
 
@@ -318,14 +345,23 @@ class Monitor:
                 function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
             )
         except asyncio.TimeoutError:
-            return CheckResult(False, None, "timed out after %gs (cut off)" % spec.timeout)
+            return timed_out(spec, " (cut off)")
         except Exception as error:
             self.log.error(
                 "check_crashed",
                 check=spec.describe(),
                 reason="%s: %s" % (type(error).__name__, error),
             )
-            return CheckResult(False, None, "check failed internally: %s" % type(error).__name__)
+            return unknown("check failed internally: %s" % type(error).__name__)
+
+    @staticmethod
+    def _blame_late_loop(spec: CheckSpec, result: CheckResult, lag: float) -> CheckResult:
+        """A timeout while our own loop was stalled is our fault, not the server's."""
+        if lag < max(LATE_MIN_SECONDS, LATE_SHARE * spec.timeout):
+            return result
+        return unknown(
+            "%s, but the monitor's event loop was %.2fs late meanwhile" % (result.detail, lag)
+        )
 
     def _observe(
         self, key: CheckKey, spec: CheckSpec, result: CheckResult, duration: float
@@ -333,9 +369,17 @@ class Monitor:
         assert self.board is not None
         if key not in self.board.checks:
             return  # a reload dropped it while it ran
-        self.checks_total[(key, result.up)] += 1
+        self.checks_total[(key, result.outcome)] += 1
         self.check_durations.setdefault(key, Histogram()).observe(duration)
         self.last_duration[key] = duration
+        if result.unknown:
+            health = self.board.checks[key]
+            if health.unknown_streak == 0:  # once per run of unknown results
+                self.log.warning(
+                    "check_unknown",
+                    check=self.check_names.get(key, spec.describe()),
+                    reason=result.detail,
+                )
         self.log.debug(
             "check_result",
             check=self.check_names.get(key, spec.describe()),
@@ -684,6 +728,7 @@ class Monitor:
         events = self.board.reload(config, self.clock(), self._present(kernel))
         self._pending_remove |= set(old_keys) - set(new_keys)
         self._pending_remove -= set(new_keys)
+        self._ensure_descriptors()
         self._sync_check_tasks()
         for event in events:
             if isinstance(event, Transition):

@@ -125,6 +125,9 @@ class CheckHealth:
         self.detail = "not checked yet"
         self.last_checked: Optional[float] = None
         self.changed_at = now
+        self.unknowns = 0  # results the monitor could not get (local faults)
+        self.unknown_streak = 0  # of them in a row, up to now
+        self.last_unknown = ""
 
     @property
     def state(self) -> str:
@@ -136,6 +139,13 @@ class CheckHealth:
         return self.failures > 0 if self.up else self.successes > 0
 
     def observe(self, result: CheckResult, now: float) -> Optional[CheckTransition]:
+        if result.unknown:
+            # Says nothing about the server: the counts and the state stay.
+            self.unknowns += 1
+            self.unknown_streak += 1
+            self.last_unknown = result.detail
+            return None
+        self.unknown_streak = 0
         self.confirmed = True
         self.last_checked = now
         self.detail = result.detail
@@ -180,6 +190,9 @@ class CheckHealth:
         moved.weight = self.weight
         moved.detail = self.detail
         moved.last_checked = self.last_checked
+        moved.unknowns = self.unknowns
+        moved.unknown_streak = self.unknown_streak
+        moved.last_unknown = self.last_unknown
         return moved
 
     def as_dict(self) -> dict[str, object]:
@@ -194,6 +207,8 @@ class CheckHealth:
             "fall": self.spec.fall,
             "weight": self.weight,
             "detail": self.detail,
+            "unknowns": self.unknowns,
+            "last_unknown": self.last_unknown,
             "last_checked": self.last_checked,
             "changed_at": self.changed_at,
         }

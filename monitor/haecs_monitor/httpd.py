@@ -17,7 +17,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = 10.0  # the whole request
+HEAD_TIMEOUT = 5.0  # the request head: a slow or idle client is cut off here
+# Connections served at once per listener; more are answered 503 and closed
+# at once, so a flood of idle connections cannot take the descriptors the
+# health checks need.
+MAX_CONNECTIONS = 64
 
 REASONS = {
     200: "OK",
@@ -26,6 +31,7 @@ REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     411: "Length Required",
     413: "Payload Too Large",
@@ -145,9 +151,13 @@ def build_request(
     )
 
 
-async def read_request(reader: asyncio.StreamReader, transport: str) -> Request:
+async def read_request(
+    reader: asyncio.StreamReader, transport: str, head_timeout: float = HEAD_TIMEOUT
+) -> Request:
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), head_timeout)
+    except asyncio.TimeoutError:
+        raise BadRequest(408, "request head not received within %gs" % head_timeout) from None
     except asyncio.LimitOverrunError:
         raise BadRequest(431, "request head too large") from None
     except asyncio.IncompleteReadError:
@@ -173,10 +183,20 @@ async def read_request(reader: asyncio.StreamReader, transport: str) -> Request:
 class Server:
     """Serve `handler` on a unix socket path or a TCP address."""
 
-    def __init__(self, handler: Handler, on_error: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        on_error: Optional[Callable[[str], None]] = None,
+        max_connections: int = MAX_CONNECTIONS,
+        head_timeout: float = HEAD_TIMEOUT,
+    ) -> None:
         self._handler = handler
         self._on_error = on_error
         self._servers: list[asyncio.base_events.Server] = []
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        self.active: dict[str, int] = {}  # connections being served, by listener
+        self.refused: dict[str, int] = {}  # connections refused for the cap, by listener
 
     async def serve_unix(self, path: str) -> None:
         server = await asyncio.start_unix_server(
@@ -206,9 +226,25 @@ class Server:
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
     ) -> None:
+        if self.active.get(transport, 0) >= self.max_connections:
+            self.refused[transport] = self.refused.get(transport, 0) + 1
+            writer.write(Response.error(503, "too many connections; try again").encode())
+            writer.close()
+            return
+        self.active[transport] = self.active.get(transport, 0) + 1
+        try:
+            await self._serve(reader, writer, transport)
+        finally:
+            self.active[transport] -= 1
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
         try:
             try:
-                request = await asyncio.wait_for(read_request(reader, transport), READ_TIMEOUT)
+                request = await asyncio.wait_for(
+                    read_request(reader, transport, self.head_timeout), READ_TIMEOUT
+                )
             except BadRequest as error:
                 response = Response.error(error.status, str(error))
             except asyncio.TimeoutError:

@@ -210,13 +210,20 @@ def families(monitor: Monitor) -> list[metrics.Family]:
         histogram = monitor.check_durations.get(key)
         if histogram is not None:
             histogram.add_to(duration, check=name, type=health.spec.type)
-        for result in (True, False):
+        for outcome in ("up", "down", "unknown"):
             checks.add(
-                monitor.checks_total[(key, result)],
+                monitor.checks_total[(key, outcome)],
                 check=name,
                 type=health.spec.type,
-                result="up" if result else "down",
+                result=outcome,
             )
+    refused = metrics.Family(
+        "haecs_api_connections_refused_total",
+        "counter",
+        "API connections refused because the listener was at its connection cap",
+    )
+    for listener in ("unix", "tcp"):
+        refused.add(monitor.api.refused_connections.get(listener, 0), listener=listener)
     changes = metrics.Family("haecs_state_changes_total", "counter", "Real server state changes")
     for (service_id, server_id, state), count in sorted(monitor.state_changes.items()):
         changes.add(count, service=service_id, server=server_id, state=state)
@@ -275,6 +282,7 @@ def families(monitor: Monitor) -> list[metrics.Family]:
         quorum,
         duration,
         checks,
+        refused,
         changes,
         lag,
         lag_max,

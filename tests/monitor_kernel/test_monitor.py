@@ -434,12 +434,8 @@ def test_tcp_listener_needs_the_token(
 ) -> None:
     from haecs_monitor import client
 
+    token, port, listen = _tcp_listener(tmp_path)
     token_file = tmp_path / "token"
-    token = "tok-" + os.urandom(12).hex()
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    port = _free_port()
-    listen = {"address": "127.0.0.1", "port": port, "token_file": str(token_file)}
     monitor = monitor_factory(config_with(str(tmp_path), http_service(()), listen=listen))
     assert client.request("GET", "/status", address=("127.0.0.1", port)).status == 401
     assert (
@@ -461,6 +457,86 @@ def test_tcp_listener_needs_the_token(
     assert refused.process is not None and refused.process.wait(30) == 1
     fatal = refused.events("fatal")
     assert fatal and "token_file" in fatal[0]["reason"]
+
+
+def test_a_flood_of_idle_api_connections_removes_no_healthy_server(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    """1,100 idle connections to the TCP API of a monitor held to 1,024
+    descriptors (systemd's default soft limit; here the hard one too, so the
+    monitor cannot raise it): no healthy server leaves the table, and the API
+    answers again once the flood ends."""
+    from haecs_monitor import client
+
+    token, port, listen = _tcp_listener(tmp_path)
+    for n in (1, 2, 3):
+        lab.start(n)
+    monitor = monitor_factory(
+        config_with(
+            str(tmp_path),
+            http_service((1, 2, 3), checks=[{"type": "tcp"}]),
+            listen=listen,
+        )
+    )
+    healthy = {rs_address(n): 1 for n in (1, 2, 3)}
+    wait_for(lambda: lab.weights() == healthy, UP_WITHIN, "three servers in")
+    assert monitor.process is not None
+    subprocess.run(["prlimit", "--pid", str(monitor.process.pid), "--nofile=1024:1024"], check=True)
+    flood: list[socket.socket] = []
+    refused_or_reset = 0
+    try:
+        for _unused in range(1100):
+            sock = socket.socket()
+            sock.setblocking(False)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            flood.append(sock)
+        # Several check rounds (interval 0.3 s, fall 2) under the flood.
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert lab.weights() == healthy, lab.table()
+            time.sleep(0.2)
+        for sock in flood:
+            try:
+                if sock.recv(4096, socket.MSG_DONTWAIT).startswith(b"HTTP/1.1 503"):
+                    refused_or_reset += 1
+            except BlockingIOError:
+                pass  # one of the few being served: still waiting for our head
+            except ConnectionError:
+                refused_or_reset += 1
+    finally:
+        for sock in flood:
+            sock.close()
+    # More clients than the cap (64) were turned away at once (the rest of the
+    # 1,100 never got past the listen backlog, or were being served).
+    assert refused_or_reset > 64, refused_or_reset
+    assert not monitor.events("server_down"), monitor.events("server_down")
+
+    def answers() -> bool:
+        try:
+            reply = client.request("GET", "/status", address=("127.0.0.1", port), token=token)
+        except client.ClientError:  # refused while the flood's sockets are still closing
+            return False
+        return reply.status == 200
+
+    took = wait_for(answers, 15, "the API to answer after the flood")
+    record("API answers again after the flood ended", "%.2f s" % took)
+    answer = client.request("GET", "/metrics", address=("127.0.0.1", port), token=token)
+    assert answer.status == 200, answer.body[:200]
+    metrics = answer.body.decode()
+    refused = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('haecs_api_connections_refused_total{listener="tcp"}')
+    ]
+    assert refused and float(refused[0].split()[-1]) >= refused_or_reset, refused
+    record(
+        "API flood of 1,100 idle connections: refused at once",
+        "%s (client saw %d)" % (refused[0].split()[-1], refused_or_reset),
+    )
+    assert lab.weights() == healthy
 
 
 def test_shared_checks_run_once_and_notify(
@@ -545,6 +621,16 @@ def _fetch(lab: Lab) -> str:
         check=False,
     )
     return result.stdout.strip()
+
+
+def _tcp_listener(tmp_path: Any) -> tuple[str, int, dict[str, Any]]:
+    """A token in tmp_path/token and a free port: (token, port, global.listen)."""
+    token_file = tmp_path / "token"
+    token = "tok-" + os.urandom(12).hex()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = _free_port()
+    return token, port, {"address": "127.0.0.1", "port": port, "token_file": str(token_file)}
 
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -16,6 +17,27 @@ class CheckResult:
     up: bool
     weight: Optional[int] = None  # a dynamic weight (script checks), else None
     detail: str = ""  # one line for logs and status: why up or down
+    # The monitor could not do the check (a local fault: descriptors, memory,
+    # buffers, a check it could not start, its own loop too late): the result
+    # says nothing about the server and must not count towards rise or fall.
+    unknown: bool = False
+    # Down because the check's own deadline passed (no answer in time).
+    timed_out: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """ "up", "down" or "unknown": the label of metrics and logs."""
+        if self.unknown:
+            return "unknown"
+        return "up" if self.up else "down"
+
+
+# Errors that say the monitor itself is short of something, not that the
+# server failed: out of descriptors (EMFILE, ENFILE), of memory or buffers
+# (ENOMEM, ENOBUFS), of local ports (EADDRNOTAVAIL), of processes (EAGAIN).
+LOCAL_FAULTS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EADDRNOTAVAIL, errno.EAGAIN}
+)
 
 
 # async def check(spec, address, port) -> CheckResult; it never raises
@@ -49,14 +71,27 @@ def down(detail: str) -> CheckResult:
     return CheckResult(False, None, detail)
 
 
-def timed_out(spec: CheckSpec) -> CheckResult:
-    return down("timed out after %gs" % spec.timeout)
+def unknown(detail: str) -> CheckResult:
+    return CheckResult(False, None, detail, unknown=True)
+
+
+def timed_out(spec: CheckSpec, how: str = "") -> CheckResult:
+    return CheckResult(False, None, "timed out after %gs%s" % (spec.timeout, how), timed_out=True)
+
+
+def os_reason(error: OSError) -> str:
+    """'Connection refused' (asyncio words some errors its own way)."""
+    if error.errno:
+        return os.strerror(error.errno)
+    return error.strerror or str(error) or error.__class__.__name__
 
 
 def os_error(action: str, error: OSError) -> CheckResult:
-    """'connect: Connection refused' (asyncio words some errors its own way)."""
-    if error.errno:
-        reason = os.strerror(error.errno)
-    else:
-        reason = error.strerror or str(error) or error.__class__.__name__
+    """'connect: Connection refused'; a local fault (LOCAL_FAULTS) is an
+    unknown result, never a down one."""
+    reason = os_reason(error)
+    if error.errno in LOCAL_FAULTS:
+        return unknown(
+            "%s: %s (a fault of the monitor's host, not of the server)" % (action, reason)
+        )
     return down("%s: %s" % (action, reason))

@@ -22,7 +22,7 @@ import subprocess
 from typing import Any, Optional
 
 from ..config_model import CheckSpec
-from .base import CheckResult, down, os_error, up
+from .base import CheckResult, down, os_reason, timed_out, unknown, up
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_BYTES = 2048
@@ -49,7 +49,8 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
             **popen_options,
         )
     except OSError as error:
-        return os_error("cannot run %s" % command[0], error)
+        # Not started: whatever the reason, the server was not checked.
+        return unknown("cannot run %s: %s" % (command[0], os_reason(error)))
     stderr = bytearray()
     collector = asyncio.ensure_future(_collect(process.stderr, stderr))
     try:
@@ -58,7 +59,7 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
         _kill_group(process.pid)
         collector.cancel()
         await process.wait()
-        return down("timed out after %gs (killed)" % spec.timeout)
+        return timed_out(spec, " (killed)")
     except BaseException:  # cancelled: leave nothing running
         _kill_group(process.pid)
         collector.cancel()

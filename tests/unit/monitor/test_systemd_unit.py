@@ -24,6 +24,7 @@ def test_unit_has_the_agreed_shape() -> None:
         "ProtectSystem=strict",
         "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SETUID CAP_SETGID CAP_KILL CAP_SYS_MODULE",
         "NoNewPrivileges=yes",
+        "LimitNOFILE=1024:524288",
     ):
         assert line in text.splitlines(), line
 

@@ -1,0 +1,222 @@
+"""A local fault is never a real server's failure.
+
+Descriptor exhaustion, memory or buffer shortage, a check that could not be
+started, a timeout while the monitor's own loop was stalled: each gives an
+"unknown" result, which changes no count and no state.  The API caps its
+connections, so a flood of idle clients cannot take the checks' descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import resource
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from checkhelp import free_port, spec
+from haecs_monitor import fdlimit
+from haecs_monitor.checks import CheckResult
+from haecs_monitor.checks.base import os_error
+from haecs_monitor.daemon import Monitor
+from haecs_monitor.events import EventLog
+from haecs_monitor.health import HealthBoard
+from haecs_monitor.httpd import Response, Server
+from haecs_monitor.looplag import LoopLag
+from test_health import FAIL, OK, RS1, config, feed
+
+UNKNOWN = CheckResult(False, None, "socket: Too many open files", unknown=True)
+
+
+@pytest.mark.parametrize(
+    "code", [errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EADDRNOTAVAIL]
+)
+def test_local_errors_are_unknown(code: int) -> None:
+    result = os_error("socket", OSError(code, "x"))
+    assert result.unknown and result.outcome == "unknown"
+    assert "not of the server" in result.detail
+
+
+def test_server_errors_stay_down() -> None:
+    for code in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET):
+        result = os_error("connect", OSError(code, "x"))
+        assert not result.up and not result.unknown and result.outcome == "down"
+
+
+def test_unknown_results_never_change_a_server() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    # Up and confirmed; then a long run of unknowns between failures: the
+    # failures still need `fall` in a row that are real.
+    assert feed(board, RS1, [OK, FAIL, FAIL]) == []
+    assert feed(board, RS1, [UNKNOWN] * 50, start=3) == []
+    assert board.servers[RS1].up
+    check = board.servers[RS1].checks[0]
+    assert (check.failures, check.unknowns, check.unknown_streak) == (2, 50, 50)
+    assert check.last_unknown == UNKNOWN.detail and check.detail == FAIL.detail
+    assert len(feed(board, RS1, [FAIL], start=60)) == 2  # the third real failure
+    assert not board.servers[RS1].up and check.unknown_streak == 0
+
+
+def test_descriptor_exhaustion_is_unknown_for_a_real_check() -> None:
+    """A real tcp check in a process out of descriptors: unknown, not down."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        script = (
+            "import resource, socket, sys\n"
+            "sys.path[:0] = %r\n"
+            "from checkhelp import probe, spec\n"
+            "held = []\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit("
+            "resource.RLIMIT_NOFILE)[1]))\n"
+            "import asyncio\n"
+            "loop = asyncio.new_event_loop()\n"
+            "try:\n"
+            "    while True: held.append(socket.socket())\n"
+            "except OSError: pass\n"
+            "result = loop.run_until_complete(__import__('haecs_monitor.checks', fromlist=['x'])"
+            ".CHECKS['tcp'](spec('tcp', %d), '127.0.0.1', %d))\n"
+            "print(result.outcome, result.detail)\n" % (sys.path, port, port)
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("unknown socket: Too many open files"), out.stdout
+
+
+def test_a_timeout_during_a_stalled_loop_is_unknown() -> None:
+    lag = LoopLag(EventLog(io.StringIO()))
+    timeout = spec("tcp", free_port(), timeout=1.0)
+    late = CheckResult(False, None, "timed out after 1s", timed_out=True)
+    assert Monitor._blame_late_loop(timeout, late, 0.2) is late  # below a quarter
+    blamed = Monitor._blame_late_loop(timeout, late, 0.6)
+    assert blamed.unknown and "event loop was 0.60s late" in blamed.detail
+    assert lag.worst_since(lag.mark()) == 0.0
+
+
+def test_worst_since_sees_a_stall_the_ticker_has_not_measured_yet() -> None:
+    async def main() -> tuple[float, float]:
+        lag = LoopLag(EventLog(io.StringIO()), period=0.05, warn_after=10)
+        lag.start()
+        await asyncio.sleep(0.12)
+        mark = lag.mark()
+        time.sleep(0.4)  # the loop stalls; nothing has run since
+        pending = lag.worst_since(mark)
+        await asyncio.sleep(0.12)
+        measured = lag.worst_since(mark)
+        after = lag.worst_since(lag.mark())
+        await lag.stop()
+        return pending, max(measured, 0.0) - after
+
+    pending, measured = asyncio.run(main())
+    assert pending >= 0.3
+    assert measured >= 0.3
+
+
+def test_fd_limit_is_raised_to_what_the_checks_need() -> None:
+    script = (
+        "import resource, sys\n"
+        "sys.path[:0] = %r\n"
+        "from haecs_monitor import fdlimit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "want = fdlimit.needed(1000, 128)\n"
+        "limit = fdlimit.ensure(want)\n"
+        "print(want, limit.soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], limit.enough)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 300))\n"
+        "limit = fdlimit.ensure(want)\n"
+        "print(limit.soft, limit.hard, limit.enough)\n" % (sys.path,)
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    want = fdlimit.needed(1000, 128)
+    assert first == "%d %d %d True" % (want, want, want)
+    assert second == "300 300 False"  # never above the hard limit, and says so
+
+
+def _raw(path: str, data: bytes, wait: float = 5.0) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(wait)
+        sock.connect(path)
+        try:
+            sock.sendall(data)
+        except BrokenPipeError:
+            pass  # refused at once: its answer is still there to read
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:  # refused before our request was read
+                return b"".join(chunks) or b"RESET"
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_api_caps_connections_and_answers_again_after_a_flood(tmp_path: Any) -> None:
+    path = str(tmp_path / "api.sock")
+
+    async def handler(request: Any) -> Response:
+        return Response.json({"ok": True})
+
+    async def main() -> tuple[list[bytes], bytes, bytes, int]:
+        server = Server(handler, max_connections=4, head_timeout=30)
+        await server.serve_unix(path)
+        loop = asyncio.get_running_loop()
+        flood = []
+        for _unused in range(40):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, path)
+            flood.append(sock)
+        await asyncio.sleep(0.3)
+        refused = []
+        for sock in flood[4:]:  # beyond the cap: answered 503 and closed
+            refused.append(await asyncio.wait_for(loop.sock_recv(sock, 4096), 5))
+        during = await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n\r\n")
+        for sock in flood:
+            sock.close()
+        await asyncio.sleep(0.3)
+        after = await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n\r\n")
+        active = server.active.get("unix", 0)
+        await server.close()
+        return refused, during, after, active
+
+    refused, during, after, active = asyncio.run(main())
+    assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in refused), refused[:2]
+    # Still flooded (4 idle clients hold the listener): refused, with the 503
+    # or, when the refusal closed the socket before our request was read, a reset.
+    assert during.startswith(b"HTTP/1.1 503 ") or during == b"RESET", during
+    assert after.startswith(b"HTTP/1.1 200 ")
+    assert active == 0
+
+
+def test_an_idle_client_is_cut_off_after_the_head_timeout(tmp_path: Any) -> None:
+    path = str(tmp_path / "api.sock")
+
+    async def handler(request: Any) -> Response:
+        return Response.json({"ok": True})
+
+    async def main() -> tuple[bytes, float]:
+        server = Server(handler, head_timeout=0.3)
+        await server.serve_unix(path)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        answer = await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n")
+        took = time.monotonic() - started
+        await server.close()
+        return answer, took
+
+    answer, took = asyncio.run(main())
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"request head not received within 0.3s" in answer
+    assert took < 5
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 0
