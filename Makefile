@@ -46,13 +46,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
-        integration integration-host qemu bench \
+        integration collection-install integration-host qemu bench \
         changelog-lint docs fragment-check test clean distclean
 
 help: ## list the targets
 	@echo "HAECS make targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-	  awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "Variables: COV_MIN=$(COV_MIN) (engine coverage floor), PYTHON=$(PYTHON)"
 
 # ---------------------------------------------------------------- setup
@@ -63,9 +63,9 @@ PIP_VERSION := 26.3
 # pip warns once per package about them: drop that noise only.
 PIP_NOISE := ^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory
 
-# The stamp depends on both requirement files: the venv is rebuilt only
-# when they change (or when .venv is gone).
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+# The stamp depends on the requirement files requirements-dev.txt includes:
+# the venv is rebuilt only when they change (or when .venv is gone).
+$(VENV)/.stamp: requirements.txt requirements-dev.txt tests/unit/requirements.txt
 	@echo "== creating $(VENV) with $(PYTHON)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
@@ -242,6 +242,13 @@ kernel-engine: venv collection ## pytest tests/kernel_engine inside tests/kernel
 integration: venv collection ## tests/integration/run (all targets in one kernel)
 	tests/integration/run
 
+# The collection as a user gets it: ansible-galaxy collection build, the
+# tarball's file list checked (build_ignore), install --offline into an
+# empty collections path, and tests/packaging/installed.yml run from that
+# installed copy in one kernel boot (module_defaults for group/haecs.lvs.ipvs).
+collection-install: venv ## build the tarball, check its files, install it, run a playbook from the installed copy
+	tests/packaging/run
+
 # Targets tagged haecs/host_netns need nothing but nftables and a network
 # namespace: their runme.sh runs natively on this host (UML lacks inet
 # nf_tables), as root.
@@ -310,7 +317,7 @@ fragment-check: ## changelog fragment present for code changes since BASE
 
 # ---------------------------------------------------------------- all
 
-test: ## every gate in order: deps lint sanity changelog-lint fragment-check docs unit kernel-selftest kernel-engine monitor-kernel coverage integration integration-host qemu
+test: ## every gate in order: deps lint sanity changelog-lint fragment-check docs unit kernel-selftest kernel-engine monitor-kernel coverage integration collection-install integration-host qemu
 	@start=$$(date +%s); \
 	$(STAGE) deps $(MAKE) deps && \
 	$(STAGE) lint $(MAKE) lint && \
@@ -324,6 +331,7 @@ test: ## every gate in order: deps lint sanity changelog-lint fragment-check doc
 	$(STAGE) monitor-kernel $(MAKE) monitor-kernel && \
 	$(STAGE) coverage $(MAKE) coverage && \
 	$(STAGE) integration $(MAKE) integration && \
+	$(STAGE) collection-install $(MAKE) collection-install && \
 	$(STAGE) integration-host $(MAKE) integration-host && \
 	$(STAGE) qemu $(MAKE) qemu && \
 	echo "== make test: all stages ok in $$(( $$(date +%s) - start )) s"

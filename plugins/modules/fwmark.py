@@ -28,6 +28,8 @@ description:
     so a failure changes nothing. A rerun with the same options sends nothing.
   - In check mode the transaction is checked by the kernel (C(nft -c)) without
     being committed, so a change the kernel would refuse fails in check mode too.
+extends_documentation_fragment:
+  - haecs.lvs.managed_host
 options:
   rules:
     description:

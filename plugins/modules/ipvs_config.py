@@ -19,6 +19,8 @@ description:
   - Every option is checked before anything is changed; if the kernel refuses
     a daemon, the daemons and timeouts changed earlier in the same run are
     restored.
+extends_documentation_fragment:
+  - haecs.lvs.managed_host
 options:
   timeouts:
     description:

@@ -17,6 +17,7 @@ description:
     service only; without them every service is returned.
   - Never changes anything.
 extends_documentation_fragment:
+  - haecs.lvs.managed_host
   - haecs.lvs.ipvs_service_key
 options:
   stats:

@@ -20,6 +20,7 @@ description:
     clients that have a persistence entry to a weight-0 server until the
     entry expires.
 extends_documentation_fragment:
+  - haecs.lvs.managed_host
   - haecs.lvs.ipvs_service_key.virtual_service
 options:
   state:

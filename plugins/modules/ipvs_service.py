@@ -18,6 +18,7 @@ description:
     re-added, so its real servers, connections and counters survive.
   - Real servers are left alone; manage them with M(haecs.lvs.ipvs_real_server).
 extends_documentation_fragment:
+  - haecs.lvs.managed_host
   - haecs.lvs.ipvs_service_key
 options:
   state:

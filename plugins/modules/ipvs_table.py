@@ -21,6 +21,8 @@ description:
     entry; the table ends exactly as it began.
   - Many operations travel in one netlink message batch, which makes large
     tables fast (see the benchmark figures in the collection README).
+extends_documentation_fragment:
+  - haecs.lvs.managed_host
 options:
   state:
     description:

@@ -19,6 +19,8 @@ description:
     clients, or on a dummy interface (O(create_dummy=true)).
   - An existing entry of the address with another prefix length, scope or
     label is replaced (removed, then added).
+extends_documentation_fragment:
+  - haecs.lvs.managed_host
 options:
   address:
     description:
@@ -97,7 +99,7 @@ attributes:
     support: full
     platforms: posix
 requirements:
-  - pyroute2
+  - pyroute2 on the managed host (Debian and Ubuntu package C(python3-pyroute2))
   - root (CAP_NET_ADMIN)
 notes:
   - The address belongs to the network namespace the module runs in.
