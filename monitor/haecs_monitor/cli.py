@@ -389,11 +389,12 @@ def format_status(status: Mapping[str, Any]) -> str:
                 rs.get("configured_weight", "?"),
             )
             checks = "; ".join(
-                "%s %s%s"
+                "%s %s%s%s"
                 % (
                     c.get("name", "?"),
                     "up" if c.get("up") else "down",
                     " (%s)" % c["detail"] if c.get("detail") else "",
+                    _history(c),
                 )
                 for c in rs.get("checks", [])
             )
@@ -420,6 +421,17 @@ def format_status(status: Mapping[str, Any]) -> str:
             rows.append([label, "-", "-", "-", "-", "-"])
     lines += table(rows) + notes
     return "\n".join(lines)
+
+
+def _history(check: Mapping[str, Any]) -> str:
+    """' [++--- since 12.3s]': the last results (oldest first) and the state's age."""
+    parts = []
+    if check.get("history"):
+        parts.append(str(check["history"]))
+    since = check.get("state_since_seconds")
+    if since is not None:
+        parts.append("since %s" % _age(since).replace(" ago", ""))
+    return " [%s]" % " ".join(parts) if parts else ""
 
 
 def format_events(events: Sequence[Mapping[str, Any]]) -> list[str]:

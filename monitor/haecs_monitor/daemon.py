@@ -403,6 +403,7 @@ class Monitor:
                     check=self.check_names.get(key, spec.describe()),
                     state=event.new,
                     reason=event.reason,
+                    history=self.board.checks[key].history,
                 )
             elif isinstance(event, Transition):
                 self._server_transition(event)

@@ -66,7 +66,8 @@ function draw(s) {
     svc.servers.forEach(function (rs) {
       var checks = (rs.checks || []).map(function (c) {
         return esc(c.name) + ": <span class=\\"" + (c.up ? "up" : "down") + "\\">" + (c.up ? "up" : "down") +
-          "</span> <span class=\\"detail\\">" + esc(c.detail) + "</span>";
+          "</span> <span class=\\"detail\\">" + esc(c.detail) +
+          (c.history ? " [" + esc(c.history) + "]" : "") + "</span>";
       }).join("<br>");
       html += "<tr><td><code>" + esc(rs.id) + "</code></td><td class=\\"" + esc(rs.health) + "\\">" +
         esc(rs.health) + '</td><td class="' + esc(rs.admin) + '">' + esc(rs.admin) + "</td><td>" +

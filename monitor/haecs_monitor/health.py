@@ -107,6 +107,9 @@ class WeightChange:
 Event = Union[CheckTransition, Transition, WeightChange]
 
 
+HISTORY = 10  # check results kept per check for status and events
+
+
 def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
     """`delay` times a random factor in [1 - jitter, 1 + jitter]."""
     return delay * (1.0 + jitter * (2.0 * rand() - 1.0))
@@ -125,6 +128,9 @@ class CheckHealth:
         self.detail = "not checked yet"
         self.last_checked: Optional[float] = None
         self.changed_at = now
+        # The last HISTORY results, oldest first: "+" up, "-" down, "?" unknown
+        # (one short string: cheap at tens of thousands of checks).
+        self.history = ""
         self.unknowns = 0  # results the monitor could not get (local faults)
         self.unknown_streak = 0  # of them in a row, up to now
         self.last_unknown = ""
@@ -139,6 +145,8 @@ class CheckHealth:
         return self.failures > 0 if self.up else self.successes > 0
 
     def observe(self, result: CheckResult, now: float) -> Optional[CheckTransition]:
+        mark = "?" if result.unknown else "+" if result.up else "-"
+        self.history = (self.history + mark)[-HISTORY:]
         if result.unknown:
             # Says nothing about the server: the counts and the state stay.
             self.unknowns += 1
@@ -191,6 +199,7 @@ class CheckHealth:
         moved.detail = self.detail
         moved.last_checked = self.last_checked
         moved.unknowns = self.unknowns
+        moved.history = self.history
         moved.unknown_streak = self.unknown_streak
         moved.last_unknown = self.last_unknown
         return moved
@@ -207,6 +216,7 @@ class CheckHealth:
             "fall": self.spec.fall,
             "weight": self.weight,
             "detail": self.detail,
+            "history": self.history,
             "unknowns": self.unknowns,
             "last_unknown": self.last_unknown,
             "last_checked": self.last_checked,

@@ -155,6 +155,10 @@ def _check(monitor: Monitor, spec: CheckSpec, now: float) -> dict[str, Any]:
         "rise": spec.rise,
         "fall": spec.fall,
         "dynamic_weight": health.weight,
+        "history": health.history,
+        "state_since_seconds": _age(now, health.changed_at),
+        "unknowns": health.unknowns,
+        "last_unknown": health.last_unknown or None,
         "last_checked_age_seconds": _age(now, health.last_checked),
         "last_duration_seconds": None if duration is None else round(duration, 6),
     }

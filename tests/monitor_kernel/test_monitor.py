@@ -62,6 +62,9 @@ def test_kill_server_removed_then_restored(
     record("kill -> removed (fall 2 x 0.3 s)", "%.2f s" % took)
     assert lab.weights() == {rs_address(1): 1}
     assert monitor.has_event("server_down", server="%s:80" % rs_address(2))
+    # Why, at a glance: the last results and the event that recorded them.
+    assert monitor.server(2)["checks"][0]["history"].endswith("--")
+    assert monitor.events("check_down")[0]["history"].endswith("--")
     lab.start(2)
     took = wait_for(lambda: in_table(lab, 2), UP_WITHIN, "rs2 restored")
     record("restart -> restored (rise 2 x 0.3 s)", "%.2f s" % took)

@@ -293,6 +293,8 @@ STATUS = {
                             "name": "tcp 10.0.2.2:80",
                             "up": False,
                             "detail": "connect: Connection refused",
+                            "history": "++?---",
+                            "state_since_seconds": 12.34,
                         }
                     ],
                 },
@@ -315,7 +317,7 @@ def test_status_is_an_aligned_table() -> None:
         "monitor default: 2 services, 2 real servers (1 up), loop lag 0.4 ms (max 2.0 ms), last reconcile 1.2s ago",
         "SERVICE          SERVER       STATE  ADMIN    WEIGHT  CHECKS",
         "tcp:10.0.0.1:80  10.0.2.1:80  up     enabled  3/3     tcp 10.0.2.1:80 up (connected)",
-        "                 10.0.2.2:80  down   drain    -/1     tcp 10.0.2.2:80 down (connect: Connection refused)",
+        "                 10.0.2.2:80  down   drain    -/1     tcp 10.0.2.2:80 down (connect: Connection refused) [++?--- since 12.3s]",
         "fwmark:42        -            -      -        -       -",
         "! fwmark:42 is below quorum: healthy weight 0, needs 1; sorry server in",
     ]

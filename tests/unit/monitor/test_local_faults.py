@@ -60,6 +60,7 @@ def test_unknown_results_never_change_a_server() -> None:
     assert check.last_unknown == UNKNOWN.detail and check.detail == FAIL.detail
     assert len(feed(board, RS1, [FAIL], start=60)) == 2  # the third real failure
     assert not board.servers[RS1].up and check.unknown_streak == 0
+    assert check.history == "?" * 9 + "-"  # the last ten results, oldest first
 
 
 def test_descriptor_exhaustion_is_unknown_for_a_real_check() -> None:
