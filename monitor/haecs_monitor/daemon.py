@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
@@ -37,9 +37,16 @@ from .api import Api, ApiError
 from .checks import CHECKS
 from .checks.base import CheckResult, timed_out, unknown, within
 from .config import ConfigError, MonitorConfig, load_config
-from .config_model import CheckKey, CheckSpec
+from .config_model import CheckKey, CheckSpec, ServiceConfig
 from .events import EventLog
-from .health import CheckTransition, HealthBoard, ServerRef, Transition, WeightChange
+from .health import (
+    CheckTransition,
+    HealthBoard,
+    ServerHealth,
+    ServerRef,
+    Transition,
+    WeightChange,
+)
 from .looplag import LoopLag
 from .metrics import Histogram
 from .notify import Notification, Notifier
@@ -104,6 +111,9 @@ class Monitor:
         self._reconcile_now = False
         self._waiters: list[asyncio.Future[Outcome]] = []
         self._pending_remove: set[ServiceKey] = set()
+        # Services not in the kernel yet, kept out of it until they have
+        # something to serve (see _hold_new_services).
+        self._held: set[ServiceKey] = set()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._applier: Optional[asyncio.Task[None]] = None
@@ -138,6 +148,7 @@ class Monitor:
             return 1
         now = self.clock()
         self.board = HealthBoard(self.config, now, self._present(kernel), self.rand)
+        self._hold_new_services([service.key for service in self.config.services], kernel)
         self._pending_remove |= self._saved_managed_gone()
         self._ensure_descriptors()
         self.log.info(
@@ -418,7 +429,9 @@ class Monitor:
                     reason=event.reason,
                 )
                 changed = True
-        if changed:
+        # A held service may be created once every check has a result, which
+        # need not be a transition (a server that starts down and stays down).
+        if changed or (self._held and not result.unknown):
             self._request_apply()
 
     def _server_transition(self, event: Transition) -> None:
@@ -496,11 +509,48 @@ class Monitor:
                 waiter.set_result(outcome)
         return outcome
 
+    def _hold_new_services(self, candidates: Iterable[ServiceKey], kernel: Table) -> None:
+        """Keep a service that the kernel does not hold yet out of it until a
+        real server of it is up, or every one has been checked and found down.
+
+        Created at once, the VIP would exist and refuse every connection
+        until the first servers had risen (one to two seconds); keepalived
+        avoids that by taking real servers as alive at start (unless
+        `alpha`), which sends traffic to dead ones until their checks fail.
+        """
+        held = {key for key in candidates if key not in kernel}
+        self._held |= held
+        for key in sorted(held, key=str):
+            self.log.info(
+                "service_held",
+                service=ids.service_id(key),
+                reason="not created until a real server is up or all are checked",
+            )
+
+    def _release_held(self, service: ServiceConfig) -> bool:
+        """True (and logged) when a held service may now be created."""
+        assert self.board is not None
+        healths = [
+            self.board.servers[ServerRef(service.key, *rs.key)] for rs in service.real_servers
+        ]
+        up = [health for health in healths if health.up]
+        if up:
+            reason = "real server %s is up" % ids.server_id(up[0].ref.address, up[0].ref.port)
+        elif all(_settled_down(health) for health in healths):
+            reason = "every real server checked, none up"
+        else:
+            return False
+        self._held.discard(service.key)
+        self.log.info("service_released", service=ids.service_id(service.key), reason=reason)
+        return True
+
     def compute_desired(self) -> desired_mod.Desired:
         assert self.board is not None
         now = self.clock()
         inputs = []
         for service in self.config.services:
+            if service.key in self._held and not self._release_held(service):
+                continue
             service_id = ids.service_id(service.key)
             servers = []
             for real_server in service.real_servers:
@@ -802,6 +852,8 @@ class Monitor:
         self._configure(config)
         new_keys = {service.key: service for service in config.services}
         events = self.board.reload(config, self.clock(), self._present(kernel))
+        self._held &= set(new_keys)
+        self._hold_new_services(set(new_keys) - set(old_keys), kernel)
         self._pending_remove |= set(old_keys) - set(new_keys)
         self._pending_remove -= set(new_keys)
         self._ensure_descriptors()
@@ -873,6 +925,13 @@ class Monitor:
 
     def api_error(self, message: str) -> None:
         self.log.error("api_error", reason=message)
+
+
+def _settled_down(server: ServerHealth) -> bool:
+    """Down, and not on its way up: a check of it has failed last."""
+    return not server.up and any(
+        check.confirmed and not check.up and check.successes == 0 for check in server.checks
+    )
 
 
 def _where(error: BaseException) -> str:

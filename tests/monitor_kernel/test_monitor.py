@@ -392,6 +392,56 @@ def test_check_now_reports_without_counting(
     assert monitor.ctl("check-now", "10.1.9.9:80").returncode == 1
 
 
+def test_first_start_has_no_window_with_an_empty_service(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    """On a first start (empty table) the service is created only once a real
+    server is up: sampled with ipvsadm while a client loop runs, the VIP's
+    service never exists without a real server."""
+    import threading
+
+    for n in (1, 2):
+        lab.start(n)
+    lab.clear()
+    samples: list[int] = []  # real servers of the VIP's service, when it exists
+    sampling = threading.Event()
+    sampling.set()
+
+    def sample() -> None:
+        while sampling.is_set():
+            table = lab.table()
+            if "-A -t %s:80 " % VIP in table:
+                samples.append(table.count("-a -t %s:80 " % VIP))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    stop_file = os.path.join(str(tmp_path), "stop-client")
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", "client", PYTHON, CLIENT, "http://%s/" % VIP, "60", stop_file],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    sampler.start()
+    try:
+        monitor = monitor_factory(config_with(str(tmp_path), http_service((1, 2))))
+        took = wait_for(lambda: len(lab.weights()) == 2, UP_WITHIN, "both servers in")
+        time.sleep(0.5)
+    finally:
+        sampling.clear()
+        sampler.join(30)
+        open(stop_file, "w").close()
+    counts = json.loads(client.communicate(timeout=30)[0].strip().splitlines()[-1])
+    record(
+        "first start, empty table: table samples / with 0 real servers",
+        "%d / %d (both in %.2f s after start; client ok %d, refused before %d)"
+        % (len(samples), samples.count(0), took, counts["ok"], counts["failed"]),
+    )
+    assert samples, "the service was never seen"
+    assert 0 not in samples, samples
+    assert monitor.has_event("service_released", service="tcp:%s:80" % VIP)
+    assert counts["ok"] > 0
+
+
 def test_reload_bad_is_rejected_and_old_config_keeps_running(
     lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
 ) -> None:

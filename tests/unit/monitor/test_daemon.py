@@ -168,6 +168,10 @@ def test_health_admin_drift_and_reload(harness: Harness) -> None:
         assert result["ok"], result
         await until(lambda: KEY not in harness.engine.table, "old service deleted")
         assert FOREIGN in harness.engine.table
+        # The new service is created once its real server is up (held before).
+        new_key = ServiceKey.for_address("tcp", "10.0.0.1", 8080)
+        await until(lambda: new_key in harness.engine.table, "new service created")
+        assert harness.engine.table[new_key].real_servers, "created with its real server"
 
     assert harness.run(scenario) == 0
     assert harness.events("table_kept")
@@ -272,3 +276,37 @@ def test_tells_systemd_ready_reloading_status_and_stopping(
         assert drain()[-1] == "STOPPING=1"
     finally:
         sink.close()
+
+
+def test_a_new_service_waits_for_something_to_serve(harness: Harness) -> None:
+    """No window where the VIP exists with no real server unless all are down."""
+    harness.write(config_dict(harness.tmp))
+    harness.down.add("10.0.2.2")
+    seen_empty: list[bool] = []
+    original_apply = harness.engine.apply
+
+    def watching_apply(operations: Any) -> Any:
+        answer = original_apply(operations)
+        entry = harness.engine.table.get(KEY)
+        seen_empty.append(entry is not None and not entry.real_servers)
+        return answer
+
+    harness.engine.apply = watching_apply  # type: ignore[method-assign]
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1}, "created with rs1")
+        # All down from the start: created once every server was checked.
+        harness.down.update({"10.0.2.3", "10.0.2.4"})
+        harness.write(config_dict(harness.tmp, servers=(3, 4), port=8080))
+        assert (await monitor.reload())["ok"]
+        other = ServiceKey.for_address("tcp", "10.0.0.1", 8080)
+        await until(lambda: other in harness.engine.table, "all-down service created")
+        assert not harness.engine.table[other].real_servers
+
+    assert harness.run(scenario) == 0
+    assert seen_empty and not any(seen_empty), "the VIP existed with no real server"
+    held = harness.events("service_held")
+    released = harness.events("service_released")
+    assert [e["service"] for e in held] == ["tcp:10.0.0.1:80", "tcp:10.0.0.1:8080"]
+    assert released[0]["reason"] == "real server 10.0.2.1:80 is up"
+    assert released[1]["reason"] == "every real server checked, none up"
