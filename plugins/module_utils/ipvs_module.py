@@ -28,7 +28,6 @@ from .ipvs_kmod import KernelModuleError
 from .ipvs_model import (
     FAMILIES,
     FORWARDING_METHODS,
-    PERSISTENCE_ENGINES,
     PROTOCOLS,
     SCHEDULER_FLAGS,
     SCHEDULERS,
@@ -36,9 +35,15 @@ from .ipvs_model import (
     TUNNEL_TYPES,
     ServiceKey,
     Table,
+    diff_text,
 )
 from .ipvs_netlink import NetlinkError
-from .ipvs_params import SERVICE_KEY_FIELDS, ValidationError, parse_service_key
+from .ipvs_params import (
+    PERSISTENCE_ENGINE_CHOICES,
+    SERVICE_KEY_FIELDS,
+    ValidationError,
+    parse_service_key,
+)
 from .ipvs_plan import Operation, simulate
 
 Spec = Dict[str, Dict[str, Any]]
@@ -64,7 +69,7 @@ SERVICE_ATTRIBUTE_SPEC: Spec = {
     "persistence_timeout": {"type": "int"},
     "persistence_netmask": {"type": "str"},
     "persistence_prefix_length": {"type": "int"},
-    "persistence_engine": {"type": "str", "choices": list(PERSISTENCE_ENGINES)},
+    "persistence_engine": {"type": "str", "choices": list(PERSISTENCE_ENGINE_CHOICES)},
 }
 
 REAL_SERVER_SPEC: Spec = {
@@ -199,18 +204,13 @@ def read_table(
 # ------------------------------------------------------------------ results
 
 
-def service_lines(table: Table, key: ServiceKey) -> List[str]:
-    """One service and its real servers as ipvsadm -Sn lines (none if absent)."""
-    entry = table.get(key)
-    return entry.ipvsadm_lines() if entry is not None else []
-
-
 def service_diff(run: Run, key: ServiceKey) -> Dict[str, str]:
-    """Ansible's diff for one service: ipvsadm -Sn-style text before and after."""
+    """Ansible's diff for one service: its `ipvsadm -Sn` lines before and after,
+    then its thresholds as labelled comment lines."""
 
     def text(table: Table) -> str:
-        lines = service_lines(table, key)
-        return "".join(line + "\n" for line in lines)
+        entry = table.get(key)
+        return diff_text({key: entry} if entry is not None else {})
 
     return {
         "before": text(run.before),

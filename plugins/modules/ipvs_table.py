@@ -26,11 +26,17 @@ options:
     description:
       - V(merged) adds and edits the listed services and real servers and
         leaves everything else alone. A service without O(services[].real_servers)
-        keeps its real servers.
+        keeps its real servers. An option left out of an entry that exists
+        keeps its current value; defaults apply only to entries it adds (as
+        with M(haecs.lvs.ipvs_service) and M(haecs.lvs.ipvs_real_server), a
+        real server whose port is omitted is the service's only one at that
+        address).
       - V(replaced) makes each listed service exactly as declared, removing its
-        real servers that are not listed. Services not listed are untouched.
+        real servers that are not listed. Every option left out takes its
+        default, whatever the entry has now. Services not listed are untouched.
       - V(overridden) makes the whole table exactly as declared, deleting every
-        service that is not listed. O(services=[]) empties the table.
+        service that is not listed; every option left out takes its default.
+        O(services=[]) empties the table.
       - V(deleted) deletes the listed real servers, or the whole service when a
         service lists no O(services[].real_servers). Only the key options matter.
       - V(gathered) changes nothing and returns the table in the format of
@@ -65,30 +71,30 @@ options:
         type: str
         choices: [ipv4, ipv6]
       scheduler:
-        description: Scheduling algorithm. Defaults to V(wlc).
+        description: Scheduling algorithm. Default (on creation, and always with replaced/overridden) V(wlc).
         type: str
         choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh]
       scheduler_flags:
-        description: Flags of the V(sh) and V(mh) schedulers.
+        description: Flags of the V(sh) and V(mh) schedulers. V([]) removes them; merged keeps them while the scheduler stays.
         type: list
         elements: str
         choices: [sh-fallback, sh-port, mh-fallback, mh-port]
       one_packet:
-        description: One-packet scheduling for UDP and fwmark services. Defaults to V(false).
+        description: One-packet scheduling for UDP and fwmark services. Default (on creation, and always with replaced/overridden) V(false).
         type: bool
       persistence_timeout:
-        description: Persistence in seconds (V(1) to V(2678400)); omit for a non-persistent service.
+        description: Persistence in seconds (V(1) to V(2678400)); V(0) is not persistent, the default on creation and with replaced/overridden.
         type: int
       persistence_netmask:
-        description: Persistence granularity of an IPv4 service, as a netmask.
+        description: Persistence granularity of an IPv4 service, as a netmask. Default (on creation, and always with replaced/overridden) V(255.255.255.255).
         type: str
       persistence_prefix_length:
-        description: Persistence granularity of an IPv6 service, as a prefix length.
+        description: Persistence granularity of an IPv6 service, as a prefix length. Default (on creation, and always with replaced/overridden) V(128).
         type: int
       persistence_engine:
-        description: Persistence engine (V(sip)) of a persistent UDP service.
+        description: Persistence engine (V(sip)) of a persistent UDP service; V(none), the default on creation and with replaced/overridden, removes it.
         type: str
-        choices: [sip]
+        choices: [sip, none]
       real_servers:
         description:
           - The real servers of the service. With O(state=merged) and
@@ -101,30 +107,36 @@ options:
             type: str
             required: true
           port:
-            description: Real server port. Defaults to the service port.
+            description:
+              - Real server port. Default (on creation, and always with replaced/overridden) the service port.
+              - With O(state=merged), omitted names the service's only real server at that address, whatever its port.
             type: int
           forwarding:
-            description: Forwarding method. Defaults to V(route) (direct routing), as with C(ipvsadm).
+            description: Forwarding method. Default (on creation, and always with replaced/overridden) V(route) (direct routing), as with C(ipvsadm).
             type: str
             choices: [masq, route, tunnel]
           weight:
-            description: Weight, V(0) to V(65535). Defaults to V(1).
+            description: Weight, V(0) to V(65535). Default (on creation, and always with replaced/overridden) V(1).
             type: int
           upper_threshold:
-            description: Upper connection threshold; V(0) (default) means none.
+            description: Upper connection threshold; V(0) means none. Default (on creation, and always with replaced/overridden) V(0).
             type: int
           lower_threshold:
-            description: Lower connection threshold; must not be above O(services[].real_servers[].upper_threshold).
+            description:
+              - Lower connection threshold; must not be above O(services[].real_servers[].upper_threshold).
+              - Default (on creation, and always with replaced/overridden) V(0).
             type: int
           tunnel_type:
-            description: Tunnel encapsulation with O(services[].real_servers[].forwarding=tunnel). Defaults to V(ipip).
+            description:
+              - Tunnel encapsulation with O(services[].real_servers[].forwarding=tunnel).
+              - Default (on creation, and always with replaced/overridden) V(ipip).
             type: str
             choices: [ipip, gue, gre]
           tunnel_port:
             description: Destination port of V(gue) tunnels.
             type: int
           tunnel_checksum:
-            description: Checksum mode of V(gue) and V(gre) tunnels. Defaults to V(none).
+            description: Checksum mode of V(gue) and V(gre) tunnels. Default (on creation, and always with replaced/overridden) V(none).
             type: str
             choices: [none, csum, remcsum]
 requirements:
@@ -143,7 +155,9 @@ attributes:
     support: full
     platforms: posix
 notes:
-  - The diff lists only the services that change, as C(ipvsadm -Sn) lines.
+  - The diff lists only the services that change, as the lines C(ipvsadm -Sn)
+    prints, then a labelled comment line per real server with thresholds
+    (C(-Sn) does not show them).
   - Related modules are M(haecs.lvs.ipvs_service) and M(haecs.lvs.ipvs_real_server)
     for single entries, and M(haecs.lvs.ipvs_info) to read counters.
 """
@@ -158,6 +172,14 @@ EXAMPLES = r"""
         real_servers:
           - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
           - {address: 10.10.2.12, port: 8080, forwarding: masq, weight: 1}
+
+- name: Drain one server; everything else it has (forwarding, port, thresholds) stays
+  haecs.lvs.ipvs_table:
+    services:
+      - address: 192.0.2.10
+        port: 80
+        real_servers:
+          - {address: 10.10.2.12, weight: 0}
 
 - name: Replace the pool of one service (new servers in before old ones out)
   haecs.lvs.ipvs_table:
@@ -237,6 +259,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
     ServiceKey,
     Table,
+    diff_text,
     table_lines,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
@@ -259,6 +282,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     plan_removal,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import (
+    check_table,
     parse_table,
     table_params,
 )
@@ -279,15 +303,18 @@ def decide_for(state: str, services: List[Dict[str, Any]]) -> Tuple[Any, List[Se
     """Validate everything, then return the planning function and the services named."""
     if state == "deleted":
         return _decide_deleted(services)
-    desired, _listed = parse_table(services)
     if state == "merged":
-        # Without purge, plan() only adds and edits: a service that lists no
-        # real servers keeps its own.
+        # Every entry is checked against the table as read: an omitted option
+        # keeps the current value of an existing entry.  Without purge, plan()
+        # only adds and edits: a service that lists no real servers keeps its own.
+        keys = check_table(services)
 
         def decide(current: Table) -> List[Operation]:
-            return plan(current, desired)
+            merged, _listed = parse_table(services, current=current)
+            return plan(current, merged)
 
-        return decide, list(desired)
+        return decide, keys
+    desired, _listed = parse_table(services)
 
     def decide_exact(current: Table) -> List[Operation]:
         return plan(current, desired, purge_real_servers=True, purge_services=state == "overridden")
@@ -332,8 +359,7 @@ def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Di
     touched = {op.service.key for op in operations}
 
     def text(table: Table) -> str:
-        part = {key: entry for key, entry in table.items() if key in touched}
-        return "".join(line + "\n" for line in table_lines(part))
+        return diff_text({key: entry for key, entry in table.items() if key in touched})
 
     return {
         "before": text(before),

@@ -403,13 +403,17 @@ def test_service_absent_when_missing_is_no_change(
             "port: must be an integer from 0 to 65535, got 70000",
         ),
         (
-            {"address": "192.0.2.10", "port": 0},
-            "port: 0 (all ports) is only allowed for a persistent service",
+            {"address": "192.0.2.10", "port": 0, "persistence_timeout": 0},
+            "persistence_timeout: 0 (all ports) is only allowed for a persistent service",
         ),
         ({"fwmark": 0}, "fwmark: must be an integer from 1 to 4294967295, got 0"),
         (
             {"address": "192.0.2.10", "port": 80, "persistence_engine": "sip"},
-            "persistence_engine: needs a persistent service",
+            "persistence_engine: sip works on UDP services only",
+        ),
+        (
+            {"address": "192.0.2.10", "port": 80, "one_packet": True},
+            "one_packet: only applies to UDP and fwmark services",
         ),
         (
             {
@@ -430,6 +434,35 @@ def test_service_bad_input_fails_without_touching_the_kernel(
     assert result["failed"] is True
     assert result["msg"].startswith(msg)
     assert kernel.reads == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        (
+            {"address": "192.0.2.10", "port": 0},
+            "port: 0 (all ports) is only allowed for a persistent service",
+        ),
+        (
+            {"protocol": "udp", "address": "192.0.2.10", "port": 53, "persistence_engine": "sip"},
+            "persistence_engine: needs a persistent service",
+        ),
+        (
+            {"address": "192.0.2.10", "port": 80, "persistence_netmask": "255.255.255.0"},
+            "persistence_netmask: needs persistence_timeout",
+        ),
+    ],
+)
+def test_service_bad_for_a_new_service_fails_after_reading(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], msg: str
+) -> None:
+    # These depend on what the service has now (an omitted option keeps it),
+    # so they are decided after reading; nothing is applied.
+    result = run_main(ipvs_service, service_module(params), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].startswith(msg)
+    assert kernel.reads == 1
+    assert kernel.applied == []
 
 
 def test_service_kernel_refusal_is_a_clean_failure(
@@ -535,7 +568,10 @@ def test_real_server_absent_without_service_is_no_change(
 @pytest.mark.parametrize(
     ("params", "msg"),
     [
-        ({"address": "2001:db8::21"}, "address: ipv6 real server on an ipv4 service"),
+        (
+            {"address": "2001:db8::21", "forwarding": "masq"},
+            "address: ipv6 real server on an ipv4 service",
+        ),
         (
             {"address": "192.0.2.21", "weight": 70000},
             "weight: must be an integer from 0 to 65535, got 70000",
@@ -545,7 +581,7 @@ def test_real_server_absent_without_service_is_no_change(
             "lower_threshold: must not be above upper_threshold (5)",
         ),
         (
-            {"address": "192.0.2.21", "port": 8080},
+            {"address": "192.0.2.21", "port": 8080, "forwarding": "route"},
             "port: must equal the service port (80) with forwarding route",
         ),
     ],
@@ -559,6 +595,31 @@ def test_real_server_bad_input(
     )
     assert result["msg"].startswith(msg)
     assert kernel.reads == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        ({"address": "2001:db8::21"}, "address: ipv6 real server on an ipv4 service"),
+        # A new server gets forwarding route: no port mapping.
+        (
+            {"address": "192.0.2.22", "port": 8080},
+            "port: must equal the service port (80) with forwarding route",
+        ),
+        # The current server has no upper threshold.
+        ({"address": "192.0.2.21", "lower_threshold": 3}, "lower_threshold: needs an upper"),
+    ],
+)
+def test_real_server_bad_against_the_current_entry_fails_after_reading(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], msg: str
+) -> None:
+    kernel.table = web_table()
+    result = run_main(
+        ipvs_real_server, real_server_module(dict(params, virtual_service=WEB_VS)), monkeypatch
+    )
+    assert result["msg"].startswith(msg)
+    assert kernel.reads == 1
+    assert kernel.applied == []
 
 
 def test_real_server_bad_service_key_names_the_nested_option(
