@@ -218,9 +218,11 @@ def test_real_server_option_survives_a_task_that_omits_it(clean_table: None, opt
     if "threshold" in option:
         # The thresholds are still those it was made with.
         after = ipvsadm("-Ln", "--thresholds").splitlines()
-        # Columns: -> address Forward Weight Uthreshold Lthreshold ...
-        assert [row.split()[4:6] for row in after if "192.0.2.21" in row] == [
-            row.split()[4:6] for row in made_thresholds.splitlines() if "192.0.2.21" in row
+        # Columns: -> address Uthreshold Lthreshold ActiveConn InActConn
+        kept = [row.split()[2:4] for row in after if "192.0.2.21" in row]
+        assert kept == [["100", "0" if option == "upper_threshold" else "10"]]
+        assert kept == [
+            row.split()[2:4] for row in made_thresholds.splitlines() if "192.0.2.21" in row
         ]
     unchanged_by(ipvs_real_server, dict(task, virtual_service=TCP80, **other))
 
