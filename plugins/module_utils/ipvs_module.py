@@ -175,22 +175,28 @@ def converge(
     check_mode: bool,
     ipvs_factory: Optional[Callable[[], IPVS]] = None,
     keys: Optional[Collection[ServiceKey]] = None,
+    with_stats: bool = True,
+    read_back: bool = True,
 ) -> Run:
     """Read the table, plan with `decide`, then apply (or simulate in check mode).
 
     `keys`: the only services `decide` looks at; the rest of the table is not
     read (before/after then hold just those services).
+    `with_stats`: read counters too.  `read_back`: after applying, read the
+    table again (the kernel's own view); False computes `after` from the plan.
     """
     with (ipvs_factory or IPVS)() as ipvs:
-        before = ipvs.read(with_stats=True, only=keys)
+        before = ipvs.read(with_stats=with_stats, only=keys)
         operations = decide(before)
         if not operations:
             return Run(before, before, [])
         if check_mode:
             return Run(before, simulate(before, operations), operations)
         ipvs.apply(operations)
+        if not read_back:
+            return Run(before, simulate(before, operations), operations)
         # Read back: the result shows the kernel's own view, counters included.
-        return Run(before, ipvs.read(with_stats=True, only=keys), operations)
+        return Run(before, ipvs.read(with_stats=with_stats, only=keys), operations)
 
 
 def read_table(

@@ -44,9 +44,31 @@ options:
     type: str
     choices: [merged, replaced, overridden, deleted, gathered]
     default: merged
+  src:
+    description:
+      - Path, on the director, of a rules file in the format of C(ipvsadm -Sn)
+        and C(ipvsadm-restore) (C(-A) and C(-a) lines; C(-x)/C(-y) thresholds
+        allowed; blank lines and C(#) comments skipped). Used instead of
+        O(services).
+      - Render it once on the director (for example with M(ansible.builtin.template)
+        to C(/etc/ipvsadm.rules)) and converge with O(src); the same file
+        restores the table at boot (C(ipvsadm-restore < /etc/ipvsadm.rules),
+        as the Debian C(ipvsadm) service does). A large table then never goes
+        through Ansible's templating and module arguments.
+      - "Errors name the file and line, for example C(/etc/ipvsadm.rules:12: weight: ...)."
+    type: path
+  detail:
+    description:
+      - Return the full detail. By default the result stays small at any
+        table size. It holds the counts (RV(summary), RV(table)), at most 100
+        RV(operations), and in diff mode the diff only when it has at most 100
+        operations. With V(true) it holds every operation, the whole table
+        before and after (RV(before), RV(after)) and the whole diff.
+    type: bool
+    default: false
   services:
     description:
-      - The virtual services. Required unless O(state=gathered).
+      - The virtual services. Required unless O(state=gathered) or O(src) is given.
       - Each entry takes the options of M(haecs.lvs.ipvs_service) plus
         O(services[].real_servers).
     type: list
@@ -205,6 +227,17 @@ EXAMPLES = r"""
         real_servers:
           - {address: 10.10.2.13, port: 8080}
 
+- name: Render the director's table once, as the rules file the boot restores
+  ansible.builtin.template:
+    src: ipvsadm.rules.j2
+    dest: /etc/ipvsadm.rules
+    mode: "0600"
+
+- name: Converge the kernel to it (large tables stay off Ansible's templating)
+  haecs.lvs.ipvs_table:
+    state: overridden
+    src: /etc/ipvsadm.rules
+
 - name: Read the table in the format of `services`
   haecs.lvs.ipvs_table:
     state: gathered
@@ -218,24 +251,36 @@ EXAMPLES = r"""
 
 RETURN = r"""
 operations:
-  description: What was done (or would be, in check mode), as C(ipvsadm) command lines, in order.
+  description:
+    - What was done (or would be, in check mode), as C(ipvsadm) command lines, in order.
+    - At most the first 100 unless O(detail=true); RV(operations_omitted) counts the rest.
   returned: always
   type: list
   elements: str
   sample: ["-a -t 192.0.2.10:80 -r 10.10.2.13:8080 -m -w 1", "-d -t 192.0.2.10:80 -r 10.10.2.11:8080"]
+operations_omitted:
+  description: How many operations RV(operations) leaves out (more than 100, without O(detail)).
+  returned: when operations were left out
+  type: int
+  sample: 10900
 summary:
   description: Counts of the operations by kind.
   returned: always
   type: dict
   sample: {added: 1, edited: 0, deleted: 1}
-before:
-  description: The whole table before the run, as C(ipvsadm -Sn) lines.
+table:
+  description: Size of the table after the run (predicted in check mode).
   returned: always
+  type: dict
+  sample: {services: 1000, real_servers: 10000}
+before:
+  description: The whole table before the run, as the lines C(ipvsadm -Sn) prints.
+  returned: when O(detail=true)
   type: list
   elements: str
 after:
-  description: The whole table after the run (predicted in check mode), as C(ipvsadm -Sn) lines.
-  returned: always
+  description: The whole table after the run (predicted in check mode), as the lines C(ipvsadm -Sn) prints.
+  returned: when O(detail=true)
   type: list
   elements: str
 gathered:
@@ -252,7 +297,7 @@ gathered:
         - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -281,6 +326,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     plan,
     plan_removal,
 )
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_rules import locate, parse_rules
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import (
     check_table,
     parse_table,
@@ -296,6 +342,8 @@ def argument_spec() -> Dict[str, Any]:
     return {
         "state": {"type": "str", "default": "merged", "choices": STATES},
         "services": {"type": "list", "elements": "dict", "options": service},
+        "src": {"type": "path"},
+        "detail": {"type": "bool", "default": False},
     }
 
 
@@ -369,44 +417,118 @@ def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Di
     }
 
 
+# Above this many operations (or services in the task) the result carries
+# counts, not the lines, unless detail is true.
+SMALL = 100
+
+
+def read_src(path: str) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """The services of an ipvsadm rules file on the director, and their lines."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValidationError("src", "cannot read %s: %s" % (path, error)) from None
+    # The entries are checked by converge_services (errors located there).
+    return parse_rules(text, path)
+
+
+def table_counts(table: Table) -> Dict[str, int]:
+    return {
+        "services": len(table),
+        "real_servers": sum(len(entry.real_servers) for entry in table.values()),
+    }
+
+
+def shaped_result(run: Any, detail: bool, diff_mode: bool) -> Dict[str, Any]:
+    """Counts always; operations and diff when asked (detail) or small."""
+    lines = run.operation_lines()
+    result: Dict[str, Any] = {
+        "changed": run.changed,
+        "summary": summary(run.operations),
+        "table": table_counts(run.after),
+        "operations": lines if detail or len(lines) <= SMALL else lines[:SMALL],
+    }
+    if len(result["operations"]) < len(lines):
+        result["operations_omitted"] = len(lines) - SMALL
+    if detail:
+        result["before"] = table_lines(run.before)
+        result["after"] = table_lines(run.after)
+    if diff_mode and run.changed:
+        if detail or len(lines) <= SMALL:
+            result["diff"] = compact_diff(run.before, run.after, run.operations)
+        else:
+            note = "# %d operations; detail: true shows the ipvsadm -Sn lines\n" % len(lines)
+            result["diff"] = {"before": "", "after": note}
+    return result
+
+
 def run_module(module: AnsibleModule) -> Dict[str, Any]:
     state = module.params["state"]
     services = module.params["services"]
+    detail = module.params["detail"]
     if state == "gathered":
         table, _info = read_table(with_stats=False)
-        lines = table_lines(table)
-        return {
+        result: Dict[str, Any] = {
             "changed": False,
             "gathered": table_params(table),
             "operations": [],
-            "before": lines,
-            "after": lines,
             "summary": summary([]),
+            "table": table_counts(table),
         }
+        if detail:
+            result["before"] = result["after"] = table_lines(table)
+        return result
+    src = module.params["src"]
+    if src is not None:
+        services, lines = read_src(src)
+        try:
+            return converge_services(module, state, services, detail)
+        except ValidationError as error:
+            # Checks against the current table name the file and line too.
+            raise locate(error, src, lines, services) from None
     if services is None:
         raise ValidationError(
             "services",
             "is required with state %s (use services: [] with state overridden to empty the table)"
             % state,
         )
+    return converge_services(module, state, services, detail)
+
+
+def converge_services(
+    module: AnsibleModule, state: str, services: List[Dict[str, Any]], detail: bool
+) -> Dict[str, Any]:
     decide, _named = decide_for(state, services)
-    run = converge(decide, module.check_mode)
-    result: Dict[str, Any] = {
-        "changed": run.changed,
-        "operations": run.operation_lines(),
-        "summary": summary(run.operations),
-        "before": table_lines(run.before),
-        "after": table_lines(run.after),
-    }
-    if module._diff and run.changed:
-        result["diff"] = compact_diff(run.before, run.after, run.operations)
-    return result
+    # Counters are not part of this module's result: not read.  Without
+    # detail or diff the after table is computed from the plan.
+    run = converge(
+        decide, module.check_mode, with_stats=False, read_back=detail or bool(module._diff)
+    )
+    return shaped_result(run, detail, bool(module._diff))
+
+
+def invocation(params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """A short `invocation` for a large inline table (Ansible echoes the
+    arguments back otherwise, the whole table); None keeps Ansible's own."""
+    services = params.get("services")
+    if params.get("detail") or services is None or len(services) <= SMALL:
+        return None
+    shown = dict(params, services="(%d services, not echoed back)" % len(services))
+    return {"module_args": shown}
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("services", "src")],
+    )
     with failing_cleanly(module):
         result = run_module(module)
+    short = invocation(module.params)
+    if short is not None:
+        result["invocation"] = short
     module.exit_json(**result)
 
 

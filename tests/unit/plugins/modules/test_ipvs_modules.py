@@ -31,7 +31,12 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
     ValidationError,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import Operation, simulate
-from ansible_collections.haecs.lvs.plugins.modules import ipvs_info, ipvs_real_server, ipvs_service
+from ansible_collections.haecs.lvs.plugins.modules import (
+    ipvs_info,
+    ipvs_real_server,
+    ipvs_service,
+    ipvs_table,
+)
 
 WEB = ServiceKey.for_address("tcp", "192.0.2.10", 80)
 DNS = ServiceKey.for_address("udp", "192.0.2.10", 53)
@@ -673,3 +678,79 @@ def test_info_bad_filter_fails(kernel: type, monkeypatch: pytest.MonkeyPatch) ->
     module = FakeModule(ipvs_info.argument_spec(), {"address": "192.0.2.10", "port": 70000})
     result = run_main(ipvs_info, module, monkeypatch)
     assert result["msg"].startswith("port: ")
+
+
+# ---------------------------------------------------------------- ipvs_table
+
+
+def table_module(params: Dict[str, Any], **kw: Any) -> FakeModule:
+    return FakeModule(ipvs_table.argument_spec(), params, **kw)
+
+
+def many_services(count: int) -> List[Dict[str, Any]]:
+    return [
+        {"address": "192.0.2.10", "port": 1000 + i, "real_servers": [{"address": "10.0.0.2"}]}
+        for i in range(count)
+    ]
+
+
+def test_table_result_is_small_by_default(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = table_module({"services": many_services(101)}, diff=True)
+    result = run_main(ipvs_table, module, monkeypatch)
+    assert result["summary"] == {"added": 202, "edited": 0, "deleted": 0}
+    assert result["table"] == {"services": 101, "real_servers": 101}
+    assert len(result["operations"]) == ipvs_table.SMALL
+    assert result["operations_omitted"] == 102
+    assert "before" not in result and "after" not in result
+    assert result["diff"] == {
+        "before": "",
+        "after": "# 202 operations; detail: true shows the ipvsadm -Sn lines\n",
+    }
+    assert result["invocation"]["module_args"]["services"] == "(101 services, not echoed back)"
+    # The same run again: nothing to do, still counts only.
+    again = run_main(ipvs_table, table_module({"services": many_services(101)}), monkeypatch)
+    assert again["changed"] is False and again["operations"] == []
+
+
+def test_table_detail_returns_everything(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = table_module({"services": many_services(60), "detail": True}, diff=True)
+    result = run_main(ipvs_table, module, monkeypatch)
+    assert len(result["operations"]) == 120 and "operations_omitted" not in result
+    assert len(result["after"]) == 120 and result["before"] == []
+    assert result["diff"]["after"].count("\n") == 120
+    assert "invocation" not in result
+
+
+def test_table_src_rules_file(kernel: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    rules = tmp_path / "ipvsadm.rules"
+    rules.write_text(
+        "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9\n"
+    )
+    params = {"state": "overridden", "src": str(rules)}
+    result = run_main(ipvs_table, table_module(params), monkeypatch)
+    assert result["operations"] == [
+        "-A -t 192.0.2.10:80 -s rr",
+        "-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9",
+    ]
+    assert run_main(ipvs_table, table_module(params), monkeypatch)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "src: cannot read"),
+        ("-A -t 192.0.2.10:80 -s fastest\n", "RULES:1: scheduler: must be one of"),
+        # Found against the current table (port mapping needs masq): still located.
+        ("-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.9:8080 -w 1\n", "RULES:2: port"),
+    ],
+)
+def test_table_src_errors_name_the_line(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, text: Any, message: str
+) -> None:
+    rules = tmp_path / "ipvsadm.rules"
+    if text is not None:
+        rules.write_text(text)
+    result = run_main(ipvs_table, table_module({"src": str(rules)}), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].replace(str(rules), "RULES").startswith(message), result["msg"]
+    assert kernel.applied == []
