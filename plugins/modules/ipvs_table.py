@@ -422,15 +422,58 @@ def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Di
 SMALL = 100
 
 
-def read_src(path: str) -> Tuple[List[Dict[str, Any]], List[int]]:
-    """The services of an ipvsadm rules file on the director, and their lines."""
+def read_text(path: str) -> str:
+    """The rules file on the director."""
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise ValidationError("src", "cannot read %s: %s" % (path, error)) from None
-    # The entries are checked by converge_services (errors located there).
-    return parse_rules(text, path)
+
+
+def rules_lines(text: str) -> List[str]:
+    """The command lines of a rules file, words single-spaced, sorted."""
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return sorted(line for line in lines if line and not line.startswith("#"))
+
+
+def table_rules(table: Table) -> List[str]:
+    """The table as rules lines in our canonical form (thresholds included), sorted."""
+    lines = []
+    for key, entry in table.items():
+        lines.append(entry.service.ipvsadm_line())
+        lines.extend(server.ipvsadm_line(key) for server in entry.real_servers.values())
+    return sorted(lines)
+
+
+def converge_src(
+    module: AnsibleModule, state: str, src: str, text: str, detail: bool
+) -> Dict[str, Any]:
+    """Converge to a rules file.
+
+    When the file's lines are exactly the current table's (in the canonical
+    form the module writes and `ipvsadm -Sn` prints, thresholds as -x/-y),
+    there is nothing to do: the file is neither parsed nor validated again,
+    which keeps a run with nothing to change cheap on a large table.
+    Otherwise every entry is parsed and checked; errors name the file and line.
+    """
+    wanted = rules_lines(text) if state != "deleted" else None
+
+    def decide(current: Table) -> List[Operation]:
+        if wanted is not None and table_rules(current) == wanted:
+            return []
+        services, lines = parse_rules(text, src)
+        try:
+            plan_for, _named = decide_for(state, services)
+            operations: List[Operation] = plan_for(current)
+        except ValidationError as error:
+            raise locate(error, src, lines, services) from None
+        return operations
+
+    run = converge(
+        decide, module.check_mode, with_stats=False, read_back=detail or bool(module._diff)
+    )
+    return shaped_result(run, detail, bool(module._diff))
 
 
 def table_counts(table: Table) -> Dict[str, int]:
@@ -481,12 +524,7 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
         return result
     src = module.params["src"]
     if src is not None:
-        services, lines = read_src(src)
-        try:
-            return converge_services(module, state, services, detail)
-        except ValidationError as error:
-            # Checks against the current table name the file and line too.
-            raise locate(error, src, lines, services) from None
+        return converge_src(module, state, src, read_text(src), detail)
     if services is None:
         raise ValidationError(
             "services",

@@ -754,3 +754,32 @@ def test_table_src_errors_name_the_line(
     assert result["failed"] is True
     assert result["msg"].replace(str(rules), "RULES").startswith(message), result["msg"]
     assert kernel.applied == []
+
+
+def test_table_src_equal_to_the_table_is_not_parsed_again(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    rules = tmp_path / "ipvsadm.rules"
+    rules.write_text(
+        "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9\n"
+    )
+    params = {"state": "overridden", "src": str(rules)}
+    assert run_main(ipvs_table, table_module(params), monkeypatch)["changed"] is True
+
+    def not_again(_text: str, _name: str) -> Any:
+        raise AssertionError("parsed although the file is the table")
+
+    monkeypatch.setattr(ipvs_table, "parse_rules", not_again)
+    # Other order, spacing and comments: still exactly the table.
+    rules.write_text(
+        "# boot\n-a  -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9\n\n-A -t 192.0.2.10:80 -s rr\n"
+    )
+    for check_mode in (True, False):
+        module = table_module(params, check_mode=check_mode)
+        result = run_main(ipvs_table, module, monkeypatch)
+        assert result["changed"] is False and result["operations"] == []
+        assert result["table"] == {"services": 1, "real_servers": 1}
+    # A file that differs is parsed (and here refused by the stub).
+    rules.write_text("-A -t 192.0.2.10:80 -s wrr\n")
+    with pytest.raises(AssertionError, match="parsed although"):
+        run_main(ipvs_table, table_module(params), monkeypatch)
