@@ -132,6 +132,10 @@ class Stats:
         return dict(self.__dict__)
 
 
+def _full_prefix(family: str) -> int:
+    return 128 if family == IPV6 else 32
+
+
 @dataclass(frozen=True)
 class Service:
     """A virtual service's own attributes (its real servers live beside it)."""
@@ -146,6 +150,15 @@ class Service:
     persistence_engine: Optional[str] = None
     stats: Optional[Stats] = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        # One form per kernel state: the kernel reports a full-length mask
+        # (/32, /128) and the mask of a non-persistent service as no mask.
+        prefix = self.persistence_prefix
+        if prefix is not None and (
+            self.persistence_timeout is None or prefix == _full_prefix(self.key.family)
+        ):
+            object.__setattr__(self, "persistence_prefix", None)
+
     @property
     def persistent(self) -> bool:
         return self.persistence_timeout is not None
@@ -154,7 +167,7 @@ class Service:
     def effective_prefix(self) -> int:
         if self.persistence_prefix is not None:
             return self.persistence_prefix
-        return 128 if self.key.family == IPV6 else 32
+        return _full_prefix(self.key.family)
 
     def ipvsadm_line(self, command: str = "-A") -> str:
         # Same option order as `ipvsadm -Sn`, so lines compare as text.
@@ -233,7 +246,14 @@ class RealServer:
                 theirs = _with_forwarding(theirs, mine.forwarding)
         return mine == theirs
 
-    def ipvsadm_line(self, service: ServiceKey, command: str = "-a") -> str:
+    def ipvsadm_line(
+        self, service: ServiceKey, command: str = "-a", thresholds: bool = True
+    ) -> str:
+        """An ipvsadm command line for this server.
+
+        thresholds=False gives exactly what `ipvsadm -Sn` prints, which never
+        shows -x/-y (see `thresholds_line` for those).
+        """
         flag = {"masq": "-m", "route": "-g", "tunnel": "-i", FORWARDING_LOCAL: "-g"}
         parts = [
             command,
@@ -244,10 +264,11 @@ class RealServer:
             "-w",
             str(self.weight),
         ]
-        if self.upper_threshold:
-            parts += ["-x", str(self.upper_threshold)]
-        if self.lower_threshold:
-            parts += ["-y", str(self.lower_threshold)]
+        if thresholds:
+            if self.upper_threshold:
+                parts += ["-x", str(self.upper_threshold)]
+            if self.lower_threshold:
+                parts += ["-y", str(self.lower_threshold)]
         if self.forwarding == "tunnel":
             parts += ["--tun-type", self.tunnel_type]
             if self.tunnel_port:
@@ -259,6 +280,20 @@ class RealServer:
                     % ("nocsum" if self.tunnel_checksum == "none" else self.tunnel_checksum)
                 )
         return " ".join(parts)
+
+    def thresholds_line(self, service: ServiceKey) -> Optional[str]:
+        """'-t VIP:80 -r RIP:80 -x 100 -y 10', or None when both are 0.
+
+        `ipvsadm -Sn` does not print thresholds; this is their separate form.
+        """
+        if not (self.upper_threshold or self.lower_threshold):
+            return None
+        return "%s -r %s -x %d -y %d" % (
+            service.ipvsadm_args(),
+            format_endpoint(self.address, self.port),
+            self.upper_threshold,
+            self.lower_threshold,
+        )
 
     def summary(self) -> Dict[str, object]:
         """Settings and live counters as a plain dict (for module results)."""
@@ -310,9 +345,19 @@ class VirtualService:
         return self.service.key
 
     def ipvsadm_lines(self) -> list[str]:
+        """This service as `ipvsadm -Sn` prints it, byte for byte (no thresholds)."""
         lines = [self.service.ipvsadm_line()]
         for server_key in sorted(self.real_servers, key=_real_server_order):
-            lines.append(self.real_servers[server_key].ipvsadm_line(self.key))
+            lines.append(self.real_servers[server_key].ipvsadm_line(self.key, thresholds=False))
+        return lines
+
+    def thresholds_lines(self) -> list[str]:
+        """`RealServer.thresholds_line` of each server that has thresholds."""
+        lines = []
+        for server_key in sorted(self.real_servers, key=_real_server_order):
+            line = self.real_servers[server_key].thresholds_line(self.key)
+            if line is not None:
+                lines.append(line)
         return lines
 
     def summary(self) -> Dict[str, object]:
@@ -369,6 +414,24 @@ def table_lines(table: Mapping[ServiceKey, VirtualService]) -> list[str]:
     for key in sorted(table, key=service_order):
         lines.extend(table[key].ipvsadm_lines())
     return lines
+
+
+def table_thresholds(table: Mapping[ServiceKey, VirtualService]) -> list[str]:
+    """Thresholds of the table (which `ipvsadm -Sn` leaves out), one line per server."""
+    lines: list[str] = []
+    for key in sorted(table, key=service_order):
+        lines.extend(table[key].thresholds_lines())
+    return lines
+
+
+THRESHOLDS_LABEL = "# thresholds (not shown by ipvsadm -Sn): "
+
+
+def diff_text(table: Mapping[ServiceKey, VirtualService]) -> str:
+    """Diff text: the `ipvsadm -Sn` lines, then labelled threshold comment lines."""
+    lines = table_lines(table)
+    lines += [THRESHOLDS_LABEL + line for line in table_thresholds(table)]
+    return "".join(line + "\n" for line in lines)
 
 
 def prefix_to_netmask(prefix: int) -> str:

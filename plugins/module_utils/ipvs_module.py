@@ -28,7 +28,6 @@ from .ipvs_kmod import KernelModuleError
 from .ipvs_model import (
     FAMILIES,
     FORWARDING_METHODS,
-    PERSISTENCE_ENGINES,
     PROTOCOLS,
     SCHEDULER_FLAGS,
     SCHEDULERS,
@@ -36,9 +35,15 @@ from .ipvs_model import (
     TUNNEL_TYPES,
     ServiceKey,
     Table,
+    diff_text,
 )
 from .ipvs_netlink import NetlinkError
-from .ipvs_params import SERVICE_KEY_FIELDS, ValidationError, parse_service_key
+from .ipvs_params import (
+    PERSISTENCE_ENGINE_CHOICES,
+    SERVICE_KEY_FIELDS,
+    ValidationError,
+    parse_service_key,
+)
 from .ipvs_plan import Operation, simulate
 
 Spec = Dict[str, Dict[str, Any]]
@@ -64,7 +69,7 @@ SERVICE_ATTRIBUTE_SPEC: Spec = {
     "persistence_timeout": {"type": "int"},
     "persistence_netmask": {"type": "str"},
     "persistence_prefix_length": {"type": "int"},
-    "persistence_engine": {"type": "str", "choices": list(PERSISTENCE_ENGINES)},
+    "persistence_engine": {"type": "str", "choices": list(PERSISTENCE_ENGINE_CHOICES)},
 }
 
 REAL_SERVER_SPEC: Spec = {
@@ -170,22 +175,28 @@ def converge(
     check_mode: bool,
     ipvs_factory: Optional[Callable[[], IPVS]] = None,
     keys: Optional[Collection[ServiceKey]] = None,
+    with_stats: bool = True,
+    read_back: bool = True,
 ) -> Run:
     """Read the table, plan with `decide`, then apply (or simulate in check mode).
 
     `keys`: the only services `decide` looks at; the rest of the table is not
     read (before/after then hold just those services).
+    `with_stats`: read counters too.  `read_back`: after applying, read the
+    table again (the kernel's own view); False computes `after` from the plan.
     """
     with (ipvs_factory or IPVS)() as ipvs:
-        before = ipvs.read(with_stats=True, only=keys)
+        before = ipvs.read(with_stats=with_stats, only=keys)
         operations = decide(before)
         if not operations:
             return Run(before, before, [])
         if check_mode:
             return Run(before, simulate(before, operations), operations)
         ipvs.apply(operations)
+        if not read_back:
+            return Run(before, simulate(before, operations), operations)
         # Read back: the result shows the kernel's own view, counters included.
-        return Run(before, ipvs.read(with_stats=True, only=keys), operations)
+        return Run(before, ipvs.read(with_stats=with_stats, only=keys), operations)
 
 
 def read_table(
@@ -199,18 +210,13 @@ def read_table(
 # ------------------------------------------------------------------ results
 
 
-def service_lines(table: Table, key: ServiceKey) -> List[str]:
-    """One service and its real servers as ipvsadm -Sn lines (none if absent)."""
-    entry = table.get(key)
-    return entry.ipvsadm_lines() if entry is not None else []
-
-
 def service_diff(run: Run, key: ServiceKey) -> Dict[str, str]:
-    """Ansible's diff for one service: ipvsadm -Sn-style text before and after."""
+    """Ansible's diff for one service: its `ipvsadm -Sn` lines before and after,
+    then its thresholds as labelled comment lines."""
 
     def text(table: Table) -> str:
-        lines = service_lines(table, key)
-        return "".join(line + "\n" for line in lines)
+        entry = table.get(key)
+        return diff_text({key: entry} if entry is not None else {})
 
     return {
         "before": text(run.before),

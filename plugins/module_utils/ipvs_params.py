@@ -9,11 +9,13 @@ here before any netlink message is sent.  Errors name the field and the rule:
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Mapping, Optional, Tuple
 
 from .ipvs_model import (
     DEFAULT_SCHEDULER,
     FAMILIES,
+    FORWARDING_LOCAL,
     FORWARDING_METHODS,
     IPV4,
     IPV6,
@@ -61,6 +63,11 @@ REAL_SERVER_FIELDS = (
     "tunnel_port",
     "tunnel_checksum",
 )
+
+
+# persistence_engine: none removes the engine (omitting it keeps the current one).
+NO_PERSISTENCE_ENGINE = "none"
+PERSISTENCE_ENGINE_CHOICES = (*PERSISTENCE_ENGINES, NO_PERSISTENCE_ENGINE)
 
 
 class ValidationError(ValueError):
@@ -112,10 +119,10 @@ def _choice(
     return value
 
 
-def _boolean(params: Mapping[str, Any], name: str, prefix: str) -> bool:
+def _optional_boolean(params: Mapping[str, Any], name: str, prefix: str) -> Optional[bool]:
     value = params.get(name)
     if value is None:
-        return False
+        return None
     if not isinstance(value, bool):
         raise ValidationError(_path(prefix, name), "must be true or false, got %r" % (value,))
     return value
@@ -125,6 +132,11 @@ def _address(params: Mapping[str, Any], name: str, prefix: str) -> Optional[str]
     value = params.get(name)
     if value is None:
         return None
+    if "%" in str(value):
+        raise ValidationError(
+            _path(prefix, name),
+            "must be an address without a zone index (IPVS has no zones), got %r" % (value,),
+        )
     try:
         address, _family, unicast = parse_address(str(value).strip())
     except ValueError:
@@ -172,27 +184,97 @@ def parse_service_key(params: Mapping[str, Any], prefix: str = "") -> ServiceKey
     return ServiceKey.for_address(protocol, address, port)
 
 
-def parse_service(params: Mapping[str, Any], prefix: str = "") -> Service:
-    """A full virtual service definition, checked as the kernel would."""
+def check_service(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
+    """The checks of `parse_service` that need no current entry (run before
+    the table is read); returns the key.  Rules that depend on an omitted
+    option's current value are left to `parse_service`.
+    """
     key = parse_service_key(params, prefix)
-    scheduler = _choice(params, "scheduler", prefix, SCHEDULERS) or DEFAULT_SCHEDULER
-    flags = _scheduler_flags(params, prefix, scheduler)
-    one_packet = _boolean(params, "one_packet", prefix)
-    if one_packet and key.protocol not in ("udp", ""):
+    scheduler = _choice(params, "scheduler", prefix, SCHEDULERS)
+    if params.get("scheduler_flags") is not None:
+        _scheduler_flags(params, prefix, scheduler)
+    if _optional_boolean(params, "one_packet", prefix) and key.protocol not in ("udp", ""):
         raise ValidationError(
             _path(prefix, "one_packet"), "only applies to UDP and fwmark services"
         )
-    timeout = _integer(params, "persistence_timeout", prefix, 1, MAX_PERSISTENCE_TIMEOUT)
-    prefix_length = _persistence_prefix(params, prefix, key)
-    if prefix_length is not None and timeout is None:
+    timeout = _integer(params, "persistence_timeout", prefix, 0, MAX_PERSISTENCE_TIMEOUT)
+    if _persistence_prefix(params, prefix, key) is not None and timeout == 0:
         raise ValidationError(
             _path(
                 prefix, "persistence_netmask" if key.family == IPV4 else "persistence_prefix_length"
             ),
             "needs persistence_timeout (it sets the granularity of persistence)",
         )
-    engine = _choice(params, "persistence_engine", prefix, PERSISTENCE_ENGINES)
-    if engine is not None:
+    engine = _choice(params, "persistence_engine", prefix, PERSISTENCE_ENGINE_CHOICES)
+    if engine is not None and engine != NO_PERSISTENCE_ENGINE:
+        if timeout == 0:
+            raise ValidationError(
+                _path(prefix, "persistence_engine"),
+                "needs a persistent service (persistence_timeout)",
+            )
+        if key.protocol != "udp":
+            raise ValidationError(
+                _path(prefix, "persistence_engine"), "sip works on UDP services only"
+            )
+    if key.port == 0 and not key.is_fwmark and timeout == 0:
+        raise ValidationError(
+            _path(prefix, "persistence_timeout"),
+            "0 (all ports) is only allowed for a persistent service",
+        )
+    return key
+
+
+def parse_service(
+    params: Mapping[str, Any], prefix: str = "", existing: Optional[Service] = None
+) -> Service:
+    """A virtual service, checked as the kernel would.
+
+    `existing`: the service as it is now.  An omitted option then keeps its
+    current value (a default applies only to a service being created, or
+    when `existing` is None: "exactly as declared").
+    """
+    key = parse_service_key(params, prefix)
+    if existing is not None and existing.key != key:
+        raise ValueError("existing service %s is not %s" % (existing.key, key))
+    given_scheduler = _choice(params, "scheduler", prefix, SCHEDULERS)
+    scheduler = given_scheduler or (existing.scheduler if existing else DEFAULT_SCHEDULER)
+    if params.get("scheduler_flags") is not None:
+        flags = _scheduler_flags(params, prefix, scheduler)
+    elif existing is not None and existing.scheduler == scheduler:
+        flags = existing.scheduler_flags
+    else:
+        # The flags of another scheduler mean nothing to this one: dropped.
+        flags = ()
+    given_one_packet = _optional_boolean(params, "one_packet", prefix)
+    one_packet = (
+        given_one_packet
+        if given_one_packet is not None
+        else (existing.one_packet if existing else False)
+    )
+    if one_packet and key.protocol not in ("udp", ""):
+        raise ValidationError(
+            _path(prefix, "one_packet"), "only applies to UDP and fwmark services"
+        )
+    given_timeout = _integer(params, "persistence_timeout", prefix, 0, MAX_PERSISTENCE_TIMEOUT)
+    if given_timeout is not None:
+        # 0 says "not persistent" explicitly (omitted keeps the current persistence).
+        timeout = given_timeout or None
+    else:
+        timeout = existing.persistence_timeout if existing else None
+    mask_name = "persistence_netmask" if key.family == IPV4 else "persistence_prefix_length"
+    given_prefix = _persistence_prefix(params, prefix, key)
+    if given_prefix is not None and timeout is None:
+        raise ValidationError(
+            _path(prefix, mask_name),
+            "needs persistence_timeout (it sets the granularity of persistence)",
+        )
+    prefix_length = given_prefix
+    if given_prefix is None and existing is not None and timeout is not None:
+        prefix_length = existing.persistence_prefix
+    given_engine = _choice(params, "persistence_engine", prefix, PERSISTENCE_ENGINE_CHOICES)
+    engine: Optional[str] = None
+    if given_engine is not None and given_engine != NO_PERSISTENCE_ENGINE:
+        engine = given_engine
         if timeout is None:
             raise ValidationError(
                 _path(prefix, "persistence_engine"),
@@ -202,9 +284,12 @@ def parse_service(params: Mapping[str, Any], prefix: str = "") -> Service:
             raise ValidationError(
                 _path(prefix, "persistence_engine"), "sip works on UDP services only"
             )
+    elif given_engine is None and existing is not None and timeout is not None:
+        engine = existing.persistence_engine
     if key.port == 0 and not key.is_fwmark and timeout is None:
         raise ValidationError(
-            _path(prefix, "port"), "0 (all ports) is only allowed for a persistent service"
+            _path(prefix, "persistence_timeout" if given_timeout == 0 else "port"),
+            "0 (all ports) is only allowed for a persistent service",
         )
     return Service(
         key=key,
@@ -217,7 +302,9 @@ def parse_service(params: Mapping[str, Any], prefix: str = "") -> Service:
     )
 
 
-def _scheduler_flags(params: Mapping[str, Any], prefix: str, scheduler: str) -> Tuple[str, ...]:
+def _scheduler_flags(
+    params: Mapping[str, Any], prefix: str, scheduler: Optional[str]
+) -> Tuple[str, ...]:
     value = params.get("scheduler_flags")
     if value is None:
         return ()
@@ -232,7 +319,7 @@ def _scheduler_flags(params: Mapping[str, Any], prefix: str, scheduler: str) -> 
                 _path(prefix, "scheduler_flags"),
                 "unknown flag %r; known: %s" % (flag, ", ".join(SCHEDULER_FLAGS)),
             )
-        if not str(flag).startswith(scheduler + "-"):
+        if scheduler is not None and not str(flag).startswith(scheduler + "-"):
             raise ValidationError(
                 _path(prefix, "scheduler_flags"),
                 "%s needs scheduler %s, not %s" % (flag, flag.split("-")[0], scheduler),
@@ -268,14 +355,78 @@ def _persistence_prefix(params: Mapping[str, Any], prefix: str, key: ServiceKey)
         ) from None
 
 
+def check_real_server(params: Mapping[str, Any], service: ServiceKey, prefix: str = "") -> None:
+    """The checks of `parse_real_server` that need no current entry (run
+    before the table is read).  Rules that depend on an omitted option's
+    current value (forwarding, the other threshold) are left to
+    `parse_real_server`.
+    """
+    address = _real_server_address(params, prefix)
+    port_zero_allowed = service.is_fwmark or service.port == 0
+    port = _integer(params, "port", prefix, 0 if port_zero_allowed else 1, 65535)
+    forwarding = _choice(params, "forwarding", prefix, FORWARDING_METHODS)
+    _integer(params, "weight", prefix, 0, MAX_WEIGHT)
+    upper = _integer(params, "upper_threshold", prefix, 0, MAX_THRESHOLD)
+    lower = _integer(params, "lower_threshold", prefix, 0, MAX_THRESHOLD)
+    if upper is not None and lower is not None:
+        _check_thresholds(upper, lower, prefix)
+    _choice(params, "tunnel_type", prefix, TUNNEL_TYPES)
+    _integer(params, "tunnel_port", prefix, 1, 65535)
+    _choice(params, "tunnel_checksum", prefix, TUNNEL_CHECKSUMS)
+    if forwarding is None:
+        return
+    if family_of(address) != service.family and forwarding != "tunnel":
+        raise ValidationError(
+            _path(prefix, "address"),
+            "%s real server on an %s service: the kernel allows mixed families only with forwarding tunnel"
+            % (family_of(address), service.family),
+        )
+    if (
+        forwarding in ("route", "tunnel")
+        and not port_zero_allowed
+        and port is not None
+        and port != service.port
+    ):
+        raise ValidationError(
+            _path(prefix, "port"),
+            "must equal the service port (%d) with forwarding %s: only masq can map ports"
+            % (service.port, forwarding),
+        )
+    if forwarding != "tunnel":
+        _tunnel(params, prefix, forwarding)
+
+
 def parse_real_server(
-    params: Mapping[str, Any], service: ServiceKey, prefix: str = ""
+    params: Mapping[str, Any],
+    service: ServiceKey,
+    prefix: str = "",
+    existing: Optional[Mapping[Tuple[str, int], RealServer]] = None,
 ) -> RealServer:
-    """A real server of `service`, checked as the kernel (and ipvsadm) would."""
-    address = _address(params, "address", prefix)
-    if address is None:
-        raise ValidationError(_path(prefix, "address"), "is required")
-    forwarding = _choice(params, "forwarding", prefix, FORWARDING_METHODS) or "route"
+    """A real server of `service`, checked as the kernel (and ipvsadm) would.
+
+    `existing`: the service's real servers as they are now.  An omitted
+    option then keeps the current value of the server it names (a default
+    applies only to a server being added, or when `existing` is None:
+    "exactly as declared").  With `existing`, an omitted port names the
+    address's only real server of the service, whatever its port.
+    """
+    address = _real_server_address(params, prefix)
+    port_zero_allowed = service.is_fwmark or service.port == 0
+    given_port = _integer(params, "port", prefix, 0 if port_zero_allowed else 1, 65535)
+    old: Optional[RealServer] = None
+    if existing is not None:
+        if given_port is None:
+            old = _only_server_at(existing, address, prefix)
+        else:
+            old = existing.get((address, given_port))
+    given_forwarding = _choice(params, "forwarding", prefix, FORWARDING_METHODS)
+    if given_forwarding is not None:
+        forwarding = given_forwarding
+    elif old is not None:
+        # 'local' is how the kernel reports route/tunnel to a local address.
+        forwarding = "route" if old.forwarding == FORWARDING_LOCAL else old.forwarding
+    else:
+        forwarding = "route"
     family = family_of(address)
     if family != service.family and forwarding != "tunnel":
         raise ValidationError(
@@ -283,21 +434,33 @@ def parse_real_server(
             "%s real server on an %s service: the kernel allows mixed families only with forwarding tunnel"
             % (family, service.family),
         )
-    port = _real_server_port(params, prefix, service, forwarding)
+    if given_port is None:
+        port = old.port if old is not None else service.port
+    else:
+        port = given_port
+    if forwarding in ("route", "tunnel") and not port_zero_allowed and port != service.port:
+        raise ValidationError(
+            _path(prefix, "port"),
+            "must equal the service port (%d) with forwarding %s: only masq can map ports"
+            % (service.port, forwarding),
+        )
     weight = _integer(params, "weight", prefix, 0, MAX_WEIGHT)
-    upper = _integer(params, "upper_threshold", prefix, 0, MAX_THRESHOLD) or 0
-    lower = _integer(params, "lower_threshold", prefix, 0, MAX_THRESHOLD) or 0
-    if lower > upper:
-        rule = "must not be above upper_threshold (%d)" % upper
-        if upper == 0:
-            rule = "needs an upper_threshold at or above it (0 means no upper threshold)"
-        raise ValidationError(_path(prefix, "lower_threshold"), rule)
-    tunnel_type, tunnel_port, checksum = _tunnel(params, prefix, forwarding)
+    upper = _integer(params, "upper_threshold", prefix, 0, MAX_THRESHOLD)
+    lower = _integer(params, "lower_threshold", prefix, 0, MAX_THRESHOLD)
+    if weight is None:
+        weight = old.weight if old is not None else 1
+    if upper is None:
+        upper = old.upper_threshold if old is not None else 0
+    if lower is None:
+        lower = old.lower_threshold if old is not None else 0
+    _check_thresholds(upper, lower, prefix)
+    inherited = old if old is not None and old.forwarding == "tunnel" else None
+    tunnel_type, tunnel_port, checksum = _tunnel(params, prefix, forwarding, inherited)
     return RealServer(
         address=address,
         port=port,
         forwarding=forwarding,
-        weight=1 if weight is None else weight,
+        weight=weight,
         upper_threshold=upper,
         lower_threshold=lower,
         tunnel_type=tunnel_type,
@@ -306,33 +469,65 @@ def parse_real_server(
     )
 
 
-def _real_server_port(
-    params: Mapping[str, Any], prefix: str, service: ServiceKey, forwarding: str
-) -> int:
-    # Port 0 means "the port the client asked for": only for fwmark and all-port services.
-    port_zero_allowed = service.is_fwmark or service.port == 0
-    port = _integer(params, "port", prefix, 0 if port_zero_allowed else 1, 65535)
-    if port is None:
-        return service.port
-    if forwarding in ("route", "tunnel") and not port_zero_allowed and port != service.port:
+def _real_server_address(params: Mapping[str, Any], prefix: str) -> str:
+    address = _address(params, "address", prefix)
+    if address is None:
+        raise ValidationError(_path(prefix, "address"), "is required")
+    if ":" in address and ipaddress.IPv6Address(address).ipv4_mapped is not None:
+        raise ValidationError(
+            _path(prefix, "address"),
+            "the kernel refuses an IPv4-mapped IPv6 address (%s) as a real server; "
+            "give the IPv4 address" % address,
+        )
+    return address
+
+
+def _check_thresholds(upper: int, lower: int, prefix: str) -> None:
+    if lower > upper:
+        rule = "must not be above upper_threshold (%d)" % upper
+        if upper == 0:
+            rule = "needs an upper_threshold at or above it (0 means no upper threshold)"
+        raise ValidationError(_path(prefix, "lower_threshold"), rule)
+
+
+def _only_server_at(
+    existing: Mapping[Tuple[str, int], RealServer], address: str, prefix: str
+) -> Optional[RealServer]:
+    """The one current real server at `address` (port omitted), or None."""
+    found = [server for server in existing.values() if server.address == address]
+    if len(found) > 1:
         raise ValidationError(
             _path(prefix, "port"),
-            "must equal the service port (%d) with forwarding %s: only masq can map ports"
-            % (service.port, forwarding),
+            "is required: the service has %d real servers at %s (ports %s)"
+            % (len(found), address, ", ".join(str(s.port) for s in sorted(found, key=_port))),
         )
-    return port
+    return found[0] if found else None
 
 
-def _tunnel(params: Mapping[str, Any], prefix: str, forwarding: str) -> Tuple[str, int, str]:
+def _port(server: RealServer) -> int:
+    return server.port
+
+
+def _tunnel(
+    params: Mapping[str, Any], prefix: str, forwarding: str, old: Optional[RealServer] = None
+) -> Tuple[str, int, str]:
+    """Tunnel settings; `old`: the current tunnel server whose settings omitted ones keep."""
     names = ("tunnel_type", "tunnel_port", "tunnel_checksum")
     if forwarding != "tunnel":
         for name in names:
             if params.get(name) is not None:
                 raise ValidationError(_path(prefix, name), "only applies with forwarding tunnel")
         return "ipip", 0, "none"
-    tunnel_type = _choice(params, "tunnel_type", prefix, TUNNEL_TYPES) or "ipip"
+    given_type = _choice(params, "tunnel_type", prefix, TUNNEL_TYPES)
+    tunnel_type = given_type or (old.tunnel_type if old is not None else "ipip")
+    # Omitted port and checksum keep theirs while the tunnel type stays.
+    same_type = old is not None and old.tunnel_type == tunnel_type
     tunnel_port = _integer(params, "tunnel_port", prefix, 1, 65535)
-    checksum = _choice(params, "tunnel_checksum", prefix, TUNNEL_CHECKSUMS) or "none"
+    if tunnel_port is None and same_type and old is not None and old.tunnel_port:
+        tunnel_port = old.tunnel_port
+    checksum = _choice(params, "tunnel_checksum", prefix, TUNNEL_CHECKSUMS)
+    if checksum is None:
+        checksum = old.tunnel_checksum if same_type and old is not None else "none"
     if tunnel_type == "gue" and tunnel_port is None:
         raise ValidationError(_path(prefix, "tunnel_port"), "is required with tunnel_type gue")
     if tunnel_type != "gue" and tunnel_port is not None:

@@ -25,9 +25,12 @@ from .ipvs_params import (
     REAL_SERVER_FIELDS,
     SERVICE_FIELDS,
     ValidationError,
+    check_real_server,
+    check_service,
     check_unknown,
     parse_real_server,
     parse_service,
+    parse_service_key,
 )
 
 TABLE_SERVICE_FIELDS = (*SERVICE_FIELDS, "real_servers")
@@ -38,11 +41,50 @@ def _present(params: Mapping[str, Any]) -> Dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
 
 
-def parse_table(
+def check_table(
     services: Sequence[Mapping[str, Any]], prefix: str = "services"
+) -> List[ServiceKey]:
+    """The checks of `parse_table` that need no current table (run before it
+    is read): shapes, unknown options, each value, duplicate services.
+    Returns the service keys.
+    """
+    keys: List[ServiceKey] = []
+    seen: Dict[ServiceKey, int] = {}
+    for index, raw in enumerate(services):
+        path = "%s[%d]" % (prefix, index)
+        if not isinstance(raw, Mapping):
+            raise ValidationError(path, "must be a dictionary describing a virtual service")
+        params = _present(raw)
+        check_unknown(params, TABLE_SERVICE_FIELDS, path)
+        servers = params.pop("real_servers", None)
+        key = check_service(params, path)
+        if key in seen:
+            raise ValidationError(path, "duplicates services[%d] (%s)" % (seen[key], key))
+        seen[key] = index
+        keys.append(key)
+        if servers is not None and not isinstance(servers, list):
+            raise ValidationError(path + ".real_servers", "must be a list")
+        for server_index, server_raw in enumerate(servers or []):
+            server_path = "%s.real_servers[%d]" % (path, server_index)
+            if not isinstance(server_raw, Mapping):
+                raise ValidationError(server_path, "must be a dictionary describing a real server")
+            server_params = _present(server_raw)
+            check_unknown(server_params, REAL_SERVER_FIELDS, server_path)
+            check_real_server(server_params, key, server_path)
+    return keys
+
+
+def parse_table(
+    services: Sequence[Mapping[str, Any]],
+    prefix: str = "services",
+    current: Optional[Mapping[ServiceKey, VirtualService]] = None,
 ) -> Tuple[Table, List[bool]]:
     """The declared table, and for each service whether it listed real servers.
 
+    `current`: the table as it is now (state merged).  An omitted option of
+    an entry that exists keeps its current value; defaults apply to new
+    entries only.  Without `current` every entry is exactly as declared
+    (defaults for everything omitted: states replaced and overridden).
     Raises ValidationError for the first bad entry, duplicates included.
     """
     table: Table = {}
@@ -55,7 +97,10 @@ def parse_table(
         params = _present(raw)
         check_unknown(params, TABLE_SERVICE_FIELDS, path)
         servers = params.pop("real_servers", None)
-        service = parse_service(params, path)
+        have = None
+        if current is not None:
+            have = current.get(parse_service_key(params, path))
+        service = parse_service(params, path, have.service if have is not None else None)
         if service.key in seen:
             raise ValidationError(
                 path, "duplicates services[%d] (%s)" % (seen[service.key], service.key)
@@ -71,7 +116,12 @@ def parse_table(
                 raise ValidationError(server_path, "must be a dictionary describing a real server")
             server_params = _present(server_raw)
             check_unknown(server_params, REAL_SERVER_FIELDS, server_path)
-            server = parse_real_server(server_params, service.key, server_path)
+            server = parse_real_server(
+                server_params,
+                service.key,
+                server_path,
+                have.real_servers if have is not None else None,
+            )
             if server.key in entry.real_servers:
                 raise ValidationError(
                     server_path, "duplicates real server %s:%d of this service" % server.key

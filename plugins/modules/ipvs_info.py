@@ -166,13 +166,24 @@ services:
           inactive_connections: 10
           persistent_connections: 0
 ipvsadm:
-  description: The (selected) table as C(ipvsadm -Sn)-style lines.
+  description:
+    - The (selected) table as the lines C(ipvsadm -Sn) prints, byte for byte.
+      C(-Sn) does not show thresholds; see RV(thresholds).
   returned: always
   type: list
   elements: str
   sample:
     - "-A -t 192.0.2.10:80 -s rr"
     - "-a -t 192.0.2.10:80 -r 10.10.2.11:80 -m -w 1"
+thresholds:
+  description:
+    - The connection thresholds that RV(ipvsadm) leaves out, one line per real
+      server that has any, as C(<service> -r <server> -x <upper> -y <lower>).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "-t 192.0.2.10:80 -r 10.10.2.11:80 -x 100 -y 10"
 info:
   description: IPVS itself.
   returned: always
@@ -196,6 +207,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
     Table,
     service_order,
     table_lines,
+    table_thresholds,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
     failing_cleanly,
@@ -224,7 +236,13 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
     table, info = read_table(with_stats=module.params["stats"])
     table = select(table, module.params)
     services = [table[key].summary() for key in sorted(table, key=service_order)]
-    return {"changed": False, "services": services, "ipvsadm": table_lines(table), "info": info}
+    return {
+        "changed": False,
+        "services": services,
+        "ipvsadm": table_lines(table),
+        "thresholds": table_thresholds(table),
+        "info": info,
+    }
 
 
 def main() -> None:

@@ -15,6 +15,9 @@ description:
   - A changed O(weight), thresholds or O(forwarding) is edited in place (like
     C(ipvsadm -e)); the server is never removed and re-added, so its active
     connections and counters survive.
+  - An option left out keeps the server's current value; its default applies
+    only when the server is added. So a task with the key and O(weight=0)
+    drains a server and changes nothing else (its forwarding and port stay).
   - To drain a server, set O(weight=0) first; new connections stop going to
     it while existing ones finish. Note that a persistent service keeps sending
     clients that have a persistence entry to a weight-0 server until the
@@ -39,44 +42,51 @@ options:
     required: true
   port:
     description:
-      - Port of the real server. Defaults to the service port.
+      - Port of the real server.
+      - When omitted, the service's only real server at O(address) is meant,
+        whatever its port; if it has none there, a new server gets the service
+        port; if it has several, the module fails and asks for the port.
       - Only O(forwarding=masq) can map to another port; V(0) (the port the
         client asked for) is only allowed on fwmark and all-port services.
     type: int
   forwarding:
     description:
-      - Forwarding method. Defaults to V(route).
+      - Forwarding method. Omitted keeps the current one; a new server gets V(route).
       - V(masq) is NAT (C(ipvsadm -m)), V(route) is direct routing (C(-g)),
         V(tunnel) is IP-in-IP or GUE/GRE tunnelling (C(-i)).
     type: str
     choices: [masq, route, tunnel]
   weight:
     description:
-      - Weight, V(0) to V(65535). Defaults to V(1). V(0) takes the server out of
-        scheduling for new connections (drain).
+      - Weight, V(0) to V(65535). Omitted keeps the current weight; a new
+        server gets V(1). V(0) takes the server out of scheduling for new
+        connections (drain).
     type: int
   upper_threshold:
     description:
-      - Upper connection threshold (C(ipvsadm -x)); V(0), the default, means none.
+      - Upper connection threshold (C(ipvsadm -x)); V(0) means none. Omitted
+        keeps the current one; a new server gets V(0).
     type: int
   lower_threshold:
     description:
       - Lower connection threshold (C(ipvsadm -y)); must not be above
-        O(upper_threshold). Defaults to V(0).
+        O(upper_threshold). Omitted keeps the current one; a new server gets V(0).
     type: int
   tunnel_type:
     description:
-      - Tunnel encapsulation with O(forwarding=tunnel). Defaults to V(ipip).
+      - Tunnel encapsulation with O(forwarding=tunnel). Omitted keeps the
+        current one of a tunnel server; otherwise V(ipip).
     type: str
     choices: [ipip, gue, gre]
   tunnel_port:
     description:
-      - Destination port of the GUE tunnel; required with O(tunnel_type=gue).
+      - Destination port of the GUE tunnel; required with O(tunnel_type=gue)
+        unless the server is a GUE tunnel already (omitted keeps its port).
     type: int
   tunnel_checksum:
     description:
       - Tunnel checksum for V(gue) and V(gre) tunnels (V(remcsum) needs V(gue)).
-        Defaults to V(none).
+        Omitted keeps the current one while the tunnel type stays; otherwise V(none).
     type: str
     choices: [none, csum, remcsum]
 attributes:
@@ -87,7 +97,10 @@ attributes:
         may create it); the module warns and reports the server as to be added.
     support: full
   diff_mode:
-    description: Returns the service and its real servers before and after as C(ipvsadm -Sn)-style lines in diff mode.
+    description:
+      - Returns the service and its real servers before and after in diff mode,
+        as the lines C(ipvsadm -Sn) prints, then a labelled comment line per
+        server with thresholds (C(-Sn) does not show them).
     support: full
   platform:
     description: Target OS/families that can be operated against.
@@ -124,8 +137,6 @@ EXAMPLES = r"""
       address: 192.0.2.10
       port: 80
     address: 10.10.2.11
-    port: 8080
-    forwarding: masq
     weight: 0
 
 - name: A direct-routing server of an IPv6 firewall-mark service
@@ -174,8 +185,6 @@ real_server:
   type: dict
   sample:
     address: 10.10.2.11
-    port: 8080
-    forwarding: masq
     weight: 0
     upper_threshold: 0
     lower_threshold: 0
@@ -195,11 +204,12 @@ real_server:
       bytes_out_per_second: 0
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    THRESHOLDS_LABEL,
     RealServer,
     Service,
     ServiceKey,
@@ -218,7 +228,10 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
     state_spec,
     virtual_service_spec,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import parse_real_server
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+    check_real_server,
+    parse_real_server,
+)
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     ADD_REAL_SERVER,
     Operation,
@@ -234,11 +247,25 @@ def argument_spec() -> Dict[str, Any]:
     return spec
 
 
-def present(current: Table, key: ServiceKey, server: RealServer) -> List[Operation]:
-    entry = current.get(key)
-    if entry is None:
-        raise ServiceMissing(key)
-    return plan(current, {key: VirtualService(entry.service, {server.key: server})})
+class Present:
+    """Plans state=present once the table is read; remembers the server it meant."""
+
+    def __init__(self, params: Dict[str, Any], key: ServiceKey) -> None:
+        self.params = params
+        self.key = key
+        self.server: Optional[RealServer] = None
+
+    def __call__(self, current: Table) -> List[Operation]:
+        entry = current.get(self.key)
+        if entry is None:
+            # Still check the options (as for a new server) before saying so.
+            self.server = parse_real_server(self.params, self.key)
+            raise ServiceMissing(self.key)
+        # Omitted options keep the values of an existing server; defaults
+        # apply when it is added.
+        server = parse_real_server(self.params, self.key, existing=entry.real_servers)
+        self.server = server
+        return plan(current, {self.key: VirtualService(entry.service, {server.key: server})})
 
 
 def assumed_result(module: AnsibleModule, key: ServiceKey, server: RealServer) -> Dict[str, Any]:
@@ -251,7 +278,16 @@ def assumed_result(module: AnsibleModule, key: ServiceKey, server: RealServer) -
         "real_server": server.summary(),
     }
     if module._diff:
-        result["diff"] = {"before": "", "after": line + "\n"}
+        result["diff"] = {
+            "before": "",
+            "after": "".join(
+                line + "\n"
+                for line in VirtualService(Service(key), {server.key: server}).ipvsadm_lines()[1:]
+            )
+            + "".join(
+                THRESHOLDS_LABEL + line + "\n" for line in [server.thresholds_line(key)] if line
+            ),
+        }
     return result
 
 
@@ -266,16 +302,18 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
             keys=[key],
         )
     else:
-        server = parse_real_server(params, key)
-        server_key = server.key
+        # What can be checked without the current server is checked first.
+        check_real_server(params, key)
+        decide = Present(params, key)
         try:
-            run = converge(
-                lambda current: present(current, key, server), module.check_mode, keys=[key]
-            )
+            run = converge(decide, module.check_mode, keys=[key])
         except ServiceMissing:
-            if not module.check_mode:
+            if not module.check_mode or decide.server is None:
                 raise
-            return assumed_result(module, key, server)
+            return assumed_result(module, key, decide.server)
+        if decide.server is None:
+            raise RuntimeError("the plan named no real server")
+        server_key = decide.server.key
     result = changed_result(run, key, module._diff)
     result["real_server"] = real_server_summary(run.after, key, server_key)
     return result

@@ -17,6 +17,10 @@ description:
     is edited in place (like C(ipvsadm -E)); the service is never deleted and
     re-added, so its real servers, connections and counters survive.
   - Real servers are left alone; manage them with M(haecs.lvs.ipvs_real_server).
+  - An option left out keeps the service's current value; its default applies
+    only when the service is created. To take a setting away, give it
+    explicitly (O(scheduler_flags=[]), O(one_packet=false),
+    O(persistence_timeout=0), O(persistence_engine=none)).
 extends_documentation_fragment:
   - haecs.lvs.managed_host
   - haecs.lvs.ipvs_service_key
@@ -31,7 +35,8 @@ options:
     default: present
   scheduler:
     description:
-      - Scheduling algorithm. Defaults to V(wlc), as with C(ipvsadm).
+      - Scheduling algorithm. Omitted keeps the current one; a new service gets
+        V(wlc), as with C(ipvsadm).
       - The kernel module (C(ip_vs_<scheduler>)) is loaded before any change.
     type: str
     choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh]
@@ -39,41 +44,50 @@ options:
     description:
       - Flags of the V(sh) and V(mh) schedulers (C(ipvsadm -b)). Each flag
         needs its scheduler, for example V(sh-port) needs O(scheduler=sh).
-      - Defaults to no flags; an empty list removes them.
+      - Omitted keeps the current flags while the scheduler stays (a new
+        scheduler drops the old one's flags); a new service gets none. An
+        empty list removes them.
     type: list
     elements: str
     choices: [sh-fallback, sh-port, mh-fallback, mh-port]
   one_packet:
     description:
       - One-packet scheduling (C(ipvsadm -o)) for UDP and fwmark services.
-        Defaults to V(false).
+        Omitted keeps the current setting; a new service gets V(false).
     type: bool
   persistence_timeout:
     description:
       - Makes the service persistent (C(ipvsadm -p)) for this many seconds
-        (V(1) to V(2678400)). Omit it for a non-persistent service.
+        (V(1) to V(2678400)). V(0) makes it not persistent (and drops the
+        netmask and engine).
+      - Omitted keeps the current persistence; a new service is not persistent.
     type: int
   persistence_netmask:
     description:
       - Persistence granularity of an IPv4 service as a netmask, for example
-        V(255.255.255.0) (C(ipvsadm -M)). Needs O(persistence_timeout).
+        V(255.255.255.0) (C(ipvsadm -M)). Needs a persistent service.
+      - Omitted keeps the current one; a new persistent service gets
+        V(255.255.255.255) (per client address).
     type: str
   persistence_prefix_length:
     description:
       - Persistence granularity of an IPv6 service as a prefix length (V(1) to
-        V(128)). Needs O(persistence_timeout).
+        V(128)). Needs a persistent service.
+      - Omitted keeps the current one; a new persistent service gets V(128).
     type: int
   persistence_engine:
     description:
-      - Persistence engine (C(ipvsadm --pe)); V(sip) needs a persistent UDP service.
+      - Persistence engine (C(ipvsadm --pe)); V(sip) needs a persistent UDP
+        service. V(none) removes it.
+      - Omitted keeps the current engine; a new service gets none.
     type: str
-    choices: [sip]
+    choices: [sip, none]
 attributes:
   check_mode:
     description: Can run in check mode and return the changed status prediction without modifying the kernel table.
     support: full
   diff_mode:
-    description: Returns the service before and after as C(ipvsadm -Sn)-style lines in diff mode.
+    description: Returns the service before and after in diff mode, as the lines C(ipvsadm -Sn) prints.
     support: full
   platform:
     description: Target OS/families that can be operated against.
@@ -103,6 +117,12 @@ EXAMPLES = r"""
     address: 192.0.2.10
     port: 80
     scheduler: wlc
+
+- name: Make the same service persistent; its scheduler and flags stay as they are
+  haecs.lvs.ipvs_service:
+    address: 192.0.2.10
+    port: 80
+    persistence_timeout: 300
 
 - name: A persistent HTTPS service, clients of a /24 stick to one server for 10 minutes
   haecs.lvs.ipvs_service:
@@ -196,7 +216,10 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
     service_summary,
     state_spec,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import parse_service
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+    check_service,
+    parse_service,
+)
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     Operation,
     plan,
@@ -219,10 +242,14 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
             return plan_removal(current, services=[key])
 
     else:
-        service = parse_service(params)
-        key = service.key
+        # What can be checked without the current service is checked first.
+        key = check_service(params)
 
         def decide(current: Table) -> List[Operation]:
+            # Omitted options keep the values of an existing service; defaults
+            # apply when it is created.
+            have = current.get(key)
+            service = parse_service(params, existing=have.service if have is not None else None)
             # Service attributes only: its real servers are not this module's.
             return plan(current, {key: VirtualService(service)}, manage_real_servers=False)
 

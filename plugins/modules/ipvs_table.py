@@ -28,11 +28,17 @@ options:
     description:
       - V(merged) adds and edits the listed services and real servers and
         leaves everything else alone. A service without O(services[].real_servers)
-        keeps its real servers.
+        keeps its real servers. An option left out of an entry that exists
+        keeps its current value; defaults apply only to entries it adds (as
+        with M(haecs.lvs.ipvs_service) and M(haecs.lvs.ipvs_real_server), a
+        real server whose port is omitted is the service's only one at that
+        address).
       - V(replaced) makes each listed service exactly as declared, removing its
-        real servers that are not listed. Services not listed are untouched.
+        real servers that are not listed. Every option left out takes its
+        default, whatever the entry has now. Services not listed are untouched.
       - V(overridden) makes the whole table exactly as declared, deleting every
-        service that is not listed. O(services=[]) empties the table.
+        service that is not listed; every option left out takes its default.
+        O(services=[]) empties the table.
       - V(deleted) deletes the listed real servers, or the whole service when a
         service lists no O(services[].real_servers). Only the key options matter.
       - V(gathered) changes nothing and returns the table in the format of
@@ -40,9 +46,31 @@ options:
     type: str
     choices: [merged, replaced, overridden, deleted, gathered]
     default: merged
+  src:
+    description:
+      - Path, on the director, of a rules file in the format of C(ipvsadm -Sn)
+        and C(ipvsadm-restore) (C(-A) and C(-a) lines; C(-x)/C(-y) thresholds
+        allowed; blank lines and C(#) comments skipped). Used instead of
+        O(services).
+      - Render it once on the director (for example with M(ansible.builtin.template)
+        to C(/etc/ipvsadm.rules)) and converge with O(src); the same file
+        restores the table at boot (C(ipvsadm-restore < /etc/ipvsadm.rules),
+        as the Debian C(ipvsadm) service does). A large table then never goes
+        through Ansible's templating and module arguments.
+      - "Errors name the file and line, for example C(/etc/ipvsadm.rules:12: weight: ...)."
+    type: path
+  detail:
+    description:
+      - Return the full detail. By default the result stays small at any
+        table size. It holds the counts (RV(summary), RV(table)), at most 100
+        RV(operations), and in diff mode the diff only when it has at most 100
+        operations. With V(true) it holds every operation, the whole table
+        before and after (RV(before), RV(after)) and the whole diff.
+    type: bool
+    default: false
   services:
     description:
-      - The virtual services. Required unless O(state=gathered).
+      - The virtual services. Required unless O(state=gathered) or O(src) is given.
       - Each entry takes the options of M(haecs.lvs.ipvs_service) plus
         O(services[].real_servers).
     type: list
@@ -67,30 +95,30 @@ options:
         type: str
         choices: [ipv4, ipv6]
       scheduler:
-        description: Scheduling algorithm. Defaults to V(wlc).
+        description: Scheduling algorithm. Default (on creation, and always with replaced/overridden) V(wlc).
         type: str
         choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh]
       scheduler_flags:
-        description: Flags of the V(sh) and V(mh) schedulers.
+        description: Flags of the V(sh) and V(mh) schedulers. V([]) removes them; merged keeps them while the scheduler stays.
         type: list
         elements: str
         choices: [sh-fallback, sh-port, mh-fallback, mh-port]
       one_packet:
-        description: One-packet scheduling for UDP and fwmark services. Defaults to V(false).
+        description: One-packet scheduling for UDP and fwmark services. Default (on creation, and always with replaced/overridden) V(false).
         type: bool
       persistence_timeout:
-        description: Persistence in seconds (V(1) to V(2678400)); omit for a non-persistent service.
+        description: Persistence in seconds (V(1) to V(2678400)); V(0) is not persistent, the default on creation and with replaced/overridden.
         type: int
       persistence_netmask:
-        description: Persistence granularity of an IPv4 service, as a netmask.
+        description: Persistence granularity of an IPv4 service, as a netmask. Default (on creation, and always with replaced/overridden) V(255.255.255.255).
         type: str
       persistence_prefix_length:
-        description: Persistence granularity of an IPv6 service, as a prefix length.
+        description: Persistence granularity of an IPv6 service, as a prefix length. Default (on creation, and always with replaced/overridden) V(128).
         type: int
       persistence_engine:
-        description: Persistence engine (V(sip)) of a persistent UDP service.
+        description: Persistence engine (V(sip)) of a persistent UDP service; V(none), the default on creation and with replaced/overridden, removes it.
         type: str
-        choices: [sip]
+        choices: [sip, none]
       real_servers:
         description:
           - The real servers of the service. With O(state=merged) and
@@ -103,30 +131,36 @@ options:
             type: str
             required: true
           port:
-            description: Real server port. Defaults to the service port.
+            description:
+              - Real server port. Default (on creation, and always with replaced/overridden) the service port.
+              - With O(state=merged), omitted names the service's only real server at that address, whatever its port.
             type: int
           forwarding:
-            description: Forwarding method. Defaults to V(route) (direct routing), as with C(ipvsadm).
+            description: Forwarding method. Default (on creation, and always with replaced/overridden) V(route) (direct routing), as with C(ipvsadm).
             type: str
             choices: [masq, route, tunnel]
           weight:
-            description: Weight, V(0) to V(65535). Defaults to V(1).
+            description: Weight, V(0) to V(65535). Default (on creation, and always with replaced/overridden) V(1).
             type: int
           upper_threshold:
-            description: Upper connection threshold; V(0) (default) means none.
+            description: Upper connection threshold; V(0) means none. Default (on creation, and always with replaced/overridden) V(0).
             type: int
           lower_threshold:
-            description: Lower connection threshold; must not be above O(services[].real_servers[].upper_threshold).
+            description:
+              - Lower connection threshold; must not be above O(services[].real_servers[].upper_threshold).
+              - Default (on creation, and always with replaced/overridden) V(0).
             type: int
           tunnel_type:
-            description: Tunnel encapsulation with O(services[].real_servers[].forwarding=tunnel). Defaults to V(ipip).
+            description:
+              - Tunnel encapsulation with O(services[].real_servers[].forwarding=tunnel).
+              - Default (on creation, and always with replaced/overridden) V(ipip).
             type: str
             choices: [ipip, gue, gre]
           tunnel_port:
             description: Destination port of V(gue) tunnels.
             type: int
           tunnel_checksum:
-            description: Checksum mode of V(gue) and V(gre) tunnels. Defaults to V(none).
+            description: Checksum mode of V(gue) and V(gre) tunnels. Default (on creation, and always with replaced/overridden) V(none).
             type: str
             choices: [none, csum, remcsum]
 requirements:
@@ -145,7 +179,9 @@ attributes:
     support: full
     platforms: posix
 notes:
-  - The diff lists only the services that change, as C(ipvsadm -Sn) lines.
+  - The diff lists only the services that change, as the lines C(ipvsadm -Sn)
+    prints, then a labelled comment line per real server with thresholds
+    (C(-Sn) does not show them).
   - Related modules are M(haecs.lvs.ipvs_service) and M(haecs.lvs.ipvs_real_server)
     for single entries, and M(haecs.lvs.ipvs_info) to read counters.
 """
@@ -160,6 +196,14 @@ EXAMPLES = r"""
         real_servers:
           - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
           - {address: 10.10.2.12, port: 8080, forwarding: masq, weight: 1}
+
+- name: Drain one server; everything else it has (forwarding, port, thresholds) stays
+  haecs.lvs.ipvs_table:
+    services:
+      - address: 192.0.2.10
+        port: 80
+        real_servers:
+          - {address: 10.10.2.12, weight: 0}
 
 - name: Replace the pool of one service (new servers in before old ones out)
   haecs.lvs.ipvs_table:
@@ -185,6 +229,17 @@ EXAMPLES = r"""
         real_servers:
           - {address: 10.10.2.13, port: 8080}
 
+- name: Render the director's table once, as the rules file the boot restores
+  ansible.builtin.template:
+    src: ipvsadm.rules.j2
+    dest: /etc/ipvsadm.rules
+    mode: "0600"
+
+- name: Converge the kernel to it (large tables stay off Ansible's templating)
+  haecs.lvs.ipvs_table:
+    state: overridden
+    src: /etc/ipvsadm.rules
+
 - name: Read the table in the format of `services`
   haecs.lvs.ipvs_table:
     state: gathered
@@ -198,24 +253,36 @@ EXAMPLES = r"""
 
 RETURN = r"""
 operations:
-  description: What was done (or would be, in check mode), as C(ipvsadm) command lines, in order.
+  description:
+    - What was done (or would be, in check mode), as C(ipvsadm) command lines, in order.
+    - At most the first 100 unless O(detail=true); RV(operations_omitted) counts the rest.
   returned: always
   type: list
   elements: str
   sample: ["-a -t 192.0.2.10:80 -r 10.10.2.13:8080 -m -w 1", "-d -t 192.0.2.10:80 -r 10.10.2.11:8080"]
+operations_omitted:
+  description: How many operations RV(operations) leaves out (more than 100, without O(detail)).
+  returned: when operations were left out
+  type: int
+  sample: 10900
 summary:
   description: Counts of the operations by kind.
   returned: always
   type: dict
   sample: {added: 1, edited: 0, deleted: 1}
-before:
-  description: The whole table before the run, as C(ipvsadm -Sn) lines.
+table:
+  description: Size of the table after the run (predicted in check mode).
   returned: always
+  type: dict
+  sample: {services: 1000, real_servers: 10000}
+before:
+  description: The whole table before the run, as the lines C(ipvsadm -Sn) prints.
+  returned: when O(detail=true)
   type: list
   elements: str
 after:
-  description: The whole table after the run (predicted in check mode), as C(ipvsadm -Sn) lines.
-  returned: always
+  description: The whole table after the run (predicted in check mode), as the lines C(ipvsadm -Sn) prints.
+  returned: when O(detail=true)
   type: list
   elements: str
 gathered:
@@ -232,13 +299,14 @@ gathered:
         - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
     ServiceKey,
     Table,
+    diff_text,
     table_lines,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
@@ -260,7 +328,9 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     plan,
     plan_removal,
 )
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_rules import locate, parse_rules
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import (
+    check_table,
     parse_table,
     table_params,
 )
@@ -274,6 +344,8 @@ def argument_spec() -> Dict[str, Any]:
     return {
         "state": {"type": "str", "default": "merged", "choices": STATES},
         "services": {"type": "list", "elements": "dict", "options": service},
+        "src": {"type": "path"},
+        "detail": {"type": "bool", "default": False},
     }
 
 
@@ -281,15 +353,18 @@ def decide_for(state: str, services: List[Dict[str, Any]]) -> Tuple[Any, List[Se
     """Validate everything, then return the planning function and the services named."""
     if state == "deleted":
         return _decide_deleted(services)
-    desired, _listed = parse_table(services)
     if state == "merged":
-        # Without purge, plan() only adds and edits: a service that lists no
-        # real servers keeps its own.
+        # Every entry is checked against the table as read: an omitted option
+        # keeps the current value of an existing entry.  Without purge, plan()
+        # only adds and edits: a service that lists no real servers keeps its own.
+        keys = check_table(services)
 
         def decide(current: Table) -> List[Operation]:
-            return plan(current, desired)
+            merged, _listed = parse_table(services, current=current)
+            return plan(current, merged)
 
-        return decide, list(desired)
+        return decide, keys
+    desired, _listed = parse_table(services)
 
     def decide_exact(current: Table) -> List[Operation]:
         return plan(current, desired, purge_real_servers=True, purge_services=state == "overridden")
@@ -334,8 +409,7 @@ def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Di
     touched = {op.service.key for op in operations}
 
     def text(table: Table) -> str:
-        part = {key: entry for key, entry in table.items() if key in touched}
-        return "".join(line + "\n" for line in table_lines(part))
+        return diff_text({key: entry for key, entry in table.items() if key in touched})
 
     return {
         "before": text(before),
@@ -345,44 +419,156 @@ def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Di
     }
 
 
+# Above this many operations (or services in the task) the result carries
+# counts, not the lines, unless detail is true.
+SMALL = 100
+
+
+def read_text(path: str) -> str:
+    """The rules file on the director."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValidationError("src", "cannot read %s: %s" % (path, error)) from None
+
+
+def rules_lines(text: str) -> List[str]:
+    """The command lines of a rules file, words single-spaced, sorted."""
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return sorted(line for line in lines if line and not line.startswith("#"))
+
+
+def table_rules(table: Table) -> List[str]:
+    """The table as rules lines in our canonical form (thresholds included), sorted."""
+    lines = []
+    for key, entry in table.items():
+        lines.append(entry.service.ipvsadm_line())
+        lines.extend(server.ipvsadm_line(key) for server in entry.real_servers.values())
+    return sorted(lines)
+
+
+def converge_src(
+    module: AnsibleModule, state: str, src: str, text: str, detail: bool
+) -> Dict[str, Any]:
+    """Converge to a rules file.
+
+    When the file's lines are exactly the current table's (in the canonical
+    form the module writes and `ipvsadm -Sn` prints, thresholds as -x/-y),
+    there is nothing to do: the file is neither parsed nor validated again,
+    which keeps a run with nothing to change cheap on a large table.
+    Otherwise every entry is parsed and checked; errors name the file and line.
+    """
+    wanted = rules_lines(text) if state != "deleted" else None
+
+    def decide(current: Table) -> List[Operation]:
+        if wanted is not None and table_rules(current) == wanted:
+            return []
+        services, lines = parse_rules(text, src)
+        try:
+            plan_for, _named = decide_for(state, services)
+            operations: List[Operation] = plan_for(current)
+        except ValidationError as error:
+            raise locate(error, src, lines, services) from None
+        return operations
+
+    run = converge(
+        decide, module.check_mode, with_stats=False, read_back=detail or bool(module._diff)
+    )
+    return shaped_result(run, detail, bool(module._diff))
+
+
+def table_counts(table: Table) -> Dict[str, int]:
+    return {
+        "services": len(table),
+        "real_servers": sum(len(entry.real_servers) for entry in table.values()),
+    }
+
+
+def shaped_result(run: Any, detail: bool, diff_mode: bool) -> Dict[str, Any]:
+    """Counts always; operations and diff when asked (detail) or small."""
+    lines = run.operation_lines()
+    result: Dict[str, Any] = {
+        "changed": run.changed,
+        "summary": summary(run.operations),
+        "table": table_counts(run.after),
+        "operations": lines if detail or len(lines) <= SMALL else lines[:SMALL],
+    }
+    if len(result["operations"]) < len(lines):
+        result["operations_omitted"] = len(lines) - SMALL
+    if detail:
+        result["before"] = table_lines(run.before)
+        result["after"] = table_lines(run.after)
+    if diff_mode and run.changed:
+        if detail or len(lines) <= SMALL:
+            result["diff"] = compact_diff(run.before, run.after, run.operations)
+        else:
+            note = "# %d operations; detail: true shows the ipvsadm -Sn lines\n" % len(lines)
+            result["diff"] = {"before": "", "after": note}
+    return result
+
+
 def run_module(module: AnsibleModule) -> Dict[str, Any]:
     state = module.params["state"]
     services = module.params["services"]
+    detail = module.params["detail"]
     if state == "gathered":
         table, _info = read_table(with_stats=False)
-        lines = table_lines(table)
-        return {
+        result: Dict[str, Any] = {
             "changed": False,
             "gathered": table_params(table),
             "operations": [],
-            "before": lines,
-            "after": lines,
             "summary": summary([]),
+            "table": table_counts(table),
         }
+        if detail:
+            result["before"] = result["after"] = table_lines(table)
+        return result
+    src = module.params["src"]
+    if src is not None:
+        return converge_src(module, state, src, read_text(src), detail)
     if services is None:
         raise ValidationError(
             "services",
             "is required with state %s (use services: [] with state overridden to empty the table)"
             % state,
         )
+    return converge_services(module, state, services, detail)
+
+
+def converge_services(
+    module: AnsibleModule, state: str, services: List[Dict[str, Any]], detail: bool
+) -> Dict[str, Any]:
     decide, _named = decide_for(state, services)
-    run = converge(decide, module.check_mode)
-    result: Dict[str, Any] = {
-        "changed": run.changed,
-        "operations": run.operation_lines(),
-        "summary": summary(run.operations),
-        "before": table_lines(run.before),
-        "after": table_lines(run.after),
-    }
-    if module._diff and run.changed:
-        result["diff"] = compact_diff(run.before, run.after, run.operations)
-    return result
+    # Counters are not part of this module's result: not read.  Without
+    # detail or diff the after table is computed from the plan.
+    run = converge(
+        decide, module.check_mode, with_stats=False, read_back=detail or bool(module._diff)
+    )
+    return shaped_result(run, detail, bool(module._diff))
+
+
+def invocation(params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """A short `invocation` for a large inline table (Ansible echoes the
+    arguments back otherwise, the whole table); None keeps Ansible's own."""
+    services = params.get("services")
+    if params.get("detail") or services is None or len(services) <= SMALL:
+        return None
+    shown = dict(params, services="(%d services, not echoed back)" % len(services))
+    return {"module_args": shown}
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("services", "src")],
+    )
     with failing_cleanly(module):
         result = run_module(module)
+    short = invocation(module.params)
+    if short is not None:
+        result["invocation"] = short
     module.exit_json(**result)
 
 

@@ -56,9 +56,14 @@ def error_of(call, *args, **kwargs) -> ValidationError:
         ({"address": "10.0.0.1", "port": 80, "one_packet": True}, "one_packet", "UDP"),
         ({"address": "10.0.0.1", "port": 80, "one_packet": "yes"}, "one_packet", "true or false"),
         (
-            {"address": "10.0.0.1", "port": 80, "persistence_timeout": 0},
+            {"address": "10.0.0.1", "port": 80, "persistence_timeout": -1},
             "persistence_timeout",
-            "1 to",
+            "0 to",
+        ),
+        (
+            {"address": "10.0.0.1", "port": 0, "persistence_timeout": 0},
+            "persistence_timeout",
+            "0 (all ports) is only allowed for a persistent service",
         ),
         (
             {"address": "10.0.0.1", "port": 80, "persistence_netmask": "255.255.255.0"},

@@ -31,7 +31,12 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
     ValidationError,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import Operation, simulate
-from ansible_collections.haecs.lvs.plugins.modules import ipvs_info, ipvs_real_server, ipvs_service
+from ansible_collections.haecs.lvs.plugins.modules import (
+    ipvs_info,
+    ipvs_real_server,
+    ipvs_service,
+    ipvs_table,
+)
 
 WEB = ServiceKey.for_address("tcp", "192.0.2.10", 80)
 DNS = ServiceKey.for_address("udp", "192.0.2.10", 53)
@@ -403,13 +408,17 @@ def test_service_absent_when_missing_is_no_change(
             "port: must be an integer from 0 to 65535, got 70000",
         ),
         (
-            {"address": "192.0.2.10", "port": 0},
-            "port: 0 (all ports) is only allowed for a persistent service",
+            {"address": "192.0.2.10", "port": 0, "persistence_timeout": 0},
+            "persistence_timeout: 0 (all ports) is only allowed for a persistent service",
         ),
         ({"fwmark": 0}, "fwmark: must be an integer from 1 to 4294967295, got 0"),
         (
             {"address": "192.0.2.10", "port": 80, "persistence_engine": "sip"},
-            "persistence_engine: needs a persistent service",
+            "persistence_engine: sip works on UDP services only",
+        ),
+        (
+            {"address": "192.0.2.10", "port": 80, "one_packet": True},
+            "one_packet: only applies to UDP and fwmark services",
         ),
         (
             {
@@ -430,6 +439,35 @@ def test_service_bad_input_fails_without_touching_the_kernel(
     assert result["failed"] is True
     assert result["msg"].startswith(msg)
     assert kernel.reads == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        (
+            {"address": "192.0.2.10", "port": 0},
+            "port: 0 (all ports) is only allowed for a persistent service",
+        ),
+        (
+            {"protocol": "udp", "address": "192.0.2.10", "port": 53, "persistence_engine": "sip"},
+            "persistence_engine: needs a persistent service",
+        ),
+        (
+            {"address": "192.0.2.10", "port": 80, "persistence_netmask": "255.255.255.0"},
+            "persistence_netmask: needs persistence_timeout",
+        ),
+    ],
+)
+def test_service_bad_for_a_new_service_fails_after_reading(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], msg: str
+) -> None:
+    # These depend on what the service has now (an omitted option keeps it),
+    # so they are decided after reading; nothing is applied.
+    result = run_main(ipvs_service, service_module(params), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].startswith(msg)
+    assert kernel.reads == 1
+    assert kernel.applied == []
 
 
 def test_service_kernel_refusal_is_a_clean_failure(
@@ -535,7 +573,10 @@ def test_real_server_absent_without_service_is_no_change(
 @pytest.mark.parametrize(
     ("params", "msg"),
     [
-        ({"address": "2001:db8::21"}, "address: ipv6 real server on an ipv4 service"),
+        (
+            {"address": "2001:db8::21", "forwarding": "masq"},
+            "address: ipv6 real server on an ipv4 service",
+        ),
         (
             {"address": "192.0.2.21", "weight": 70000},
             "weight: must be an integer from 0 to 65535, got 70000",
@@ -545,7 +586,7 @@ def test_real_server_absent_without_service_is_no_change(
             "lower_threshold: must not be above upper_threshold (5)",
         ),
         (
-            {"address": "192.0.2.21", "port": 8080},
+            {"address": "192.0.2.21", "port": 8080, "forwarding": "route"},
             "port: must equal the service port (80) with forwarding route",
         ),
     ],
@@ -559,6 +600,31 @@ def test_real_server_bad_input(
     )
     assert result["msg"].startswith(msg)
     assert kernel.reads == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        ({"address": "2001:db8::21"}, "address: ipv6 real server on an ipv4 service"),
+        # A new server gets forwarding route: no port mapping.
+        (
+            {"address": "192.0.2.22", "port": 8080},
+            "port: must equal the service port (80) with forwarding route",
+        ),
+        # The current server has no upper threshold.
+        ({"address": "192.0.2.21", "lower_threshold": 3}, "lower_threshold: needs an upper"),
+    ],
+)
+def test_real_server_bad_against_the_current_entry_fails_after_reading(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], msg: str
+) -> None:
+    kernel.table = web_table()
+    result = run_main(
+        ipvs_real_server, real_server_module(dict(params, virtual_service=WEB_VS)), monkeypatch
+    )
+    assert result["msg"].startswith(msg)
+    assert kernel.reads == 1
+    assert kernel.applied == []
 
 
 def test_real_server_bad_service_key_names_the_nested_option(
@@ -612,3 +678,108 @@ def test_info_bad_filter_fails(kernel: type, monkeypatch: pytest.MonkeyPatch) ->
     module = FakeModule(ipvs_info.argument_spec(), {"address": "192.0.2.10", "port": 70000})
     result = run_main(ipvs_info, module, monkeypatch)
     assert result["msg"].startswith("port: ")
+
+
+# ---------------------------------------------------------------- ipvs_table
+
+
+def table_module(params: Dict[str, Any], **kw: Any) -> FakeModule:
+    return FakeModule(ipvs_table.argument_spec(), params, **kw)
+
+
+def many_services(count: int) -> List[Dict[str, Any]]:
+    return [
+        {"address": "192.0.2.10", "port": 1000 + i, "real_servers": [{"address": "10.0.0.2"}]}
+        for i in range(count)
+    ]
+
+
+def test_table_result_is_small_by_default(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = table_module({"services": many_services(101)}, diff=True)
+    result = run_main(ipvs_table, module, monkeypatch)
+    assert result["summary"] == {"added": 202, "edited": 0, "deleted": 0}
+    assert result["table"] == {"services": 101, "real_servers": 101}
+    assert len(result["operations"]) == ipvs_table.SMALL
+    assert result["operations_omitted"] == 102
+    assert "before" not in result and "after" not in result
+    assert result["diff"] == {
+        "before": "",
+        "after": "# 202 operations; detail: true shows the ipvsadm -Sn lines\n",
+    }
+    assert result["invocation"]["module_args"]["services"] == "(101 services, not echoed back)"
+    # The same run again: nothing to do, still counts only.
+    again = run_main(ipvs_table, table_module({"services": many_services(101)}), monkeypatch)
+    assert again["changed"] is False and again["operations"] == []
+
+
+def test_table_detail_returns_everything(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = table_module({"services": many_services(60), "detail": True}, diff=True)
+    result = run_main(ipvs_table, module, monkeypatch)
+    assert len(result["operations"]) == 120 and "operations_omitted" not in result
+    assert len(result["after"]) == 120 and result["before"] == []
+    assert result["diff"]["after"].count("\n") == 120
+    assert "invocation" not in result
+
+
+def test_table_src_rules_file(kernel: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    rules = tmp_path / "ipvsadm.rules"
+    rules.write_text(
+        "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9\n"
+    )
+    params = {"state": "overridden", "src": str(rules)}
+    result = run_main(ipvs_table, table_module(params), monkeypatch)
+    assert result["operations"] == [
+        "-A -t 192.0.2.10:80 -s rr",
+        "-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9",
+    ]
+    assert run_main(ipvs_table, table_module(params), monkeypatch)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "src: cannot read"),
+        ("-A -t 192.0.2.10:80 -s fastest\n", "RULES:1: scheduler: must be one of"),
+        # Found against the current table (port mapping needs masq): still located.
+        ("-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.9:8080 -w 1\n", "RULES:2: port"),
+    ],
+)
+def test_table_src_errors_name_the_line(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, text: Any, message: str
+) -> None:
+    rules = tmp_path / "ipvsadm.rules"
+    if text is not None:
+        rules.write_text(text)
+    result = run_main(ipvs_table, table_module({"src": str(rules)}), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].replace(str(rules), "RULES").startswith(message), result["msg"]
+    assert kernel.applied == []
+
+
+def test_table_src_equal_to_the_table_is_not_parsed_again(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    rules = tmp_path / "ipvsadm.rules"
+    rules.write_text(
+        "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9\n"
+    )
+    params = {"state": "overridden", "src": str(rules)}
+    assert run_main(ipvs_table, table_module(params), monkeypatch)["changed"] is True
+
+    def not_again(_text: str, _name: str) -> Any:
+        raise AssertionError("parsed although the file is the table")
+
+    monkeypatch.setattr(ipvs_table, "parse_rules", not_again)
+    # Other order, spacing and comments: still exactly the table.
+    rules.write_text(
+        "# boot\n-a  -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 3 -x 9\n\n-A -t 192.0.2.10:80 -s rr\n"
+    )
+    for check_mode in (True, False):
+        module = table_module(params, check_mode=check_mode)
+        result = run_main(ipvs_table, module, monkeypatch)
+        assert result["changed"] is False and result["operations"] == []
+        assert result["table"] == {"services": 1, "real_servers": 1}
+    # A file that differs is parsed (and here refused by the stub).
+    rules.write_text("-A -t 192.0.2.10:80 -s wrr\n")
+    with pytest.raises(AssertionError, match="parsed although"):
+        run_main(ipvs_table, table_module(params), monkeypatch)
