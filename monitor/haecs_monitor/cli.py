@@ -124,6 +124,12 @@ def ctl_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print the monitor's JSON answer as is")
     parser.add_argument(
+        "--query",
+        metavar="EXPR",
+        help="print only what the JMESPath expression EXPR selects from the JSON answer "
+        "(implies --json), e.g. \"services[].servers[?health=='down'].id[]\"",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for an answer (default 30)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -212,10 +218,40 @@ def _sender(args: argparse.Namespace, client: Any) -> Send:
     )
 
 
+def _compile_query(expression: str) -> Any:
+    """A compiled JMESPath expression; ClientError-free: ValueError with the reason."""
+    try:
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+    except ImportError:
+        raise ValueError(
+            "--query needs the jmespath library (Debian: python3-jmespath; PyPI: jmespath)"
+        ) from None
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as error:
+        raise ValueError(
+            "--query %r is not a JMESPath expression: %s" % (expression, error)
+        ) from None
+
+
 def ctl_main(argv: Optional[Sequence[str]] = None) -> int:
     args = ctl_parser().parse_args(argv)
     from . import client
 
+    if args.query is not None:
+        if args.command in ("metrics", "watch"):
+            print(
+                "haecsctl: --query applies to JSON answers, not to %s" % args.command,
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            args.query = _compile_query(args.query)
+        except ValueError as error:
+            print("haecsctl: %s" % error, file=sys.stderr)
+            return 2
+        args.json = True
     try:
         return _ctl(args, _sender(args, client))
     except client.ClientError as error:
@@ -257,6 +293,8 @@ def _ctl(args: argparse.Namespace, send: Send) -> int:
     else:
         code = 1 if failed or (command == "reload" and not data.get("ok")) else 0
     if args.json:
+        if args.query is not None:
+            data = args.query.search(data)
         print(json.dumps(data, indent=2))
         return code
     if failed and command != "reload":

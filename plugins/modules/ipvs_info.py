@@ -26,6 +26,16 @@ options:
         (their C(stats) in RV(services)).
     type: bool
     default: true
+  query:
+    description:
+      - A JMESPath expression applied to the module's answer (the object with
+        RV(services), RV(ipvsadm), RV(thresholds) and RV(info)); what it
+        selects is returned as RV(query_result), for example the real servers
+        of the services with weight 0.
+      - Evaluated on the managed host, which then needs the C(jmespath)
+        Python library (Debian C(python3-jmespath)); an expression that does
+        not parse fails before the table is read, naming the problem.
+    type: str
 attributes:
   check_mode:
     description: Can run in check mode; it only reads.
@@ -40,6 +50,7 @@ attributes:
 requirements:
   - root (CAP_NET_ADMIN)
   - Linux kernel with IPVS (C(ip_vs)); the module is loaded when missing
+  - jmespath (only for O(query))
 seealso:
   - module: haecs.lvs.ipvs_service
   - module: haecs.lvs.ipvs_real_server
@@ -64,6 +75,12 @@ EXAMPLES = r"""
 - name: Fail when a real server of it has no active connection
   ansible.builtin.assert:
     that: web.services[0].real_servers | map(attribute='active_connections') | min > 0
+
+- name: The real servers drained to weight 0, in every service
+  haecs.lvs.ipvs_info:
+    stats: false
+    query: "services[].real_servers[?weight==`0`].address[]"
+  register: drained
 
 - name: One IPv6 firewall-mark service, settings only
   haecs.lvs.ipvs_info:
@@ -184,6 +201,11 @@ thresholds:
   elements: str
   sample:
     - "-t 192.0.2.10:80 -r 10.10.2.11:80 -x 100 -y 10"
+query_result:
+  description: What O(query) selected (any JSON type; V(null) when nothing matched).
+  returned: when O(query) is given
+  type: raw
+  sample: ["10.10.2.12"]
 info:
   description: IPVS itself.
   returned: always
@@ -201,7 +223,15 @@ info:
 
 from typing import Any, Dict
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+except ImportError:
+    JMESPATH_IMPORT_ERROR: Any = True
+else:
+    JMESPATH_IMPORT_ERROR = None
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
     Table,
@@ -221,7 +251,21 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
 def argument_spec() -> Dict[str, Any]:
     spec = service_key_spec()
     spec["stats"] = {"type": "bool", "default": True}
+    spec["query"] = {"type": "str"}
     return spec
+
+
+def compile_query(module: AnsibleModule) -> Any:
+    """The compiled O(query), or None; fails the module naming the option."""
+    expression = module.params["query"]
+    if expression is None:
+        return None
+    if JMESPATH_IMPORT_ERROR is not None:
+        module.fail_json(msg="query: " + missing_required_lib("jmespath"))
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as error:
+        module.fail_json(msg="query: not a JMESPath expression: %s" % error)
 
 
 def select(table: Table, params: Dict[str, Any]) -> Table:
@@ -233,16 +277,21 @@ def select(table: Table, params: Dict[str, Any]) -> Table:
 
 
 def run_module(module: AnsibleModule) -> Dict[str, Any]:
+    query = compile_query(module)
     table, info = read_table(with_stats=module.params["stats"])
     table = select(table, module.params)
     services = [table[key].summary() for key in sorted(table, key=service_order)]
-    return {
+    result: Dict[str, Any] = {
         "changed": False,
         "services": services,
         "ipvsadm": table_lines(table),
         "thresholds": table_thresholds(table),
         "info": info,
     }
+    if query is not None:
+        answer = {name: result[name] for name in ("services", "ipvsadm", "thresholds", "info")}
+        result["query_result"] = query.search(answer)
+    return result
 
 
 def main() -> None:

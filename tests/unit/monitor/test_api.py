@@ -396,3 +396,20 @@ def test_haecsctl_verifies_tls(tmp_path: Any, token_file: str, capsys: Any) -> N
         assert "is not trusted" in capsys.readouterr().err
     finally:
         server.stop()
+
+
+def test_haecsctl_query(running: Running, capsys: Any) -> None:
+    from haecs_monitor import cli
+
+    socket_args = ["--socket", running.socket_path]
+    assert cli.ctl_main([*socket_args, "--query", "events[-1].event", "events"]) == 0
+    assert json.loads(capsys.readouterr().out) == "e5"
+    assert cli.ctl_main([*socket_args, "--query", "name", "status"]) == 0
+    assert json.loads(capsys.readouterr().out) == "test"
+    query = "checks[?result=='down'].detail"
+    assert cli.ctl_main([*socket_args, "--query", query, "check-now", "10.0.2.2:80"]) == 3
+    assert json.loads(capsys.readouterr().out) == ["connect: Connection refused"]
+    assert cli.ctl_main([*socket_args, "--query", "services[", "status"]) == 2
+    assert "--query 'services[' is not a JMESPath expression" in capsys.readouterr().err
+    assert cli.ctl_main([*socket_args, "--query", "x", "metrics"]) == 2
+    assert "not to metrics" in capsys.readouterr().err

@@ -680,6 +680,34 @@ def test_info_bad_filter_fails(kernel: type, monkeypatch: pytest.MonkeyPatch) ->
     assert result["msg"].startswith("port: ")
 
 
+def test_info_query_selects_part_of_the_answer(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = info_table()
+    params = {"query": "services[?protocol=='udp'].stats.connections | [0]", "stats": True}
+    result = run_main(ipvs_info, FakeModule(ipvs_info.argument_spec(), params), monkeypatch)
+    assert result["query_result"] == 3
+    params = {"query": "ipvsadm[?starts_with(@, '-A')]"}
+    result = run_main(ipvs_info, FakeModule(ipvs_info.argument_spec(), params), monkeypatch)
+    assert result["query_result"] == [line for line in result["ipvsadm"] if line.startswith("-A")]
+    assert "query_result" not in run_main(
+        ipvs_info, FakeModule(ipvs_info.argument_spec(), {}), monkeypatch
+    )
+
+
+def test_info_bad_query_fails_before_reading(kernel: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.table = info_table()
+    module = FakeModule(ipvs_info.argument_spec(), {"query": "services[?"})
+    result = run_main(ipvs_info, module, monkeypatch)
+    assert result["msg"].startswith("query: not a JMESPath expression")
+    monkeypatch.setattr(ipvs_info, "JMESPATH_IMPORT_ERROR", True)
+    module = FakeModule(ipvs_info.argument_spec(), {"query": "services"})
+    result = run_main(ipvs_info, module, monkeypatch)
+    assert result["msg"].startswith(
+        "query: Failed to import the required Python library (jmespath)"
+    )
+
+
 # ---------------------------------------------------------------- ipvs_table
 
 
