@@ -75,6 +75,25 @@ def _load_json(text: str) -> object:
         raise _NotPlainJSON() from None
 
 
+def _marked_problem(error: yaml.MarkedYAMLError, text: str, source: str) -> str:
+    """Where the parser stopped and what it found; for a scanner or parser
+    error also where the trouble starts (an unclosed quote, say, is found
+    only at the end of the file) and that line's text."""
+    problem = error.problem or error.context or "invalid YAML"
+    mark = error.problem_mark or error.context_mark
+    message = (
+        "%s: %s: %s" % (source, _where(mark), problem) if mark else "%s: %s" % (source, problem)
+    )
+    start = error.context_mark
+    syntax = isinstance(error, (yaml.scanner.ScannerError, yaml.parser.ParserError))
+    if syntax and error.context and start is not None and (mark is None or start.line != mark.line):
+        message += "; it starts at %s, %s" % (_where(start), error.context)
+        lines = text.splitlines()
+        if 0 <= start.line < len(lines) and lines[start.line].strip():
+            message += ": %s" % lines[start.line].strip()[:120]
+    return message
+
+
 def load_yaml(text: str, source: str) -> object:
     """The document in `text` as plain Python data; YAMLProblem when invalid."""
     if text.lstrip().startswith("{"):
@@ -85,10 +104,7 @@ def load_yaml(text: str, source: str) -> object:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        problem = error.problem or error.context or "invalid YAML"
-        where = ": %s" % _where(mark) if mark is not None else ""
-        raise YAMLProblem("%s%s: %s" % (source, where, problem)) from None
+        raise YAMLProblem(_marked_problem(error, text, source)) from None
     except yaml.YAMLError as error:
         raise YAMLProblem("%s: invalid YAML: %s" % (source, error)) from None
     except (ValueError, OverflowError, TypeError) as error:  # e.g. a date like 2024-13-45

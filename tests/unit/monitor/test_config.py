@@ -888,3 +888,13 @@ def test_unreadable_files(tmp_path: Any) -> None:
     with open(binary, "wb") as handle:
         handle.write(b"global: \xff\xfe\n")
     assert load_errors(binary) == [binary + ": not UTF-8 text (byte 8)"]
+
+
+def test_yaml_unclosed_quote_names_the_line_it_starts_on(tmp_path: Any) -> None:
+    text = 'global:\n  name: "abc\n  control_socket: /x\n\n\nservices: []\n'
+    path = write(tmp_path, text)
+    (error,) = load_errors(path)
+    assert error.startswith(path + ": line 7, column 1: found unexpected end of stream")
+    assert error.endswith(
+        '; it starts at line 2, column 9, while scanning a quoted scalar: name: "abc'
+    )
