@@ -54,9 +54,11 @@ from .notify import Notification, Notifier
 COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
 CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
-# A check that timed out while the event loop was late by at least this share
-# of its timeout (and at least LATE_MIN_SECONDS) may have timed out because of
-# the monitor itself: the answer could not be read in time.  Unknown, not down.
+# A check whose timeout the event loop noticed later than its deadline by at
+# least this share of the timeout (and at least LATE_MIN_SECONDS) was stalled
+# over the deadline: the answer may have arrived and not been read.  Unknown,
+# not down.  (A stall that ends before the deadline does no harm: what
+# arrived during it is read before the deadline fires.)
 LATE_SHARE = 0.25
 LATE_MIN_SECONDS = 0.1
 
@@ -348,10 +350,7 @@ class Monitor:
                 return
             spec = health.spec
             started = self.clock()
-            lag_mark = self.looplag.mark()
-            result = await self._run_check(spec)
-            if result.timed_out:
-                result = self._blame_late_loop(spec, result, self.looplag.worst_since(lag_mark))
+            result = self._blame_late_loop(spec, await self._run_check(spec))
             self._observe(key, spec, result, self.clock() - started)
             await asyncio.sleep(max(0.0, self.board.next_delay(key)))
 
@@ -359,12 +358,13 @@ class Monitor:
         function = CHECKS.get(spec.type)
         if function is None:
             return CheckResult(False, None, "unknown check type %s" % spec.type)
+        started = asyncio.get_running_loop().time()
         try:
             return await within(
                 function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
             )
         except asyncio.TimeoutError:
-            return timed_out(spec, " (cut off)")
+            return timed_out(spec, started + CHECK_GRACE_SECONDS, " (cut off)")
         except Exception as error:
             self.log.error(
                 "check_crashed",
@@ -374,12 +374,14 @@ class Monitor:
             return unknown("check failed internally: %s" % type(error).__name__)
 
     @staticmethod
-    def _blame_late_loop(spec: CheckSpec, result: CheckResult, lag: float) -> CheckResult:
-        """A timeout while our own loop was stalled is our fault, not the server's."""
-        if lag < max(LATE_MIN_SECONDS, LATE_SHARE * spec.timeout):
+    def _blame_late_loop(spec: CheckSpec, result: CheckResult) -> CheckResult:
+        """A timeout noticed far past its deadline: our loop was stalled over
+        the deadline, and the answer may have been there unread.  Ours, not
+        the server's fault."""
+        if not result.timed_out or result.late < max(LATE_MIN_SECONDS, LATE_SHARE * spec.timeout):
             return result
         return unknown(
-            "%s, but the monitor's event loop was %.2fs late meanwhile" % (result.detail, lag)
+            "%s, but the monitor's event loop noticed it %.2fs late" % (result.detail, result.late)
         )
 
     def _observe(

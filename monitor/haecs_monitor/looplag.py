@@ -33,39 +33,17 @@ class LoopLag:
         self.max = 0.0
         self.stalls_total = 0
         self._recent: deque[float] = deque(maxlen=240)  # about a minute at 0.25 s
-        self._woke: deque[float] = deque(maxlen=240)  # when each of _recent was measured
-        self._expected: Optional[float] = None  # when the ticker should wake next
         self._task: Optional[asyncio.Task[None]] = None
 
     @property
     def recent_max(self) -> float:
         return max(self._recent, default=0.0)
 
-    def mark(self) -> float:
-        """A point in time for worst_since()."""
-        return self._clock()
-
-    def worst_since(self, start: float) -> float:
-        """The worst lag of the loop between `start` and now.
-
-        Includes the lag still building up: after a stall the loop may run
-        other callbacks (a check's deadline) before the ticker's, which then
-        has not measured it yet, but is already overdue by that much.
-        """
-        now = self._clock()
-        worst = now - self._expected if self._expected is not None else 0.0
-        for woke, lag in zip(reversed(self._woke), reversed(self._recent)):
-            if woke < start:
-                break
-            worst = max(worst, lag)
-        return max(0.0, worst)
-
     def record(self, lag: float) -> None:
         lag = max(0.0, lag)
         self.last = lag
         self.max = max(self.max, lag)
         self._recent.append(lag)
-        self._woke.append(self._clock())
         if lag >= self.warn_after:
             self.stalls_total += 1
             self._log.warning(
@@ -87,9 +65,8 @@ class LoopLag:
 
     async def _run(self) -> None:
         while True:
-            expected = self._expected = self._clock() + self.period
+            expected = self._clock() + self.period
             await asyncio.sleep(self.period)
-            self._expected = None
             self.record(self._clock() - expected)
             if self._on_tick is not None:
                 self._on_tick()

@@ -21,8 +21,11 @@ class CheckResult:
     # buffers, a check it could not start, its own loop too late): the result
     # says nothing about the server and must not count towards rise or fall.
     unknown: bool = False
-    # Down because the check's own deadline passed (no answer in time).
+    # Down because the check's own deadline passed (no answer in time), and
+    # how much later than that deadline the event loop got round to noticing:
+    # far late means the loop was stalled and the answer may have been there.
     timed_out: bool = False
+    late: float = 0.0
 
     @property
     def outcome(self) -> str:
@@ -75,8 +78,16 @@ def unknown(detail: str) -> CheckResult:
     return CheckResult(False, None, detail, unknown=True)
 
 
-def timed_out(spec: CheckSpec, how: str = "") -> CheckResult:
-    return CheckResult(False, None, "timed out after %gs%s" % (spec.timeout, how), timed_out=True)
+def timed_out(spec: CheckSpec, started: float, how: str = "") -> CheckResult:
+    """Down for a timeout; `started` is the loop time the check's timer started."""
+    late = asyncio.get_running_loop().time() - started - spec.timeout
+    return CheckResult(
+        False,
+        None,
+        "timed out after %gs%s" % (spec.timeout, how),
+        timed_out=True,
+        late=max(0.0, late),
+    )
 
 
 def os_reason(error: OSError) -> str:

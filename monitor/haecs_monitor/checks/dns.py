@@ -20,21 +20,22 @@ import dns.rdatatype
 
 from ..config_checks import normalize_answer
 from ..config_model import CheckSpec
-from .base import CheckResult, down, os_error, timed_out, up
+from .base import CheckResult, down, os_error, timed_out, up, within
 
 
 async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
     name = spec.text("query") or "."
     qtype = spec.text("qtype") or "A"
+    started = asyncio.get_running_loop().time()
     try:
         query = dns.message.make_query(name, qtype)
         if spec.text("protocol") == "tcp":
             ask = dns.asyncquery.tcp(query, address, timeout=spec.timeout, port=port)
         else:
             ask = dns.asyncquery.udp(query, address, timeout=spec.timeout, port=port)
-        reply = await asyncio.wait_for(ask, spec.timeout)
+        reply = await within(ask, spec.timeout)
     except (asyncio.TimeoutError, dns.exception.Timeout):
-        return timed_out(spec)
+        return timed_out(spec, started)
     except OSError as error:
         return os_error("query", error)
     except (dns.exception.DNSException, ValueError, EOFError) as error:

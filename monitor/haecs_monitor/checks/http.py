@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Optional
 
 from ..config_model import CheckSpec
-from .base import CheckResult, down, os_error, timed_out, up
+from .base import CheckResult, down, os_error, timed_out, up, within
 
 MAX_HEAD_BYTES = 32 * 1024
 USER_AGENT = "haecs-monitor"
@@ -36,10 +36,11 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
         context = tls_context(spec) if spec.type == "https" else None
     except (OSError, ssl.SSLError, ValueError) as error:
         return down("TLS setup: %s" % error)
+    started = asyncio.get_running_loop().time()
     try:
-        return await asyncio.wait_for(_exchange(spec, address, port, context), spec.timeout)
+        return await within(_exchange(spec, address, port, context), spec.timeout)
     except asyncio.TimeoutError:
-        return timed_out(spec)
+        return timed_out(spec, started)
     except ssl.SSLCertVerificationError as error:
         return down("TLS: certificate verify failed: %s" % (error.verify_message or error.reason))
     except ssl.SSLError as error:

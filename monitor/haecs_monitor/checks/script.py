@@ -22,7 +22,7 @@ import subprocess
 from typing import Any, Optional
 
 from ..config_model import CheckSpec
-from .base import CheckResult, down, os_reason, timed_out, unknown, up
+from .base import CheckResult, down, os_reason, timed_out, unknown, up, within
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_BYTES = 2048
@@ -53,13 +53,15 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
         return unknown("cannot run %s: %s" % (command[0], os_reason(error)))
     stderr = bytearray()
     collector = asyncio.ensure_future(_collect(process.stderr, stderr))
+    started = asyncio.get_running_loop().time()  # the script's time starts once it runs
     try:
-        await asyncio.wait_for(process.wait(), spec.timeout)
+        await within(process.wait(), spec.timeout)
     except asyncio.TimeoutError:
+        result = timed_out(spec, started, " (killed)")
         _kill_group(process.pid)
         collector.cancel()
         await process.wait()
-        return timed_out(spec, " (killed)")
+        return result
     except BaseException:  # cancelled: leave nothing running
         _kill_group(process.pid)
         collector.cancel()

@@ -30,12 +30,13 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as error:
         return os_error("socket", error)
+    started = loop.time()
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         await within(loop.sock_connect(sock, (address, port)), spec.timeout)
     except asyncio.TimeoutError:
-        return timed_out(spec)
+        return timed_out(spec, started)
     except OSError as error:
         return os_error("connect", error)
     except ValueError as error:  # an address the socket module refuses
