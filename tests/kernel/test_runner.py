@@ -376,3 +376,102 @@ def test_missing_uml_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "linux.uml" in r.stderr and "install-deps" in r.stderr
     assert not list(tmp_path.glob("haecs-kernel.*"))
+
+
+# ------------------------------------------------------ a fresh machine ---
+# The guest must not depend on host directories that only some machines have.
+# These tests run the runner in a private mount namespace of the host in
+# which a path is hidden: a read-only overlay whose top layer holds an
+# overlayfs whiteout (a 0:0 character device) for the hidden name.  Nothing
+# changes outside that namespace.
+
+HIDE_AND_RUN = r"""
+set -eu
+scratch=$1; shift
+i=0
+for path in $HAECS_HIDE; do
+    [ -e "$path" ] || continue
+    i=$((i + 1))
+    layer=$scratch/hide$i
+    mkdir -p "$layer"
+    mknod "$layer/$(basename "$path")" c 0 0
+    mount -t overlay -o "lowerdir=$layer:$(dirname "$path")" "haecs-hide$i" "$(dirname "$path")"
+done
+for path in $HAECS_HIDE; do
+    if [ -e "$path" ]; then echo "still visible: $path" >&2; exit 99; fi
+done
+exec "$@"
+"""
+
+
+def run_hiding(
+    hide: list[str], tmp_path: Path, *cmd: str, limit: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """tests/kernel/run --backend uml -- cmd, with the paths in `hide` absent."""
+    scratch = tmp_path / "layers"
+    scratch.mkdir()
+    hide_then_run = ["unshare", "--mount", "--propagation", "private", "bash", "-c", HIDE_AND_RUN]
+    return subprocess.run(
+        [*hide_then_run, "hide", str(scratch), str(RUN), "--backend", "uml", "--", *cmd],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TMPDIR=str(tmp_path), HAECS_HIDE=" ".join(hide)),
+        timeout=limit,
+        check=False,
+    )
+
+
+def _uml_modules() -> Path:
+    out = subprocess.run(
+        ["linux.uml", "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return Path("/usr/lib/uml/modules") / out
+
+
+@pytest.mark.kernel
+def test_boots_where_lib_modules_does_not_exist(tmp_path: Path) -> None:
+    """A machine without a distribution kernel has no /lib/modules."""
+    _skip_if_unavailable("uml")
+    script = (
+        "modprobe ip_vs && ipvsadm -A -t 10.0.0.1:80 -s rr && ipvsadm -Sn"
+        " && ls /lib/modules && touch /lib/modules/x && echo WROTE"
+    )
+    r = run_hiding(["/usr/lib/modules"], tmp_path, "bash", "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert "-A -t 10.0.0.1:80 -s rr\n" in r.stdout
+    assert f"{_uml_modules().name}\n" in r.stdout and "WROTE" in r.stdout
+    assert not Path("/lib/modules/x").exists()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("hidden", "named"),
+    [
+        ("kernel/fs/overlayfs/overlay.ko", "overlay.ko is missing"),
+        ("kernel/net/netfilter/ipvs", "ip_vs.ko is missing"),
+        ("modules.dep", "modules.dep is missing"),
+        ("", "no module tree for the UML kernel"),
+    ],
+)
+def test_a_missing_module_piece_is_named(hidden: str, named: str, tmp_path: Path) -> None:
+    _skip_if_unavailable("uml")
+    path = _uml_modules() / hidden if hidden else _uml_modules()
+    if hidden.endswith(".ko"):
+        path = next(path.parent.glob(path.name + "*"))  # overlay.ko or overlay.ko.xz
+    r = run_hiding([str(path)], tmp_path, "true")
+    assert r.returncode == 2, r.stderr
+    assert named in r.stderr and "user-mode-linux" in r.stderr, r.stderr
+    assert "ended without" not in r.stderr
+    assert not list(tmp_path.glob("haecs-kernel.*")), "work folder left behind"
+
+
+@pytest.mark.kernel
+def test_a_missing_guest_tool_is_named(tmp_path: Path) -> None:
+    _skip_if_unavailable("uml")
+    tool = shutil.which("pivot_root")
+    assert tool, "util-linux's pivot_root is part of every Debian system"
+    r = run_hiding([str(Path(tool).resolve())], tmp_path, "true")
+    assert r.returncode == 2, r.stderr
+    assert "needs these host tools: pivot_root" in r.stderr, r.stderr
+    assert "util-linux" in r.stderr
