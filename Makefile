@@ -274,8 +274,8 @@ bench: deps ## engine vs ipvsadm, monitor vs keepalived (each in one kernel boot
 # The README's commands from a clean clone of HEAD on a copy-on-write view of
 # this machine without what a new machine lacks (Debian packages beyond the
 # image's, /lib/modules, /usr/lib/uml, caches, venv): tests/fresh-machine/README.md.
-# Not part of make test (it installs the kernel's packages again: ~3 min);
-# FRESH_ARGS=--full adds the README's make test (~30 min more).
+# Not part of make test (it installs the kernel's packages again: 3-8 min);
+# FRESH_ARGS=--full adds the README's make test (30-60 min more).
 FRESH_ARGS ?=
 
 fresh-check: ## the README's commands on a simulated new machine (clean clone of HEAD); FRESH_ARGS=--full
