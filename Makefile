@@ -46,7 +46,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
-        integration collection-install integration-host qemu bench \
+        integration collection-install integration-host qemu bench fresh-check \
         changelog-lint docs fragment-check test clean distclean
 
 help: ## list the targets
@@ -277,6 +277,16 @@ bench: deps ## engine vs ipvsadm, monitor vs keepalived (each in one kernel boot
 	tests/kernel/run --mem 3G --export $(BUILD)/bench -- bash -c \
 	  '$(BIN)/python bench/ipvs_bench.py --sizes $(BENCH_SIZES) --json "$$HAECS_KERNEL_EXPORT/ipvs.json"'
 	bench/run-monitor-bench --json $(BUILD)/bench/monitor.json
+
+# The README's commands from a clean clone of HEAD on a copy-on-write view of
+# this machine without what a new machine lacks (Debian packages beyond the
+# image's, /lib/modules, /usr/lib/uml, caches, venv): tests/fresh-machine/README.md.
+# Not part of make test (it installs the kernel's packages again: 3-8 min);
+# FRESH_ARGS=--full adds the README's make test (30-60 min more).
+FRESH_ARGS ?=
+
+fresh-check: ## the README's commands on a simulated new machine (clean clone of HEAD); FRESH_ARGS=--full
+	tests/fresh-machine/run $(FRESH_ARGS)
 
 # The QEMU kernel (Debian's, with inet nf_tables and IPVS) proves fwmark
 # rules with real traffic; slow (TCG emulation) but the only such proof.
