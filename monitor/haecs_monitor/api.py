@@ -6,6 +6,7 @@ Routes::
     GET  /status                             services, servers, health, weights, admin, checks, loop lag
     GET  /events?since=SEQ&limit=N           recent events, oldest first
     GET  /metrics                            Prometheus text format
+    GET  /openapi.json                       this API's OpenAPI 3.1 document (no token needed)
     POST /servers/{service}/{server}/drain   weight 0, entry kept
     POST /servers/{service}/{server}/disable entry removed
     POST /servers/{service}/{server}/enable  back to health's verdict
@@ -23,6 +24,7 @@ without it, so a browser can load it and then send the token.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import socket
@@ -89,6 +91,16 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
             % (cert, key, getattr(error, "strerror", None) or error)
         ) from None
     return context
+
+
+_OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> bytes:
+    """The API's OpenAPI 3.1 document (shipped beside this file)."""
+    with open(_OPENAPI, "rb") as handle:
+        return handle.read()
 
 
 class Api:
@@ -171,10 +183,15 @@ class Api:
 
     async def handle(self, request: Request) -> Response:
         segments = request.segments
-        if request.method in ("GET", "HEAD") and not segments:
+        if not segments:
+            wrong = self._only(request, "GET")
+            if wrong:
+                return wrong
             page = Response.text(dashboard.PAGE, "text/html; charset=utf-8")
             page.headers["Content-Security-Policy"] = dashboard.CONTENT_SECURITY_POLICY
             return page
+        if segments == ["openapi.json"]:  # the contract holds no data: no token
+            return self._only(request, "GET") or Response(200, openapi_document())
         if not self.authorized(request):
             return Response.error(
                 401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="haecs"'}
