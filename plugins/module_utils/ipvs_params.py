@@ -184,6 +184,17 @@ def parse_service_key(params: Mapping[str, Any], prefix: str = "") -> ServiceKey
     return ServiceKey.for_address(protocol, address, port)
 
 
+def _check_engine(key: ServiceKey, persistent: bool, prefix: str) -> None:
+    """A persistence engine (sip) needs a persistent UDP service."""
+    if not persistent:
+        raise ValidationError(
+            _path(prefix, "persistence_engine"),
+            "needs a persistent service (persistence_timeout)",
+        )
+    if key.protocol != "udp":
+        raise ValidationError(_path(prefix, "persistence_engine"), "sip works on UDP services only")
+
+
 def check_service(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
     """The checks of `parse_service` that need no current entry (run before
     the table is read); returns the key.  Rules that depend on an omitted
@@ -207,15 +218,7 @@ def check_service(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
         )
     engine = _choice(params, "persistence_engine", prefix, PERSISTENCE_ENGINE_CHOICES)
     if engine is not None and engine != NO_PERSISTENCE_ENGINE:
-        if timeout == 0:
-            raise ValidationError(
-                _path(prefix, "persistence_engine"),
-                "needs a persistent service (persistence_timeout)",
-            )
-        if key.protocol != "udp":
-            raise ValidationError(
-                _path(prefix, "persistence_engine"), "sip works on UDP services only"
-            )
+        _check_engine(key, persistent=timeout != 0, prefix=prefix)
     if key.port == 0 and not key.is_fwmark and timeout == 0:
         raise ValidationError(
             _path(prefix, "persistence_timeout"),
@@ -275,15 +278,7 @@ def parse_service(
     engine: Optional[str] = None
     if given_engine is not None and given_engine != NO_PERSISTENCE_ENGINE:
         engine = given_engine
-        if timeout is None:
-            raise ValidationError(
-                _path(prefix, "persistence_engine"),
-                "needs a persistent service (persistence_timeout)",
-            )
-        if key.protocol != "udp":
-            raise ValidationError(
-                _path(prefix, "persistence_engine"), "sip works on UDP services only"
-            )
+        _check_engine(key, persistent=timeout is not None, prefix=prefix)
     elif given_engine is None and existing is not None and timeout is not None:
         engine = existing.persistence_engine
     if key.port == 0 and not key.is_fwmark and timeout is None:

@@ -10,7 +10,7 @@ names the failing one by its path (``services[2].real_servers[0].weight``);
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .ipvs_model import (
     IPV4,
@@ -41,6 +41,34 @@ def _present(params: Mapping[str, Any]) -> Dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
 
 
+def _declared_services(
+    services: Sequence[Mapping[str, Any]], prefix: str
+) -> Iterator[Tuple[int, str, Dict[str, Any], Any]]:
+    """Each declared service as (index, path, its options, its real_servers
+    or None), after the shape and unknown-option checks."""
+    for index, raw in enumerate(services):
+        path = "%s[%d]" % (prefix, index)
+        if not isinstance(raw, Mapping):
+            raise ValidationError(path, "must be a dictionary describing a virtual service")
+        params = _present(raw)
+        check_unknown(params, TABLE_SERVICE_FIELDS, path)
+        yield index, path, params, params.pop("real_servers", None)
+
+
+def _declared_servers(servers: Any, path: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """Each declared real server of the service at `path` as (path, options),
+    after the shape and unknown-option checks."""
+    if servers is not None and not isinstance(servers, list):
+        raise ValidationError(path + ".real_servers", "must be a list")
+    for server_index, server_raw in enumerate(servers or []):
+        server_path = "%s.real_servers[%d]" % (path, server_index)
+        if not isinstance(server_raw, Mapping):
+            raise ValidationError(server_path, "must be a dictionary describing a real server")
+        server_params = _present(server_raw)
+        check_unknown(server_params, REAL_SERVER_FIELDS, server_path)
+        yield server_path, server_params
+
+
 def check_table(
     services: Sequence[Mapping[str, Any]], prefix: str = "services"
 ) -> List[ServiceKey]:
@@ -50,26 +78,13 @@ def check_table(
     """
     keys: List[ServiceKey] = []
     seen: Dict[ServiceKey, int] = {}
-    for index, raw in enumerate(services):
-        path = "%s[%d]" % (prefix, index)
-        if not isinstance(raw, Mapping):
-            raise ValidationError(path, "must be a dictionary describing a virtual service")
-        params = _present(raw)
-        check_unknown(params, TABLE_SERVICE_FIELDS, path)
-        servers = params.pop("real_servers", None)
+    for index, path, params, servers in _declared_services(services, prefix):
         key = check_service(params, path)
         if key in seen:
             raise ValidationError(path, "duplicates services[%d] (%s)" % (seen[key], key))
         seen[key] = index
         keys.append(key)
-        if servers is not None and not isinstance(servers, list):
-            raise ValidationError(path + ".real_servers", "must be a list")
-        for server_index, server_raw in enumerate(servers or []):
-            server_path = "%s.real_servers[%d]" % (path, server_index)
-            if not isinstance(server_raw, Mapping):
-                raise ValidationError(server_path, "must be a dictionary describing a real server")
-            server_params = _present(server_raw)
-            check_unknown(server_params, REAL_SERVER_FIELDS, server_path)
+        for server_path, server_params in _declared_servers(servers, path):
             check_real_server(server_params, key, server_path)
     return keys
 
@@ -90,13 +105,7 @@ def parse_table(
     table: Table = {}
     listed: List[bool] = []
     seen: Dict[ServiceKey, int] = {}
-    for index, raw in enumerate(services):
-        path = "%s[%d]" % (prefix, index)
-        if not isinstance(raw, Mapping):
-            raise ValidationError(path, "must be a dictionary describing a virtual service")
-        params = _present(raw)
-        check_unknown(params, TABLE_SERVICE_FIELDS, path)
-        servers = params.pop("real_servers", None)
+    for index, path, params, servers in _declared_services(services, prefix):
         have = None
         if current is not None:
             have = current.get(parse_service_key(params, path))
@@ -108,14 +117,7 @@ def parse_table(
         seen[service.key] = index
         entry = VirtualService(service)
         listed.append(servers is not None)
-        if servers is not None and not isinstance(servers, list):
-            raise ValidationError(path + ".real_servers", "must be a list")
-        for server_index, server_raw in enumerate(servers or []):
-            server_path = "%s.real_servers[%d]" % (path, server_index)
-            if not isinstance(server_raw, Mapping):
-                raise ValidationError(server_path, "must be a dictionary describing a real server")
-            server_params = _present(server_raw)
-            check_unknown(server_params, REAL_SERVER_FIELDS, server_path)
+        for server_path, server_params in _declared_servers(servers, path):
             server = parse_real_server(
                 server_params,
                 service.key,
