@@ -1,0 +1,118 @@
+"""Runs commands in the test kernel for a controller on the host.
+
+Started inside the kernel by ``tests/kernel/with-agent``.  Process creation
+is what user-mode Linux is slow at, so the controller (ansible-playbook with
+its worker forks and templating) stays on the host, and only what must run
+in the kernel, a module's Python or a command, runs here.
+
+The channel is a host folder, mounted read-write at its own path (hostfs):
+
+- the host writes ``req/<id>.json`` (through a rename, so it appears whole):
+  ``{"argv": [...], "stdin": b64, "cwd": path}``, or
+  ``{"put": path, "data": b64, "mode": int}``, or ``{"fetch": path}``;
+- the agent answers ``resp/<id>.json``, also through a rename:
+  ``{"rc": int, "stdout": b64, "stderr": b64}`` (``rc`` 255 and the reason
+  in ``stderr`` when the request itself could not be carried out);
+- ``ready`` appears once the agent listens; ``stop`` from the host ends it.
+
+Requests are served concurrently (one thread each), so forks > 1 work.
+Standard library only: this runs on the guest's system Python too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+IDLE_POLL = 0.004  # seconds between looks at req/ (host-side writes are not signalled)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def serve(request: dict[str, Any]) -> dict[str, Any]:
+    """One request, answered; never raises."""
+    try:
+        if "put" in request:
+            path = request["put"]
+            with open(path, "wb") as handle:
+                handle.write(base64.b64decode(request["data"]))
+            os.chmod(path, int(request.get("mode", 0o600)))
+            return {"rc": 0, "stdout": "", "stderr": ""}
+        if "fetch" in request:
+            with open(request["fetch"], "rb") as handle:
+                return {"rc": 0, "stdout": _b64(handle.read()), "stderr": ""}
+        # Files, not pipes: Python feeds a pipe 512 bytes per poll, and each
+        # wake-up is slow in UML (a 200 KB module took 6 s that way).
+        with (
+            tempfile.TemporaryFile() as stdin,
+            tempfile.TemporaryFile() as stdout,
+            tempfile.TemporaryFile() as stderr,
+        ):
+            stdin.write(base64.b64decode(request.get("stdin") or ""))
+            stdin.seek(0)
+            done = subprocess.run(
+                request["argv"],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=request.get("cwd") or None,
+                check=False,
+            )
+            stdout.seek(0)
+            stderr.seek(0)
+            return {
+                "rc": done.returncode,
+                "stdout": _b64(stdout.read()),
+                "stderr": _b64(stderr.read()),
+            }
+    except Exception as exc:  # the controller gets the reason; the agent goes on
+        return {"rc": 255, "stdout": "", "stderr": _b64(("agent: %s" % exc).encode())}
+
+
+def answer(channel: str, name: str) -> None:
+    path = os.path.join(channel, "req", name)
+    with open(path, "rb") as handle:
+        request = json.loads(handle.read())
+    os.unlink(path)
+    reply = json.dumps(serve(request)).encode()
+    final = os.path.join(channel, "resp", name)
+    with open(final + ".part", "wb") as handle:
+        handle.write(reply)
+    os.rename(final + ".part", final)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: guest_agent.py CHANNEL", file=sys.stderr)
+        return 2
+    channel = argv[1]
+    # The guest's root is read-only below an overlay; the channel must be the
+    # host's folder itself, read-write.
+    subprocess.run(["mount", "-t", "hostfs", "-o", channel, "none", channel], check=True)
+    os.makedirs(os.path.join(channel, "req"), exist_ok=True)
+    os.makedirs(os.path.join(channel, "resp"), exist_ok=True)
+    with open(os.path.join(channel, "ready"), "w") as handle:
+        handle.write("%d\n" % os.getpid())
+    taken: set[str] = set()
+    requests = os.path.join(channel, "req")
+    while not os.path.exists(os.path.join(channel, "stop")):
+        names = [n for n in os.listdir(requests) if n.endswith(".json") and n not in taken]
+        for name in sorted(names):
+            taken.add(name)
+            threading.Thread(target=answer, args=(channel, name), daemon=True).start()
+        if not names:
+            time.sleep(IDLE_POLL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

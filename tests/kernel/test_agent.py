@@ -1,0 +1,104 @@
+"""Tests of tests/kernel/with-agent and the haecs_kernel connection: the
+controller on the host, every command and module inside the test kernel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parents[1]
+WITH_AGENT = HERE / "with-agent"
+VENV_BIN = CHECKOUT / ".venv" / "bin"
+
+pytestmark = pytest.mark.kernel
+
+
+def _skip_if_unavailable() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the kernel runner needs root")
+    if not shutil.which("linux.uml"):
+        pytest.skip("user-mode-linux not installed (tests/kernel/install-deps)")
+
+
+def test_playbook_runs_in_the_kernel_from_the_host(tmp_path: Path) -> None:
+    _skip_if_unavailable()
+    env = dict(
+        os.environ,
+        ANSIBLE_CONNECTION_PLUGINS=str(HERE / "agent" / "connection"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"),
+        ANSIBLE_REMOTE_TEMP="/tmp/agent-selftest-remote",
+        ANSIBLE_NOCOLOR="1",
+        HOME=str(tmp_path),
+    )
+    done = subprocess.run(
+        [
+            str(WITH_AGENT),
+            "--",
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            "kernel,",
+            "-c",
+            "haecs_kernel",
+            "-e",
+            "ansible_python_interpreter=%s fetch_dir=%s" % (VENV_BIN / "python", tmp_path),
+            str(HERE / "agent" / "selftest.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "failed=0" in done.stdout
+    assert (tmp_path / "agent-selftest.txt").read_text() == "x" * 300000
+    # The host itself was not touched: the namespace was the kernel's.
+    assert (
+        "agent-selftest"
+        not in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=False
+        ).stdout
+    )
+    assert not list((CHECKOUT / "build").glob("kernel-channel.*"))
+
+
+def test_a_kernel_that_never_starts_is_reported(tmp_path: Path) -> None:
+    _skip_if_unavailable()
+    done = subprocess.run(
+        [str(WITH_AGENT), "--timeout", "soon", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 125
+    assert "the kernel ended before its agent was ready" in done.stderr
+    assert "--timeout wants whole seconds" in done.stderr
+
+
+def test_the_command_status_passes_through(tmp_path: Path) -> None:
+    _skip_if_unavailable()
+    done = subprocess.run(
+        [
+            str(WITH_AGENT),
+            "--",
+            "sh",
+            "-c",
+            'test -e "$HAECS_KERNEL_CHANNEL/ready" || exit 9; exit 7',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 7, done.stderr
+
+
+def test_usage_without_a_command() -> None:
+    done = subprocess.run([str(WITH_AGENT)], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "no command" in done.stderr
