@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 from ipvs_worker import desired_table  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "build", "collections"))
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import table_lines  # noqa: E402
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import table_lines  # noqa: E402
 
 GOALS = {
     "create": 0.25,

@@ -25,15 +25,15 @@ sys.path.insert(
     ),
 )
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS  # noqa: E402
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (  # noqa: E402
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS  # noqa: E402
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (  # noqa: E402
     RealServer,
     Service,
     ServiceKey,
     Table,
     VirtualService,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan  # noqa: E402
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan  # noqa: E402
 
 
 def desired_table(services: int, real_servers: int, changed: bool = False) -> Table:

@@ -327,13 +327,13 @@ sys.path.insert(0, os.path.join(ROOT, "monitor"))
 
 
 def engine() -> Any:
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS
 
     return IPVS()
 
 
 def desired_table(layout: Layout) -> dict[Any, Any]:
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
         RealServer,
         Service,
         ServiceKey,
@@ -353,7 +353,7 @@ def desired_table(layout: Layout) -> dict[Any, Any]:
 
 def load_table(ipvs: Any, layout: Layout) -> None:
     """Put the layout into the kernel (HAECS then adopts it: its normal restart)."""
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
 
     ipvs.apply(plan(ipvs.read(), desired_table(layout), purge_services=True))
 
@@ -792,7 +792,7 @@ def present(table: dict[Any, Any], service: Any, server: tuple[str, int]) -> boo
 
 
 def phase_latency(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
 
     layout = Layout(opts.latency_services, opts.latency_per_service, KILL_PORT)
     timing = opts.timing

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_plan
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import ApplyResult, IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import plan as ipvs_plan
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import ApplyResult, IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     ServiceKey,
     Table,
     VirtualService,
@@ -37,7 +37,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
 
 
 class Engine(Protocol):
-    """What the actuator needs from `ipvs_engine.IPVS` (tests pass a fake)."""
+    """What the actuator needs from `ipvs.engine.IPVS` (tests pass a fake)."""
 
     def read(self, with_stats: bool = False, services_only: bool = False) -> Table: ...
 

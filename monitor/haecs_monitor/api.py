@@ -34,12 +34,13 @@ from collections.abc import Mapping
 from typing import Any, Optional, Protocol
 
 from . import dashboard, metrics
+from .errors import Ambiguous, HaecsError, NotFound
 from .httpd import Request, Response, Server, query_integer
 
 ADMIN_ACTIONS = ("drain", "disable", "enable")
 
 
-class ApiError(Exception):
+class ApiError(HaecsError):
     """The control socket or the TCP listener cannot be set up."""
 
 
@@ -53,12 +54,12 @@ class Controller(Protocol):
     def metrics_text(self) -> str: ...
 
     async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
-        """Raises LookupError (unknown service/server) or ValueError (ambiguous)."""
+        """Raises NotFound (unknown service/server) or Ambiguous."""
 
     async def reload(self) -> Mapping[str, Any]: ...
 
     async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
-        """Raises LookupError (unknown service/server) or ValueError (ambiguous)."""
+        """Raises NotFound (unknown service/server) or Ambiguous."""
 
     def api_error(self, message: str) -> None: ...
 
@@ -227,9 +228,9 @@ class Api:
                     result = await self._controller.check_now(segments[1], segments[2])
                 else:
                     result = await self._controller.set_admin(segments[1], segments[2], segments[3])
-            except LookupError as error:
-                return Response.error(404, str(error.args[0] if error.args else error))
-            except ValueError as error:
+            except NotFound as error:
+                return Response.error(404, str(error))
+            except Ambiguous as error:
                 return Response.error(409, str(error))
             return Response.json(result)
         return Response.error(404, "no such endpoint: %s" % request.path)

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from .errors import HaecsError
 
-class ClientError(Exception):
+
+class ClientError(HaecsError):
     """The monitor cannot be reached, or answered something unreadable."""
 
 

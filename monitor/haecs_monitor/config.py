@@ -4,7 +4,7 @@
 or raise `ConfigError` listing every problem with its path, for instance
 ``services[2].real_servers[0].checks[1].timeout: must be greater than 0``.
 Nothing else is ever raised, whatever the input.  Services and real servers
-are validated by the engine's own `ipvs_params`, so the monitor accepts
+are validated by the engine's own `ipvs.params`, so the monitor accepts
 exactly what the Ansible modules accept.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, TypeVar
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_params
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import RealServer, ServiceKey
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import params as ipvs_params
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import RealServer, ServiceKey
 
 from .config_checks import (
     CHECK_TYPES,

@@ -1,7 +1,7 @@
 """The monitor's configuration as frozen values (what `config.parse_config` returns).
 
 Services and real servers are the engine's own model objects
-(`ipvs_model.Service`, `ipvs_model.RealServer`); around them sit the
+(`ipvs.model.Service`, `ipvs.model.RealServer`); around them sit the
 monitor's settings and the fully resolved checks of every real server.
 """
 
@@ -11,12 +11,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
     format_endpoint,
 )
+
+from .errors import HaecsError
 
 # A check option after validation: hashable, so a CheckSpec is hashable too.
 ParamValue = Union[str, int, float, bool, None, tuple["ParamValue", ...]]
@@ -27,7 +29,7 @@ CheckKey = tuple[Hashable, ...]
 TIMING_KEYS = ("interval", "timeout", "rise", "fall", "fast_interval", "down_interval", "jitter")
 
 
-class ConfigError(Exception):
+class ConfigError(HaecsError):
     """The configuration is invalid; `errors` lists every problem with its path."""
 
     def __init__(self, errors: list[str]) -> None:

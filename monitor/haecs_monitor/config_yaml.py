@@ -13,12 +13,13 @@ from typing import Any, Dict, List, Tuple
 import yaml  # type: ignore[import-untyped]  # no stubs pinned (types-PyYAML)
 
 from .config_reader import shown
+from .errors import HaecsError
 
 # The C parser (libyaml) when present: a large config loads ~10x faster.
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class YAMLProblem(Exception):
+class YAMLProblem(HaecsError):
     """The text is not valid YAML (the message names the line)."""
 
 
@@ -49,7 +50,7 @@ def _where(mark: Any) -> str:
     return "line %d, column %d" % (mark.line + 1, mark.column + 1)
 
 
-class _NotPlainJSON(Exception):
+class _NotPlainJSON(HaecsError):
     """Let the YAML parser read it (and report any problem with its line)."""
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey, Table
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey, Table
 
 from . import desired as desired_mod
 from . import fdlimit, ids, report, sdnotify, statefile
@@ -38,6 +38,7 @@ from .checks import CHECKS
 from .checks.base import CheckResult, timed_out, unknown, within
 from .config import ConfigError, MonitorConfig, load_config
 from .config_model import CheckKey, CheckSpec, ServiceConfig
+from .errors import Ambiguous, NotFound
 from .events import EventLog
 from .health import (
     CheckTransition,
@@ -691,9 +692,9 @@ class Monitor:
 
     async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
         if self.board is None:
-            raise LookupError("the monitor is still starting; try again")
+            raise NotFound("the monitor is still starting; try again")
         if action not in ("drain", "disable", "enable"):
-            raise LookupError("unknown action %s" % action)
+            raise NotFound("unknown action %s" % action)
         targets, server_id = self._resolve(service, server)
         changed = []
         for service_id in targets:
@@ -738,10 +739,10 @@ class Monitor:
 
     def _resolve(self, service: str, server: str) -> tuple[list[str], str]:
         """The ids of the services meant by SERVICE ('*': every one that has
-        SERVER) and SERVER's id; LookupError or ValueError (ambiguous)."""
+        SERVER) and SERVER's id; NotFound, or Ambiguous when SERVICE names several."""
         server_id = ids.normalize_server(server)
         if server_id is None:
-            raise LookupError("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
+            raise NotFound("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
         services = {ids.service_id(s.key): s for s in self.config.services}
         if service in ("*", "all"):
             targets = [
@@ -750,15 +751,15 @@ class Monitor:
                 if any(ids.server_id(*rs.key) == server_id for rs in s.real_servers)
             ]
             if not targets:
-                raise LookupError("no service has real server %s" % server_id)
+                raise NotFound("no service has real server %s" % server_id)
             return targets, server_id
         targets = ids.match_service(service, services)
         if not targets:
-            raise LookupError("no service %s" % service)
+            raise NotFound("no service %s" % service)
         if len(targets) > 1:
-            raise ValueError("%s names several services: %s" % (service, ", ".join(targets)))
+            raise Ambiguous("%s names several services: %s" % (service, ", ".join(targets)))
         if not any(ids.server_id(*rs.key) == server_id for rs in services[targets[0]].real_servers):
-            raise LookupError("service %s has no real server %s" % (targets[0], server_id))
+            raise NotFound("service %s has no real server %s" % (targets[0], server_id))
         return targets, server_id
 
     async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
@@ -769,7 +770,7 @@ class Monitor:
         take a server out of the table or put it back.
         """
         if self.board is None:
-            raise LookupError("the monitor is still starting; try again")
+            raise NotFound("the monitor is still starting; try again")
         targets, server_id = self._resolve(service, server)
         refs = [
             ref
@@ -957,7 +958,7 @@ def run_daemon(
     log_format: Optional[str] = None,
 ) -> int:
     """Open the kernel's IPVS, run the monitor until it stops; the exit status."""
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS, IPVSError
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS, IPVSError
 
     log = EventLog(sys.stderr, log_format or config.settings.log_format, log_level)
     try:

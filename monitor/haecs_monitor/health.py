@@ -41,7 +41,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     ServiceKey,
     format_endpoint,
 )

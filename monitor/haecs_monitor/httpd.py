@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .errors import HaecsError
+
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0  # the whole request
@@ -71,7 +73,7 @@ SECURITY_HEADERS = {
 }
 
 
-class BadRequest(Exception):
+class BadRequest(HaecsError):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         super().__init__(message)

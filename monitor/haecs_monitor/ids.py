@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Optional
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     IPV6,
     ServiceKey,
     format_endpoint,

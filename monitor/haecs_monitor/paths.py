@@ -29,7 +29,7 @@ def setup(root: str) -> None:
             if candidate not in sys.path:
                 sys.path.insert(1, candidate)
             return
-    if os.path.isfile(os.path.join(repo, "plugins", "module_utils", "ipvs_engine.py")):
+    if os.path.isfile(os.path.join(repo, "plugins", "module_utils", "ipvs", "engine.py")):
         _map_namespace(repo)
 
 

@@ -13,10 +13,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from .errors import HaecsError
+
 VERSION = 1
 
 
-class StateFileError(Exception):
+class StateFileError(HaecsError):
     """The state file exists but cannot be read or written."""
 
 

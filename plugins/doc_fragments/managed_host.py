@@ -12,4 +12,12 @@ class ModuleDocFragment:
 options: {}
 requirements:
   - Python 3.8 or newer on the managed host
+  - root (CAP_NET_ADMIN)
+"""
+
+    # The IPVS modules.
+    IPVS = r"""
+options: {}
+requirements:
+  - Linux kernel with IPVS (C(ip_vs)); the module and the schedulers' modules are loaded when missing
 """

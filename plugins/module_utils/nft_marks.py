@@ -32,6 +32,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .ipvs.errors import HaecsError
+from .ipvs.params import ValidationError
+
 COMMENT_PREFIX = "haecs:"
 DEFAULT_TABLE = "inet haecs"
 TABLE_FAMILIES = ("inet", "ip", "ip6")
@@ -60,20 +63,11 @@ PortRanges = Tuple[Tuple[int, int], ...]
 Json = Dict[str, Any]
 
 
-class ValidationError(ValueError):
-    """Bad input: names the field (a path) and the rule it broke."""
-
-    def __init__(self, field: str, rule: str) -> None:
-        self.field = field
-        self.rule = rule
-        super().__init__("%s: %s" % (field, rule))
-
-
-class PlanError(RuntimeError):
+class PlanError(HaecsError, RuntimeError):
     """The desired state cannot be reached without a decision the user has to make."""
 
 
-class NftError(RuntimeError):
+class NftError(HaecsError, RuntimeError):
     """nft is unusable, or the kernel refused the batch (then nothing changed)."""
 
 

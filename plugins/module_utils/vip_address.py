@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from . import ipvs_kmod
-from .ipvs_params import ValidationError
+from .ipvs import kmod as ipvs_kmod
+from .ipvs.errors import HaecsError
+from .ipvs.params import ValidationError
 
 IFNAME_MAX = 15
 SCOPES = {"global": 0, "link": 253, "host": 254}
@@ -32,7 +33,7 @@ PROC_SYS = "/proc/sys"
 ARP_SETTINGS = (("arp_ignore", 1), ("arp_announce", 2))
 
 
-class VipError(RuntimeError):
+class VipError(HaecsError, RuntimeError):
     """An rtnetlink or sysctl change failed, or pyroute2 is missing."""
 
 

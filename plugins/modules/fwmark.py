@@ -29,6 +29,7 @@ description:
   - In check mode the transaction is checked by the kernel (C(nft -c)) without
     being committed, so a change the kernel would refuse fails in check mode too.
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
 options:
   rules:
@@ -117,19 +118,13 @@ options:
     default: inet haecs
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the ruleset.
     support: full
   diff_mode:
     description: Returns the table before and after as C(nft list table)-style text in diff mode.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 requirements:
   - nftables (nft) >= 0.9 with JSON support
   - Linux kernel with nf_tables for the table's family (C(CONFIG_NF_TABLES_INET) for C(inet))
-  - root (CAP_NET_ADMIN)
 notes:
   - >-
     Every option is checked before C(nft) runs; a bad value fails with a message
@@ -245,11 +240,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
 from ansible_collections.haecs.lvs.plugins.module_utils.nft_marks import (
     Nft,
-    NftError,
-    PlanError,
-    ValidationError,
     parse_desired,
     plan,
 )
@@ -267,7 +260,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    try:
+    with failing_cleanly(module):
         desired = parse_desired(
             rules=params["rules"],
             state=params["state"],
@@ -275,8 +268,6 @@ def main():
             output=params["output"],
             purge=params["purge"],
         )
-    except ValidationError as error:
-        module.fail_json(msg=str(error), option=error.field)
 
     binary = module.get_bin_path("nft")
     if not binary:
@@ -293,12 +284,10 @@ def main():
         )
 
     nft = Nft(binary, runner)
-    try:
+    with failing_cleanly(module, table=str(desired.table)):
         current = nft.read_table(desired.table)
         the_plan = plan(current, desired)
         nft.apply(the_plan, check=module.check_mode)
-    except (NftError, PlanError) as error:
-        module.fail_json(msg=str(error), table=str(desired.table))
 
     result = dict(
         changed=the_plan.changed,

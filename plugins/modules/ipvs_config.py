@@ -20,7 +20,9 @@ description:
     a daemon, the daemons and timeouts changed earlier in the same run are
     restored.
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
+  - haecs.lvs.managed_host.ipvs
 options:
   timeouts:
     description:
@@ -96,18 +98,10 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without changing the kernel.
     support: full
   diff_mode:
     description: Returns the timeouts and daemons before and after as C(ipvsadm --set) and C(ipvsadm --start-daemon) lines.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
-requirements:
-  - root (CAP_NET_ADMIN)
-  - Linux kernel with IPVS (C(ip_vs)); the module is loaded when missing
 notes:
   - While a sync daemon runs the kernel refuses an IPv6 real server on an IPv4
     service (and the reverse); such tunnelled real servers need the daemons stopped.
@@ -201,7 +195,8 @@ from typing import Any, Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_config import (
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.config import (
     ConfigError,
     DaemonOperation,
     SyncDaemon,
@@ -219,8 +214,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_config import (
     set_timeouts,
     with_running_max_length,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS
 
 DAEMON_OPTIONS: Dict[str, Any] = {
     "state": {"type": "str", "required": True, "choices": ["master", "backup"]},
@@ -339,10 +333,7 @@ def apply_changes(
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     with failing_cleanly(module):
-        try:
-            result = run_module(module)
-        except ConfigError as error:
-            module.fail_json(msg=str(error))
+        result = run_module(module)
     module.exit_json(**result)
 
 

@@ -17,7 +17,9 @@ description:
     service only; without them every service is returned.
   - Never changes anything.
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
+  - haecs.lvs.managed_host.ipvs
   - haecs.lvs.ipvs_service_key
 options:
   stats:
@@ -43,13 +45,7 @@ attributes:
   diff_mode:
     description: Nothing changes, so there is no diff.
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 requirements:
-  - root (CAP_NET_ADMIN)
-  - Linux kernel with IPVS (C(ip_vs)); the module is loaded when missing
   - jmespath (only for O(query))
 seealso:
   - module: haecs.lvs.ipvs_service
@@ -233,18 +229,18 @@ except ImportError:
 else:
     JMESPATH_IMPORT_ERROR = None
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
-    Table,
-    service_order,
-    table_lines,
-    table_thresholds,
-)
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
-    failing_cleanly,
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_module import (
     has_service_key,
     parse_key,
     read_table,
     service_key_spec,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
+    Table,
+    service_order,
+    table_lines,
+    table_thresholds,
 )
 
 

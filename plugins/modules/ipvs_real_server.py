@@ -23,7 +23,9 @@ description:
     clients that have a persistence entry to a weight-0 server until the
     entry expires.
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
+  - haecs.lvs.managed_host.ipvs
   - haecs.lvs.ipvs_service_key.virtual_service
 options:
   state:
@@ -102,13 +104,6 @@ attributes:
         as the lines C(ipvsadm -Sn) prints, then a labelled comment line per
         server with thresholds (C(-Sn) does not show them).
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
-requirements:
-  - root (CAP_NET_ADMIN)
-  - Linux kernel with IPVS (C(ip_vs)); the module is loaded when missing
 notes:
   - Every option is checked before anything is sent to the kernel; a bad value
     fails with a message that names the option, and the table stays as it was.
@@ -208,19 +203,11 @@ from typing import Any, Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
-    THRESHOLDS_LABEL,
-    RealServer,
-    Service,
-    ServiceKey,
-    Table,
-    VirtualService,
-)
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_module import (
     ServiceMissing,
     changed_result,
     converge,
-    failing_cleanly,
     parse_key,
     parse_real_server_key,
     real_server_spec,
@@ -228,11 +215,19 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
     state_spec,
     virtual_service_spec,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
+    THRESHOLDS_LABEL,
+    RealServer,
+    Service,
+    ServiceKey,
+    Table,
+    VirtualService,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     check_real_server,
     parse_real_server,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import (
     ADD_REAL_SERVER,
     Operation,
     plan,

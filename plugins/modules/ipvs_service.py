@@ -22,7 +22,9 @@ description:
     explicitly (O(scheduler_flags=[]), O(one_packet=false),
     O(persistence_timeout=0), O(persistence_engine=none)).
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
+  - haecs.lvs.managed_host.ipvs
   - haecs.lvs.ipvs_service_key
 options:
   state:
@@ -84,18 +86,10 @@ options:
     choices: [sip, none]
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the kernel table.
     support: full
   diff_mode:
     description: Returns the service before and after in diff mode, as the lines C(ipvsadm -Sn) prints.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
-requirements:
-  - root (CAP_NET_ADMIN)
-  - Linux kernel with IPVS (C(ip_vs)); the module is loaded when missing
 notes:
   - Every option is checked before anything is sent to the kernel; a bad value
     fails with a message that names the option, and the table stays as it was.
@@ -206,21 +200,21 @@ from typing import Any, Dict, List
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import Table, VirtualService
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_module import (
     changed_result,
     converge,
-    failing_cleanly,
     parse_key,
     service_spec,
     service_summary,
     state_spec,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Table, VirtualService
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     check_service,
     parse_service,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import (
     Operation,
     plan,
     plan_removal,

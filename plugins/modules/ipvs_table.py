@@ -22,7 +22,9 @@ description:
   - Many operations travel in one netlink message batch, which makes large
     tables fast (see the benchmark figures in the collection README).
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
+  - haecs.lvs.managed_host.ipvs
 options:
   state:
     description:
@@ -163,21 +165,12 @@ options:
             description: Checksum mode of V(gue) and V(gre) tunnels. Default (on creation, and always with replaced/overridden) V(none).
             type: str
             choices: [none, csum, remcsum]
-requirements:
-  - Linux kernel with IPVS (C(ip_vs)); the module loads it and the scheduler modules.
-  - Root (C(CAP_NET_ADMIN)).
 author: HAECS developers (!UNKNOWN)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - The diff lists only the services that change, as the lines C(ipvsadm -Sn)
     prints, then a labelled comment line per real server with thresholds
@@ -303,23 +296,28 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
-    ServiceKey,
-    Table,
-    diff_text,
-    table_lines,
-)
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_module import (
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_module import (
     converge,
-    failing_cleanly,
     parse_key,
     parse_real_server_key,
     read_table,
     real_server_spec,
     service_spec,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import (
+    check_table,
+    parse_table,
+    table_params,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
+    ServiceKey,
+    Table,
+    diff_text,
+    table_lines,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import ValidationError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import (
     ADD_REAL_SERVER,
     ADD_SERVICE,
     DELETE_REAL_SERVER,
@@ -328,12 +326,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
     plan,
     plan_removal,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_rules import locate, parse_rules
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import (
-    check_table,
-    parse_table,
-    table_params,
-)
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.rules import locate, parse_rules
 
 STATES = ["merged", "replaced", "overridden", "deleted", "gathered"]
 

@@ -20,6 +20,7 @@ description:
   - An existing entry of the address with another prefix length, scope or
     label is replaced (removed, then added).
 extends_documentation_fragment:
+  - haecs.lvs.attributes
   - haecs.lvs.managed_host
 options:
   address:
@@ -89,18 +90,12 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without changing the host.
     support: full
   diff_mode:
     description: Returns the interface, the address entries and the ARP settings before and after.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 requirements:
   - pyroute2 on the managed host (Debian and Ubuntu package C(python3-pyroute2))
-  - root (CAP_NET_ADMIN)
 notes:
   - The address belongs to the network namespace the module runs in.
   - The address is not persistent over a reboot; this module changes the
@@ -179,17 +174,16 @@ operations:
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import ValidationError
 from ansible_collections.haecs.lvs.plugins.module_utils.vip_address import (
     ARP_SETTINGS,
     Address,
     Links,
-    MissingLibrary,
     Plan,
     Vip,
-    VipError,
     parse_vip,
     plan_addresses,
     plan_sysctls,
@@ -295,14 +289,8 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
+    with failing_cleanly(module):
         result = run_module(module)
-    except ValidationError as error:
-        module.fail_json(msg=str(error), option=error.field)
-    except MissingLibrary as error:
-        module.fail_json(msg=missing_required_lib(error.library), exception=str(error.error))
-    except VipError as error:
-        module.fail_json(msg=str(error))
     module.exit_json(**result)
 
 

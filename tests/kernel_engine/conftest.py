@@ -51,7 +51,7 @@ def clean_table() -> Iterator[None]:
 
 @pytest.fixture
 def ipvs(clean_table: None):  # type: ignore[no-untyped-def]
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS
 
     with IPVS() as connection:
         yield connection

@@ -7,15 +7,15 @@ import os
 import pytest
 from conftest import saved_table
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVS, IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS, IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     SCHEDULERS,
     Service,
     ServiceKey,
     VirtualService,
     table_lines,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
 
 
 def test_engine_loads_ip_vs_when_missing() -> None:

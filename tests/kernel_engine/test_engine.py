@@ -8,18 +8,18 @@ from typing import Optional
 import pytest
 from conftest import saved_table
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
     VirtualService,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     parse_real_server,
     parse_service,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import (
     ADD_REAL_SERVER,
     ADD_SERVICE,
     Operation,

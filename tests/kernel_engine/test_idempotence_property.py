@@ -17,9 +17,9 @@ import pytest
 from conftest import ipvsadm, saved_table
 from hypothesis import HealthCheck, given, settings
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import table_lines
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import parse_table
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import parse_table
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import table_lines
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "strategies"))
 from ipvs_options import service_options

@@ -15,13 +15,13 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
     VirtualService,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
 
 VIP = ServiceKey.for_address("tcp", "10.30.0.1", 80)
 SERVERS = {"rs1": ("10.20.0.1", "10.20.0.2"), "rs2": ("10.21.0.1", "10.21.0.2")}

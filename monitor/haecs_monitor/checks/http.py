@@ -21,13 +21,14 @@ from functools import lru_cache
 from typing import Optional
 
 from ..config_model import CheckSpec
+from ..errors import HaecsError
 from .base import CheckResult, down, os_error, timed_out, up, within
 
 MAX_HEAD_BYTES = 32 * 1024
 USER_AGENT = "haecs-monitor"
 
 
-class ProtocolProblem(Exception):
+class ProtocolProblem(HaecsError):
     """The server's answer is not HTTP we can read."""
 
 

@@ -10,6 +10,7 @@ import asyncio
 import socket
 
 from ..config_model import CheckSpec
+from ..errors import HaecsError
 from .base import CheckResult, down, os_error, timed_out, up, within
 
 MAX_LINE_BYTES = 4096
@@ -17,7 +18,7 @@ MAX_REPLY_LINES = 100
 QUIT_WAIT_SECONDS = 0.1  # at most, for the 221 after QUIT
 
 
-class SMTPProblem(Exception):
+class SMTPProblem(HaecsError):
     """The server's reply is not SMTP."""
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_plan
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import ApplyResult, IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import Table, VirtualService
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import plan as ipvs_plan
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import ApplyResult, IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Table, VirtualService
 
 
 class FakeEngine:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from haecs_monitor.actuator import Actuator, find_drift
 from monitor_fakes import FakeEngine
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_plan
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import plan as ipvs_plan
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,

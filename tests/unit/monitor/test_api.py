@@ -13,6 +13,7 @@ from typing import Any, Optional
 import pytest
 from haecs_monitor import client
 from haecs_monitor.api import Api, ApiError, read_token
+from haecs_monitor.errors import Ambiguous, NotFound
 from haecs_monitor.httpd import BadRequest, parse_head
 
 TOKEN = "s3cret-token-0123456789"
@@ -35,7 +36,7 @@ class FakeController:
 
     async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
         if server == "10.0.2.9:80":
-            raise LookupError("no service has real server 10.0.2.9:80")
+            raise NotFound("no service has real server 10.0.2.9:80")
         up = server == "10.0.2.1:80"
         return {
             "ok": up,
@@ -56,9 +57,11 @@ class FakeController:
 
     async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
         if service == "nope":
-            raise LookupError("no service named nope")
+            raise NotFound("no service named nope")
         if service == "ambiguous":
-            raise ValueError("10.0.0.1:80 names several services")
+            raise Ambiguous("10.0.0.1:80 names several services")
+        if service == "bug":
+            raise KeyError("a bug, not an unknown service")
         self.admin.append((service, server, action))
         return {"ok": True, "changed": [{"service": service, "server": server, "admin": action}]}
 
@@ -189,6 +192,11 @@ def test_admin_actions_and_errors(running: Running) -> None:
     assert (
         client.request("POST", "/servers/ambiguous/x/drain", socket_path=running.socket_path).status
         == 409
+    )
+    # A built-in KeyError is a bug, never "not found".
+    assert (
+        client.request("POST", "/servers/bug/x/drain", socket_path=running.socket_path).status
+        == 500
     )
     assert running.get("/servers/tcp:10.0.0.1:80/10.0.2.1:80/drain").status == 405
     assert (

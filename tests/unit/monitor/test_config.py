@@ -17,7 +17,7 @@ from haecs_monitor.config import (
     parse_config,
 )
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CONTRACT = os.path.join(ROOT, "docs", "design", "monitor-config.md")

@@ -14,10 +14,11 @@ import yaml
 from haecs_monitor import daemon
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config import load_config
+from haecs_monitor.errors import NotFound
 from haecs_monitor.events import EventLog
 from monitor_fakes import FakeEngine
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
@@ -138,9 +139,9 @@ def test_health_admin_drift_and_reload(harness: Harness) -> None:
         with open(monitor.config.settings.state_file) as handle:
             saved = json.load(handle)
         assert saved["admin"] == {"tcp:10.0.0.1:80": {"10.0.2.1:80": "drain"}}
-        with pytest.raises(LookupError):
+        with pytest.raises(NotFound):
             await monitor.set_admin("tcp:10.0.0.1:80", "10.0.2.9:80", "drain")
-        with pytest.raises(LookupError):
+        with pytest.raises(NotFound):
             await monitor.set_admin("tcp:10.0.0.7:80", "10.0.2.1:80", "drain")
         await monitor.set_admin("*", "10.0.2.1:80", "enable")
         assert harness.weights() == {"10.0.2.1": 1}
@@ -224,7 +225,7 @@ def test_on_exit_remove_and_status_and_metrics(harness: Harness) -> None:
 
 
 def test_unreadable_kernel_is_fatal_in_one_line(harness: Harness) -> None:
-    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVSError
 
     class Broken(FakeEngine):
         def read(self, with_stats: bool = False, services_only: bool = False) -> Any:

@@ -16,7 +16,7 @@ from haecs_monitor.events import EventLog, iso_time
 from haecs_monitor.looplag import LoopLag
 from haecs_monitor.notify import Notification, Notifier
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
 
 # ---------------------------------------------------------------- events
 
@@ -391,7 +391,7 @@ def test_paths_setup_maps_the_engine_without_the_link_farm(tmp_path: Any) -> Non
     root = os.path.dirname(os.path.dirname(paths.__file__))  # repo/monitor
     code = (
         "import sys; sys.path.insert(0, %r); from haecs_monitor import paths; paths._map_namespace(%r); "
-        "from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_engine; print(ipvs_engine.IPVS.__name__)"
+        "from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import engine; print(engine.IPVS.__name__)"
         % (root, os.path.dirname(root))
     )
     result = subprocess.run(

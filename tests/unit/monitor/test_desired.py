@@ -6,7 +6,7 @@ import pytest
 from haecs_monitor import desired
 from haecs_monitor.desired import DISABLE, DRAIN, INHIBIT, Quorum, ServerInput, ServiceInput
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,

@@ -20,7 +20,7 @@ from haecs_monitor.health import (
     migrate_checks,
 )
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
 
 OK = CheckResult(True, None, "connected")
 FAIL = CheckResult(False, None, "connect: Connection refused")

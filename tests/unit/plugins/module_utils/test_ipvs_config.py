@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_config as cfg
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_netlink as nl
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import codec as nl
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import config as cfg
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import genl
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import ValidationError
 
 
 def inner(encoded: bytes, attr_type: int) -> Dict[int, bytes]:
-    return nl.parse_attrs(nl.parse_attrs(encoded)[attr_type])
+    return genl.parse_attrs(genl.parse_attrs(encoded)[attr_type])
 
 
 class FakeSocket:
@@ -33,7 +34,7 @@ class FakeSocket:
         if codes:
             code = codes.pop(0)
             if code:
-                raise nl.NetlinkError(code)
+                raise genl.NetlinkError(code)
         return self.replies.get(cmd, [])
 
 
@@ -52,7 +53,7 @@ def test_timeouts_golden_bytes_only_set_values() -> None:
 )
 def test_timeouts_round_trip(tcp: int, fin: int, udp: int) -> None:
     timeouts = cfg.Timeouts(tcp, fin, udp)
-    assert cfg.decode_timeouts(nl.parse_attrs(cfg.encode_timeouts(timeouts))) == timeouts
+    assert cfg.decode_timeouts(genl.parse_attrs(cfg.encode_timeouts(timeouts))) == timeouts
 
 
 def test_plan_timeouts_fills_unset_from_current() -> None:
@@ -65,7 +66,7 @@ def test_plan_timeouts_fills_unset_from_current() -> None:
 
 def test_read_and_set_timeouts() -> None:
     sock = FakeSocket(
-        {nl.CMD_GET_CONFIG: [nl.parse_attrs(cfg.encode_timeouts(cfg.Timeouts(900, 120, 300)))]}
+        {nl.CMD_GET_CONFIG: [genl.parse_attrs(cfg.encode_timeouts(cfg.Timeouts(900, 120, 300)))]}
     )
     assert cfg.read_timeouts(sock) == cfg.Timeouts(900, 120, 300)  # type: ignore[arg-type]
     cfg.set_timeouts(sock, cfg.Timeouts())  # type: ignore[arg-type]
@@ -94,7 +95,7 @@ def test_daemon_golden_bytes() -> None:
         + struct.pack("=HHB", 5, 8, 2) + b"\0\0\0"
     )  # fmt: skip
     assert (
-        cfg.encode_daemon(daemon) == struct.pack("=HH", 4 + len(body), 3 | nl.NLA_F_NESTED) + body
+        cfg.encode_daemon(daemon) == struct.pack("=HH", 4 + len(body), 3 | genl.NLA_F_NESTED) + body
     )
 
 
@@ -135,7 +136,7 @@ def test_decode_daemon_old_kernel_defaults() -> None:
 def test_read_daemons_master_first() -> None:
     backup = cfg.SyncDaemon("backup", "eth0", 1, 1472)
     master = cfg.SyncDaemon("master", "eth1", 2, 1472)
-    answers = [nl.parse_attrs(cfg.encode_daemon(d)) for d in (backup, master)]
+    answers = [genl.parse_attrs(cfg.encode_daemon(d)) for d in (backup, master)]
     sock = FakeSocket({nl.CMD_GET_DAEMON: answers})
     assert cfg.read_daemons(sock) == [master, backup]  # type: ignore[arg-type]
     assert sock.sent[0][2] is True  # a dump

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroute2.netlink.generic.ipvs import ipvsmsg
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_netlink as nl
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import codec as nl
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import genl
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
@@ -20,12 +21,12 @@ FAMILY_ID = 0x22
 
 
 def message(cmd: int, payload: bytes) -> bytes:
-    body = nl._GENLHDR.pack(cmd, 1, 0) + payload
-    return nl._NLMSGHDR.pack(16 + len(body), FAMILY_ID, nl.NLM_F_REQUEST, 1, 0) + body
+    body = genl._GENLHDR.pack(cmd, 1, 0) + payload
+    return genl._NLMSGHDR.pack(16 + len(body), FAMILY_ID, genl.NLM_F_REQUEST, 1, 0) + body
 
 
 def inner(encoded: bytes, attr_type: int) -> dict:
-    return nl.parse_attrs(nl.parse_attrs(encoded)[attr_type])
+    return genl.parse_attrs(genl.parse_attrs(encoded)[attr_type])
 
 
 ipv4 = st.ip_addresses(v=4).filter(lambda a: not (a.is_multicast or a.is_unspecified)).map(str)
@@ -166,8 +167,8 @@ def test_we_read_what_pyroute2_writes() -> None:
         ]
     ]
     request.encode()
-    top = nl.parse_attrs(bytes(request.data), 20)
-    service = nl.decode_service(nl.parse_attrs(top[nl.ATTR_SERVICE]))
+    top = genl.parse_attrs(bytes(request.data), 20)
+    service = nl.decode_service(genl.parse_attrs(top[nl.ATTR_SERVICE]))
     # The kernel's HASHED flag (0x2) is not part of the model: never a change.
     assert service == Service(
         ServiceKey.for_address("udp", "192.0.2.9", 53), scheduler="rr", one_packet=True
@@ -175,11 +176,12 @@ def test_we_read_what_pyroute2_writes() -> None:
 
 
 def test_stats_decoding_prefers_64_bit_counters() -> None:
-    stats64 = b"".join(nl.nla(i + 1, nl._U64.pack(1000 + i)) for i in range(10))
+    stats64 = b"".join(genl.nla(i + 1, genl._U64.pack(1000 + i)) for i in range(10))
     stats = nl.decode_stats(stats64, None)
     assert stats == Stats(*(1000 + i for i in range(10)))
     stats32 = b"".join(
-        nl.nla(i + 1, nl._U64.pack(i) if i + 1 in (4, 5) else nl._U32.pack(i)) for i in range(10)
+        genl.nla(i + 1, genl._U64.pack(i) if i + 1 in (4, 5) else genl._U32.pack(i))
+        for i in range(10)
     )
     assert nl.decode_stats(None, stats32) == Stats(*range(10))
     assert nl.decode_stats(None, None) is None
@@ -188,13 +190,13 @@ def test_stats_decoding_prefers_64_bit_counters() -> None:
 def test_unknown_forwarding_and_local_destination() -> None:
     server = RealServer("10.0.0.5", 80, "route")
     attrs = inner(nl.encode_real_server(server), nl.ATTR_DEST)
-    attrs[nl.DEST_FWD_METHOD] = nl._U32.pack(1)
+    attrs[nl.DEST_FWD_METHOD] = genl._U32.pack(1)
     assert nl.decode_real_server(attrs, "ipv4").forwarding == "local"
     assert nl.decode_real_server(attrs, "ipv4").same_as(server)
 
 
 def test_ext_ack_message_is_extracted() -> None:
-    original = nl._NLMSGHDR.pack(40, FAMILY_ID, 1, 5, 0)
-    payload = nl._I32.pack(-22) + original + nl.nla(nl.NLMSGERR_ATTR_MSG, b"bad thing\0")
-    assert nl._ext_ack_message(payload, nl.NLM_F_ACK_TLVS | 0x100) == "bad thing"
-    assert nl._ext_ack_message(payload, 0) == ""
+    original = genl._NLMSGHDR.pack(40, FAMILY_ID, 1, 5, 0)
+    payload = genl._I32.pack(-22) + original + genl.nla(genl.NLMSGERR_ATTR_MSG, b"bad thing\0")
+    assert genl._ext_ack_message(payload, genl.NLM_F_ACK_TLVS | 0x100) == "bad thing"
+    assert genl._ext_ack_message(payload, 0) == ""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import ServiceKey
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     ValidationError,
     check_unknown,
     parse_real_server,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
     VirtualService,
     table_lines,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import (
     ADD_REAL_SERVER,
     ADD_SERVICE,
     DELETE_REAL_SERVER,

@@ -6,10 +6,10 @@ from typing import Dict, List
 
 import pytest
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import table_lines
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_rules import locate, parse_rules
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import parse_table
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import parse_table
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import table_lines
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import ValidationError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.rules import locate, parse_rules
 
 SAVED = """\
 -A -t 192.0.2.10:80 -s wrr

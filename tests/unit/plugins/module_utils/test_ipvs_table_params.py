@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import (
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import (
     parse_table,
     table_params,
 )
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import ValidationError
 
 SERVICES = [
     {

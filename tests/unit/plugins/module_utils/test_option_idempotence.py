@@ -15,14 +15,15 @@ from typing import Any, Dict
 
 from hypothesis import given, settings
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_netlink as nl
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import parse_table
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import codec as nl
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import genl
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     Service,
     ServiceKey,
     VirtualService,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import plan
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_table_params import parse_table
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "strategies"))
 from ipvs_options import service_options
@@ -30,12 +31,12 @@ from ipvs_options import service_options
 
 def read_back(entry: VirtualService) -> VirtualService:
     """The entry as the engine would read it after sending it."""
-    attrs = nl.parse_attrs(nl.parse_attrs(nl.encode_service(entry.service))[nl.ATTR_SERVICE])
+    attrs = genl.parse_attrs(genl.parse_attrs(nl.encode_service(entry.service))[nl.ATTR_SERVICE])
     service = nl.decode_service(attrs)
     servers = {}
     for server in entry.real_servers.values():
-        raw = nl.parse_attrs(nl.encode_real_server(server))[nl.ATTR_DEST]
-        decoded = nl.decode_real_server(nl.parse_attrs(raw), service.key.family)
+        raw = genl.parse_attrs(nl.encode_real_server(server))[nl.ATTR_DEST]
+        decoded = nl.decode_real_server(genl.parse_attrs(raw), service.key.family)
         servers[decoded.key] = decoded
     return VirtualService(service, servers)
 

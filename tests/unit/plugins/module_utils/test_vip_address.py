@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import pytest
 
 from ansible_collections.haecs.lvs.plugins.module_utils import vip_address as va
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import ValidationError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import ValidationError
 
 
 def test_defaults_for_a_dr_real_server() -> None:

@@ -13,10 +13,13 @@ from typing import Any, Collection, Dict, List, Optional
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.haecs.lvs.plugins.module_utils import ipvs_module
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_engine import IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_kmod import KernelModuleError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
+from ansible_collections.haecs.lvs.plugins.module_utils import _ipvs_module as ipvs_module
+from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.config import ConfigError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVSError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.genl import NetlinkError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.kmod import KernelModuleError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
@@ -24,13 +27,14 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_model import (
     Table,
     VirtualService,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_netlink import NetlinkError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_params import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     REAL_SERVER_FIELDS,
     SERVICE_FIELDS,
     ValidationError,
 )
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs_plan import Operation, simulate
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import Operation, simulate
+from ansible_collections.haecs.lvs.plugins.module_utils.nft_marks import NftError, PlanError
+from ansible_collections.haecs.lvs.plugins.module_utils.vip_address import MissingLibrary, VipError
 from ansible_collections.haecs.lvs.plugins.modules import (
     ipvs_info,
     ipvs_real_server,
@@ -304,27 +308,44 @@ def test_summaries_of_missing_entries_are_empty() -> None:
             "virtual service tcp 192.0.2.10:80 does not exist; create it with haecs.lvs.ipvs_service",
         ),
         (NetlinkError(1), "IPVS netlink request failed: Operation not permitted"),
+        (ConfigError("the kernel refused the daemon"), "the kernel refused the daemon"),
+        (VipError("sysctl: permission denied"), "sysctl: permission denied"),
+        (NftError("nft: not found"), "nft: not found"),
+        (PlanError("a rule differs"), "a rule differs"),
+        (
+            MissingLibrary("pyroute2", ImportError("no module")),
+            "Failed to import the required Python library (pyroute2)",
+        ),
     ],
 )
 def test_failing_cleanly_turns_our_errors_into_fail_json(error: Exception, msg: str) -> None:
     module = FakeModule({}, {})
-    with pytest.raises(Exit) as exited, ipvs_module.failing_cleanly(module):
+    with pytest.raises(Exit) as exited, failing_cleanly(module):
         raise error
-    assert exited.value.result["msg"] == msg
+    assert exited.value.result["msg"].startswith(msg)
     assert exited.value.result["failed"] is True
+
+
+def test_failing_cleanly_adds_the_option_and_the_context() -> None:
+    module = FakeModule({}, {})
+    with pytest.raises(Exit) as exited, failing_cleanly(module, table="inet haecs"):
+        raise ValidationError("rules[0].ports", "must not be empty")
+    assert exited.value.result["option"] == "rules[0].ports"
+    assert exited.value.result["table"] == "inet haecs"
+    assert exited.value.result["msg"] == "rules[0].ports: must not be empty"
 
 
 def test_failing_cleanly_names_the_refused_operation() -> None:
     op = Operation("add_service", Service(WEB, scheduler="rr"))
     module = FakeModule({}, {})
-    with pytest.raises(Exit) as exited, ipvs_module.failing_cleanly(module):
+    with pytest.raises(Exit) as exited, failing_cleanly(module):
         raise IPVSError("kernel refused", op, rolled_back=True)
     assert exited.value.result["refused"] == "-A -t 192.0.2.10:80 -s rr"
     assert exited.value.result["rolled_back"] is True
 
 
 def test_failing_cleanly_lets_bugs_through() -> None:
-    with pytest.raises(ZeroDivisionError), ipvs_module.failing_cleanly(FakeModule({}, {})):
+    with pytest.raises(ZeroDivisionError), failing_cleanly(FakeModule({}, {})):
         raise ZeroDivisionError
 
 

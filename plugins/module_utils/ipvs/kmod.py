@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from typing import Iterable, List
 
+from .errors import HaecsError
+
 MODULE_DIR = "/sys/module"
 
 
-class KernelModuleError(RuntimeError):
+class KernelModuleError(HaecsError, RuntimeError):
     """A kernel module could not be loaded."""
 
 

@@ -19,13 +19,12 @@ message and no traceback.  No Ansible import: the module object is duck-typed.
 from __future__ import annotations
 
 import ipaddress
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
-from .ipvs_engine import IPVS, IPVSError
-from .ipvs_kmod import KernelModuleError
-from .ipvs_model import (
+from .ipvs.engine import IPVS
+from .ipvs.errors import HaecsError
+from .ipvs.model import (
     FAMILIES,
     FORWARDING_METHODS,
     PROTOCOLS,
@@ -37,14 +36,13 @@ from .ipvs_model import (
     Table,
     diff_text,
 )
-from .ipvs_netlink import NetlinkError
-from .ipvs_params import (
+from .ipvs.params import (
     PERSISTENCE_ENGINE_CHOICES,
     SERVICE_KEY_FIELDS,
     ValidationError,
     parse_service_key,
 )
-from .ipvs_plan import Operation, simulate
+from .ipvs.plan import Operation, simulate
 
 Spec = Dict[str, Dict[str, Any]]
 
@@ -250,7 +248,7 @@ def real_server_summary(
 # ------------------------------------------------------------------- errors
 
 
-class ServiceMissing(LookupError):
+class ServiceMissing(HaecsError, LookupError):
     """A module needs a virtual service that is not in the table."""
 
     def __init__(self, key: ServiceKey) -> None:
@@ -258,26 +256,3 @@ class ServiceMissing(LookupError):
         super().__init__(
             "virtual service %s does not exist; create it with haecs.lvs.ipvs_service" % key
         )
-
-
-@contextmanager
-def failing_cleanly(module: Any) -> Iterator[None]:
-    """Our exceptions become module.fail_json(msg=...) without a traceback.
-
-    Bad input (ValidationError) names the option; IPVSError says what the
-    kernel refused and that earlier changes were undone.  Anything else is a
-    bug and propagates as Ansible shows it.
-    """
-    try:
-        yield
-    except ValidationError as error:
-        module.fail_json(msg=str(error), option=error.field)
-    except IPVSError as error:
-        extra: Dict[str, Any] = {"rolled_back": error.rolled_back}
-        if error.operation is not None:
-            extra["refused"] = error.operation.ipvsadm_line()
-        module.fail_json(msg=str(error), **extra)
-    except (KernelModuleError, ServiceMissing) as error:
-        module.fail_json(msg=str(error))
-    except NetlinkError as error:
-        module.fail_json(msg="IPVS netlink request failed: %s" % error.strerror)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .ipvs_params import ValidationError
+from .params import ValidationError
 
 _SERVICE_OPTIONS = {"-t": "tcp", "--tcp-service": "tcp", "-u": "udp", "--udp-service": "udp",
                     "--sctp-service": "sctp"}  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .ipvs_model import (
+from .ipvs.model import (
     IPV4,
     RealServer,
     ServiceKey,
@@ -21,7 +21,7 @@ from .ipvs_model import (
     prefix_to_netmask,
     service_order,
 )
-from .ipvs_params import (
+from .ipvs.params import (
     REAL_SERVER_FIELDS,
     SERVICE_FIELDS,
     ValidationError,

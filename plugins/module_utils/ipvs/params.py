@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Mapping, Optional, Tuple
 
-from .ipvs_model import (
+from .errors import HaecsError
+from .model import (
     DEFAULT_SCHEDULER,
     FAMILIES,
     FORWARDING_LOCAL,
@@ -70,11 +71,12 @@ NO_PERSISTENCE_ENGINE = "none"
 PERSISTENCE_ENGINE_CHOICES = (*PERSISTENCE_ENGINES, NO_PERSISTENCE_ENGINE)
 
 
-class ValidationError(ValueError):
+class ValidationError(HaecsError, ValueError):
     """Bad input: names the field (a path) and the rule it broke."""
 
     def __init__(self, field: str, rule: str) -> None:
         self.field = field
+        self.option = field
         self.rule = rule
         super().__init__("%s: %s" % (field, rule))
 

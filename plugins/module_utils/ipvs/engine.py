@@ -3,7 +3,7 @@
 """The one IPVS engine: read the kernel table, apply a plan, undo on failure.
 
 Every module and the monitor go through `IPVS`.  It speaks netlink through
-`ipvs_netlink`, plans with `ipvs_plan` and never imports Ansible, so the
+`genl` and `codec`, plans with `plan` and never imports Ansible, so the
 monitor runs the very same file.
 """
 
@@ -13,9 +13,8 @@ import errno
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import ipvs_kmod
-from .ipvs_model import ServiceKey, Table, VirtualService
-from .ipvs_netlink import (
+from . import kmod
+from .codec import (
     ATTR_SERVICE,
     CMD_DEL_DEST,
     CMD_DEL_SERVICE,
@@ -28,17 +27,22 @@ from .ipvs_netlink import (
     CMD_SET_SERVICE,
     INFO_CONN_TAB_SIZE,
     INFO_VERSION,
-    GenlSocket,
-    NetlinkError,
+    IPVS_GENL_NAME,
     decode_real_server_message,
     decode_service,
     encode_real_server,
     encode_service,
     encode_service_key,
+)
+from .errors import HaecsError
+from .genl import (
+    GenlSocket,
+    NetlinkError,
     nla_nested,
     parse_attrs,
 )
-from .ipvs_plan import (
+from .model import ServiceKey, Table, VirtualService
+from .plan import (
     ADD_REAL_SERVER,
     ADD_SERVICE,
     DELETE_REAL_SERVER,
@@ -69,13 +73,14 @@ _ERRNO_HINTS = {
 }
 
 
-class IPVSError(RuntimeError):
+class IPVSError(HaecsError, RuntimeError):
     """IPVS is unavailable, or the kernel refused a change (after undo)."""
 
     def __init__(
         self, message: str, operation: Optional[Operation] = None, rolled_back: bool = False
     ) -> None:
         self.operation = operation
+        self.refused = operation.ipvsadm_line() if operation is not None else None
         self.rolled_back = rolled_back
         super().__init__(message)
 
@@ -95,13 +100,13 @@ class IPVS:
     scheduler must be loaded; tests pass a fake, real use leaves the default.
     """
 
-    def __init__(self, load_module: Callable[[str], None] = ipvs_kmod.load) -> None:
+    def __init__(self, load_module: Callable[[str], None] = kmod.load) -> None:
         self._load_module = load_module
         self._sock = self._open()
 
     def _open(self) -> GenlSocket:
         try:
-            return GenlSocket()
+            return GenlSocket(IPVS_GENL_NAME)
         except NetlinkError as error:
             if error.code != errno.ENOENT:
                 raise IPVSError("cannot open IPVS netlink: %s" % error) from None
@@ -110,10 +115,10 @@ class IPVS:
         # The IPVS family appears once the ip_vs module is loaded.
         try:
             self._load_module("ip_vs")
-        except ipvs_kmod.KernelModuleError as error:
+        except kmod.KernelModuleError as error:
             raise IPVSError("IPVS is not available in this kernel: %s" % error) from None
         try:
-            return GenlSocket()
+            return GenlSocket(IPVS_GENL_NAME)
         except NetlinkError as error:
             raise IPVSError(
                 "IPVS is not available in this kernel after loading ip_vs: %s" % error
@@ -200,10 +205,10 @@ class IPVS:
                 schedulers.add(op.service.scheduler)
                 if op.service.persistence_engine:
                     engines.add(op.service.persistence_engine)
-        for module in ipvs_kmod.modules_for(schedulers, engines):
+        for module in kmod.modules_for(schedulers, engines):
             try:
                 self._load_module(module)
-            except ipvs_kmod.KernelModuleError as error:
+            except kmod.KernelModuleError as error:
                 raise IPVSError(str(error)) from None
 
     def apply(self, operations: Sequence[Operation], chunk_bytes: int = 32768) -> ApplyResult:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .ipvs_model import (
+from .model import (
     RealServer,
     Service,
     ServiceKey,

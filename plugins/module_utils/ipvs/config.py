@@ -3,7 +3,7 @@
 """IPVS settings outside the table: connection timeouts and sync daemons.
 
 pyroute2 has neither, so this speaks IPVS_CMD_GET/SET_CONFIG and
-IPVS_CMD_NEW/DEL/GET_DAEMON through `ipvs_netlink.GenlSocket`.  Encodings
+IPVS_CMD_NEW/DEL/GET_DAEMON through `genl.GenlSocket`.  Encodings
 follow net/netfilter/ipvs/ip_vs_ctl.c and ipvsadm's libipvs:
 
 - timeouts are u32 seconds; a missing (or zero) attribute leaves that
@@ -29,7 +29,7 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .ipvs_netlink import (
+from .codec import (
     ATTR_DAEMON,
     ATTR_TIMEOUT_TCP,
     ATTR_TIMEOUT_TCP_FIN,
@@ -39,13 +39,16 @@ from .ipvs_netlink import (
     CMD_GET_DAEMON,
     CMD_NEW_DAEMON,
     CMD_SET_CONFIG,
+)
+from .errors import HaecsError
+from .genl import (
     GenlSocket,
     NetlinkError,
     nla,
     nla_nested,
     parse_attrs,
 )
-from .ipvs_params import ValidationError, check_unknown
+from .params import ValidationError, check_unknown
 
 DAEMON_STATE = 1
 DAEMON_MCAST_IFN = 2
@@ -101,7 +104,7 @@ _DAEMON_HINTS.update(
 )
 
 
-class ConfigError(RuntimeError):
+class ConfigError(HaecsError, RuntimeError):
     """The kernel refused a timeout or sync daemon change."""
 
 
