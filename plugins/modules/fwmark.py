@@ -241,9 +241,13 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
-from ansible_collections.haecs.lvs.plugins.module_utils.nft_marks import (
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.apply import (
     Nft,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.params import (
     parse_desired,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.plan import (
     plan,
 )
 

@@ -1,5 +1,5 @@
-"""The IPVS engine is a package of its own with no Ansible import: the
-monitor ships it to directors that have no Ansible."""
+"""The IPVS engine and the firewall-mark layers are packages with no Ansible
+import: the monitor ships the engine to directors that have no Ansible."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class NoAnsible(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NoAnsible())
 sys.path.insert(0, sys.argv[1])
-package = importlib.import_module("ansible_collections.haecs.lvs.plugins.module_utils.ipvs")
+package = importlib.import_module("ansible_collections.haecs.lvs.plugins.module_utils." + sys.argv[2])
 names = [info.name for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
 for name in names:
     importlib.import_module(name)
@@ -29,16 +29,21 @@ print(" ".join(sorted(name.rsplit(".", 1)[1] for name in names)))
 """
 
 
-def test_the_engine_imports_with_ansible_absent(tmp_path: Path) -> None:
+def _probe(tmp_path: Path, package: str) -> subprocess.CompletedProcess[str]:
     root = tmp_path / "ansible_collections" / "haecs"
-    root.mkdir(parents=True)
-    os.symlink(REPO, root / "lvs")
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", PROBE, str(tmp_path)],
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "lvs").exists():
+        os.symlink(REPO, root / "lvs")
+    return subprocess.run(
+        [sys.executable, "-I", "-c", PROBE, str(tmp_path), package],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_the_engine_imports_with_ansible_absent(tmp_path: Path) -> None:
+    done = _probe(tmp_path, "ipvs")
     assert done.returncode == 0, done.stderr
     modules = set(done.stdout.split())
     assert {
@@ -52,6 +57,12 @@ def test_the_engine_imports_with_ansible_absent(tmp_path: Path) -> None:
         "config",
         "rules",
     } <= modules
+
+
+def test_the_firewall_mark_layers_import_with_ansible_absent(tmp_path: Path) -> None:
+    done = _probe(tmp_path, "nft")
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) == {"model", "params", "read", "plan", "apply"}
 
 
 def test_the_blocker_would_catch_an_ansible_import(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""nft_marks: validation, parsing of `nft -j` output, the pure planner, the nft runner."""
+"""Firewall marks (module_utils/nft): validation, parsing of `nft -j` output, the pure planner, the nft runner."""
 
 from __future__ import annotations
 
@@ -10,21 +10,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.haecs.lvs.plugins.module_utils.nft_marks import (
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
+    ValidationError,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.apply import (
+    Nft,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.model import (
     Desired,
     MarkRule,
-    Nft,
     NftError,
     PlanError,
     TableName,
     TableState,
-    ValidationError,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.params import (
     merge_ranges,
     parse_desired,
-    parse_rule_expr,
     parse_table,
-    parse_table_json,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.plan import (
     plan,
+)
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.read import (
+    parse_rule_expr,
+    parse_table_json,
     rule_texts,
 )
 
@@ -990,7 +1000,7 @@ def test_apply_unsupported_rule_on_existing_table():
 
 
 def test_subprocess_runner_runs_a_program():
-    from ansible_collections.haecs.lvs.plugins.module_utils.nft_marks import subprocess_runner
+    from ansible_collections.haecs.lvs.plugins.module_utils.nft.apply import subprocess_runner
 
     assert subprocess_runner(["cat"], "hello") == (0, "hello", "")
 

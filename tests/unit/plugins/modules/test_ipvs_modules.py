@@ -33,7 +33,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     ValidationError,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import Operation, simulate
-from ansible_collections.haecs.lvs.plugins.module_utils.nft_marks import NftError, PlanError
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.model import NftError, PlanError
 from ansible_collections.haecs.lvs.plugins.module_utils.vip_address import MissingLibrary, VipError
 from ansible_collections.haecs.lvs.plugins.modules import (
     ipvs_info,
