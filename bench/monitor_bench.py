@@ -543,7 +543,7 @@ class Haecs(Daemon):
         return time.monotonic() - started
 
     def metrics(self) -> dict[str, float]:
-        from haecs_monitor import client
+        from haecs_monitor.control import client
 
         reply = client.request("GET", "/metrics", socket_path=HAECS_SOCKET, timeout=120)
         if reply.status != 200:

@@ -34,7 +34,7 @@ for extra in (os.path.join(ROOT, "build", "collections"), os.path.join(ROOT, "mo
         sys.path.insert(0, extra)
 
 from haecs_monitor.checks import tcp  # noqa: E402
-from haecs_monitor.config_model import CheckSpec  # noqa: E402
+from haecs_monitor.config.model import CheckSpec  # noqa: E402
 
 
 def listeners(count: int) -> list[socket.socket]:

@@ -20,7 +20,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "monitor" / "haecs_monitor" / "openapi.json"
+DOCUMENT_PATH = (
+    Path(__file__).resolve().parents[2] / "monitor" / "haecs_monitor" / "control" / "openapi.json"
+)
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text())
 _REGISTRY = Registry().with_resource("doc", DRAFT202012.create_resource(DOCUMENT))
 

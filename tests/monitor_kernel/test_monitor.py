@@ -530,7 +530,7 @@ def test_control_socket_is_root_only_and_removed(
 def test_tcp_listener_needs_the_token(
     lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
 ) -> None:
-    from haecs_monitor import client
+    from haecs_monitor.control import client
 
     token, port, listen = _tcp_listener(tmp_path)
     token_file = tmp_path / "token"
@@ -564,7 +564,7 @@ def test_a_flood_of_idle_api_connections_removes_no_healthy_server(
     descriptors (systemd's default soft limit; here the hard one too, so the
     monitor cannot raise it): no healthy server leaves the table, and the API
     answers again once the flood ends."""
-    from haecs_monitor import client
+    from haecs_monitor.control import client
 
     token, port, listen = _tcp_listener(tmp_path)
     for n in (1, 2, 3):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..config_model import CheckSpec
-from . import dns, http, script, smtp, tcp
-from .base import CheckFunction, CheckResult
+from haecs_monitor.checks import dns, http, script, smtp, tcp
+from haecs_monitor.checks.base import CheckFunction, CheckResult
+from haecs_monitor.config.model import CheckSpec
 
 CHECKS: Mapping[str, CheckFunction] = {
     "tcp": tcp.check,

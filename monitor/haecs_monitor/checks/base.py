@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from ..config_model import CheckSpec
+from haecs_monitor.config.model import CheckSpec
 
 
 @dataclass(frozen=True)

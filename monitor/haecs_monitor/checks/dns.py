@@ -18,9 +18,9 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from ..config_checks import normalize_answer
-from ..config_model import CheckSpec
-from .base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.config.checks import normalize_answer
+from haecs_monitor.config.model import CheckSpec
 
 
 async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:

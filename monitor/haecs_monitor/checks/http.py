@@ -20,9 +20,9 @@ import ssl
 from functools import lru_cache
 from typing import Optional
 
-from ..config_model import CheckSpec
-from ..errors import HaecsError
-from .base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.errors import HaecsError
 
 MAX_HEAD_BYTES = 32 * 1024
 USER_AGENT = "haecs-monitor"

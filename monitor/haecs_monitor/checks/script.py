@@ -21,8 +21,8 @@ import signal
 import subprocess
 from typing import Any, Optional
 
-from ..config_model import CheckSpec
-from .base import CheckResult, down, os_reason, timed_out, unknown, up, within
+from haecs_monitor.checks.base import CheckResult, down, os_reason, timed_out, unknown, up, within
+from haecs_monitor.config.model import CheckSpec
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_BYTES = 2048

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from ..config_model import CheckSpec
-from ..errors import HaecsError
-from .base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.errors import HaecsError
 
 MAX_LINE_BYTES = 4096
 MAX_REPLY_LINES = 100

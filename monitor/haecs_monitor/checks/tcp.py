@@ -17,8 +17,8 @@ import asyncio
 import socket
 import struct
 
-from ..config_model import CheckSpec
-from .base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, TypeVar
 
 from haecs_monitor.checks import CHECKS, CheckResult
-from haecs_monitor.config_model import CheckSpec, ParamValue
+from haecs_monitor.config.model import CheckSpec, ParamValue
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from haecs_monitor.actuator import Actuator, find_drift
+from haecs_monitor.kernel.actuator import Actuator, find_drift
 from monitor_fakes import FakeEngine
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import plan as ipvs_plan

@@ -11,10 +11,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
 import pytest
-from haecs_monitor import client
-from haecs_monitor.api import Api, ApiError, read_token
+from haecs_monitor.control import client
+from haecs_monitor.control.api import Api, ApiError, read_token
+from haecs_monitor.control.httpd import BadRequest, parse_head
 from haecs_monitor.errors import Ambiguous, NotFound
-from haecs_monitor.httpd import BadRequest, parse_head
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -306,7 +306,7 @@ def test_client_reports_a_missing_socket(tmp_path: Any) -> None:
 
 
 def test_haecsctl_against_the_api(running: Running, capsys: Any) -> None:
-    from haecs_monitor import cli
+    from haecs_monitor.control import cli
 
     socket_args = ["--socket", running.socket_path]
     assert cli.ctl_main([*socket_args, "status"]) == 0
@@ -334,7 +334,7 @@ def test_haecsctl_against_the_api(running: Running, capsys: Any) -> None:
 def test_haecsctl_over_tcp_with_a_token(
     running: Running, token_file: str, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from haecs_monitor import cli
+    from haecs_monitor.control import cli
 
     url = ["--url", "http://127.0.0.1:%d" % running.port]
     assert cli.ctl_main([*url, "--token-file", token_file, "status"]) == 0
@@ -367,7 +367,7 @@ def test_haecsctl_over_tcp_with_a_token(
 def test_haecsctl_check_now_and_watch(running: Running, capsys: Any) -> None:
     import threading
 
-    from haecs_monitor import cli
+    from haecs_monitor.control import cli
 
     socket_args = ["--socket", running.socket_path]
     assert cli.ctl_main([*socket_args, "check-now", "10.0.2.1:80"]) == 0
@@ -392,7 +392,7 @@ def test_haecsctl_check_now_and_watch(running: Running, capsys: Any) -> None:
 
 def test_haecsctl_verifies_tls(tmp_path: Any, token_file: str, capsys: Any) -> None:
     from checkhelp import self_signed_cert
-    from haecs_monitor import cli
+    from haecs_monitor.control import cli
 
     cert, key = self_signed_cert(tmp_path)
     server = Running(str(tmp_path), token_file, tls=(cert, key))
@@ -407,7 +407,7 @@ def test_haecsctl_verifies_tls(tmp_path: Any, token_file: str, capsys: Any) -> N
 
 
 def test_haecsctl_query(running: Running, capsys: Any) -> None:
-    from haecs_monitor import cli
+    from haecs_monitor.control import cli
 
     socket_args = ["--socket", running.socket_path]
     assert cli.ctl_main([*socket_args, "--query", "events[-1].event", "events"]) == 0

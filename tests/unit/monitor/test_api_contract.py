@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from haecs_monitor import daemon
+from haecs_monitor.control import api
+from haecs_monitor.runtime import daemon
 from hypothesis import HealthCheck, given, settings
 from monitor_fakes import FakeEngine
 from test_daemon import Harness, config_dict, until
@@ -34,7 +35,7 @@ def test_the_document_is_openapi_and_every_ref_resolves() -> None:
         node: Any = document
         for key in ref.removeprefix("#/").split("/"):
             node = node[key]
-    routes = Path(daemon.__file__).with_name("api.py").read_text().split("Routes::")[1]
+    routes = Path(api.__file__).read_text().split("Routes::")[1]
     for path in ("/status", "/events", "/metrics", "/reload", "/openapi.json"):
         assert path in routes and path in document["paths"], path
 

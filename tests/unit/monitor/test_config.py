@@ -1,4 +1,4 @@
-"""haecs_monitor.config: the contract of docs/design/monitor-config.md."""
+"""haecs_monitor.config.load: the contract of docs/design/monitor-config.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from haecs_monitor.checks import CHECKS
-from haecs_monitor.config import (
+from haecs_monitor.config.load import (
     CHECK_TYPES,
     CheckTiming,
     ConfigError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from haecs_monitor.config import ConfigError, MonitorConfig, load_config, parse_config
+from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config, parse_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

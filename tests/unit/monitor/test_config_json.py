@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from haecs_monitor.config_yaml import YAMLProblem, load_yaml
+from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
 
 DOCUMENT = {
     "global": {"name": "x"},

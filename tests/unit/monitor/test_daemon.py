@@ -11,11 +11,11 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-from haecs_monitor import daemon
 from haecs_monitor.checks.base import CheckResult
-from haecs_monitor.config import load_config
+from haecs_monitor.config.load import load_config
 from haecs_monitor.errors import NotFound
-from haecs_monitor.events import EventLog
+from haecs_monitor.runtime import daemon
+from haecs_monitor.runtime.events import EventLog
 from monitor_fakes import FakeEngine
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (

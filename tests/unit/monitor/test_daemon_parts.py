@@ -11,10 +11,12 @@ import sys
 from typing import Any
 
 import pytest
-from haecs_monitor import cli, ids, metrics, statefile
-from haecs_monitor.events import EventLog, iso_time
-from haecs_monitor.looplag import LoopLag
-from haecs_monitor.notify import Notification, Notifier
+from haecs_monitor.control import cli, metrics
+from haecs_monitor.core import ids
+from haecs_monitor.runtime import statefile
+from haecs_monitor.runtime.events import EventLog, iso_time
+from haecs_monitor.runtime.looplag import LoopLag
+from haecs_monitor.runtime.notify import Notification, Notifier
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
 
@@ -324,7 +326,7 @@ def test_status_is_an_aligned_table() -> None:
 
 
 def test_check_summary_line() -> None:
-    from haecs_monitor.config import parse_config
+    from haecs_monitor.config.load import parse_config
 
     config = parse_config(
         {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from haecs_monitor import desired
-from haecs_monitor.desired import DISABLE, DRAIN, INHIBIT, Quorum, ServerInput, ServiceInput
+from haecs_monitor.core import desired
+from haecs_monitor.core.desired import DISABLE, DRAIN, INHIBIT, Quorum, ServerInput, ServiceInput
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,

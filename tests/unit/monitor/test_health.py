@@ -1,4 +1,4 @@
-"""haecs_monitor.health with a fake clock and fixed random numbers."""
+"""haecs_monitor.core.health with a fake clock and fixed random numbers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from haecs_monitor.checks import CheckResult
-from haecs_monitor.config import MonitorConfig, parse_config
-from haecs_monitor.health import (
+from haecs_monitor.config.load import MonitorConfig, parse_config
+from haecs_monitor.core.health import (
     DOWN,
     UP,
     CheckHealth,

@@ -8,10 +8,10 @@ import socket
 from typing import Any
 
 import pytest
-from haecs_monitor import dashboard
-from haecs_monitor.api import ApiError, tls_context
-from haecs_monitor.config import ConfigError, parse_config
-from haecs_monitor.httpd import BadRequest, Request, Response, Server, parse_head
+from haecs_monitor.config.load import ConfigError, parse_config
+from haecs_monitor.control import dashboard
+from haecs_monitor.control.api import ApiError, tls_context
+from haecs_monitor.control.httpd import BadRequest, Request, Response, Server, parse_head
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 from checkhelp import free_port, spec
-from haecs_monitor import fdlimit
 from haecs_monitor.checks import CheckResult
 from haecs_monitor.checks.base import os_error
-from haecs_monitor.daemon import Monitor
-from haecs_monitor.health import HealthBoard
-from haecs_monitor.httpd import Response, Server
+from haecs_monitor.control.httpd import Response, Server
+from haecs_monitor.core.health import HealthBoard
+from haecs_monitor.runtime import fdlimit
+from haecs_monitor.runtime.daemon import Monitor
 from test_health import FAIL, OK, RS1, config, feed
 
 UNKNOWN = CheckResult(False, None, "socket: Too many open files", unknown=True)
@@ -148,7 +148,7 @@ def test_fd_limit_is_raised_to_what_the_checks_need() -> None:
     script = (
         "import resource, sys\n"
         "sys.path[:0] = %r\n"
-        "from haecs_monitor import fdlimit\n"
+        "from haecs_monitor.runtime import fdlimit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
         "want = fdlimit.needed(1000, 128)\n"

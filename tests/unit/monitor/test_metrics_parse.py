@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from haecs_monitor import daemon
+from haecs_monitor.runtime import daemon
 from monitor_fakes import FakeEngine
 from prometheus_client.parser import text_string_to_metric_families
 from test_daemon import Harness, config_dict, until

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from haecs_monitor import sdnotify
-from haecs_monitor.events import EventLog
-from haecs_monitor.looplag import LoopLag
+from haecs_monitor.runtime import sdnotify
+from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.looplag import LoopLag
 
 
 @pytest.fixture

@@ -15,15 +15,14 @@ from typing import Callable, Optional, TypeVar
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import params as ipvs_params
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import RealServer, ServiceKey
-
-from .config_checks import (
+from haecs_monitor.config.checks import (
     CHECK_TYPES,
     CheckTemplate,
     parse_check,
     parse_check_defaults,
     resolve_check,
 )
-from .config_model import (
+from haecs_monitor.config.model import (
     CheckKey,
     CheckSpec,
     CheckTiming,
@@ -36,8 +35,8 @@ from .config_model import (
     RealServerConfig,
     ServiceConfig,
 )
-from .config_reader import Problems, Reader, as_list, as_mapping, item, shown
-from .config_yaml import YAMLProblem, load_yaml
+from haecs_monitor.config.reader import Problems, Reader, as_list, as_mapping, item, shown
+from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
 
 __all__ = [
     "CHECK_TYPES",

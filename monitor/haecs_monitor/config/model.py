@@ -17,8 +17,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     ServiceKey,
     format_endpoint,
 )
-
-from .errors import HaecsError
+from haecs_monitor.errors import HaecsError
 
 # A check option after validation: hashable, so a CheckSpec is hashable too.
 ParamValue = Union[str, int, float, bool, None, tuple["ParamValue", ...]]

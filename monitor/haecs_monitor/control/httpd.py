@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .errors import HaecsError
+from haecs_monitor.errors import HaecsError
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024

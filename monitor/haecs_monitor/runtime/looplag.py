@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Callable, Optional
 
-from .events import EventLog
+from haecs_monitor.runtime.events import EventLog
 
 
 class LoopLag:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from .errors import HaecsError
+from haecs_monitor.errors import HaecsError
 
 
 class ClientError(HaecsError):

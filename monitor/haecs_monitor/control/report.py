@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import ids, metrics
-from .config_model import CheckKey, CheckSpec, MonitorConfig
-from .desired import ENABLED
-from .health import ServerRef
+from haecs_monitor.config.model import CheckKey, CheckSpec, MonitorConfig
+from haecs_monitor.control import metrics
+from haecs_monitor.core import ids
+from haecs_monitor.core.desired import ENABLED
+from haecs_monitor.core.health import ServerRef
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .daemon import Monitor
+    from haecs_monitor.runtime.daemon import Monitor
 
 
 def check_names(config: MonitorConfig) -> dict[CheckKey, str]:

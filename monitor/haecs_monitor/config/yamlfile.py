@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Tuple
 
 import yaml  # type: ignore[import-untyped]  # no stubs pinned (types-PyYAML)
 
-from .config_reader import shown
-from .errors import HaecsError
+from haecs_monitor.config.reader import shown
+from haecs_monitor.errors import HaecsError
 
 # The C parser (libyaml) when present: a large config loads ~10x faster.
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -29,18 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey, Table
-
-from . import desired as desired_mod
-from . import fdlimit, ids, report, sdnotify, statefile
-from .actuator import Actuator, Engine, Outcome
-from .api import Api, ApiError
-from .checks import CHECKS
-from .checks.base import CheckResult, timed_out, unknown, within
-from .config import ConfigError, MonitorConfig, load_config
-from .config_model import CheckKey, CheckSpec, ServiceConfig
-from .errors import Ambiguous, NotFound
-from .events import EventLog
-from .health import (
+from haecs_monitor.checks import CHECKS
+from haecs_monitor.checks.base import CheckResult, timed_out, unknown, within
+from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
+from haecs_monitor.config.model import CheckKey, CheckSpec, ServiceConfig
+from haecs_monitor.control import report
+from haecs_monitor.control.api import Api, ApiError
+from haecs_monitor.control.metrics import Histogram
+from haecs_monitor.core import desired as desired_mod
+from haecs_monitor.core import ids
+from haecs_monitor.core.health import (
     CheckTransition,
     HealthBoard,
     ServerHealth,
@@ -48,9 +46,12 @@ from .health import (
     Transition,
     WeightChange,
 )
-from .looplag import LoopLag
-from .metrics import Histogram
-from .notify import Notification, Notifier
+from haecs_monitor.errors import Ambiguous, NotFound
+from haecs_monitor.kernel.actuator import Actuator, Engine, Outcome
+from haecs_monitor.runtime import fdlimit, sdnotify, statefile
+from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.looplag import LoopLag
+from haecs_monitor.runtime.notify import Notification, Notifier
 
 COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel

@@ -19,8 +19,17 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 
-from .config_model import TIMING_KEYS, CheckSpec, CheckTiming, Params, ParamValue
-from .config_reader import Problems, Reader, as_list, as_mapping, item, join, parse_address, shown
+from haecs_monitor.config.model import TIMING_KEYS, CheckSpec, CheckTiming, Params, ParamValue
+from haecs_monitor.config.reader import (
+    Problems,
+    Reader,
+    as_list,
+    as_mapping,
+    item,
+    join,
+    parse_address,
+    shown,
+)
 
 CHECK_TYPES = ("tcp", "http", "https", "smtp", "dns", "script")
 

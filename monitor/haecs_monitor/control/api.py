@@ -33,9 +33,9 @@ import stat
 from collections.abc import Mapping
 from typing import Any, Optional, Protocol
 
-from . import dashboard, metrics
-from .errors import Ambiguous, HaecsError, NotFound
-from .httpd import Request, Response, Server, query_integer
+from haecs_monitor.control import dashboard, metrics
+from haecs_monitor.control.httpd import Request, Response, Server, query_integer
+from haecs_monitor.errors import Ambiguous, HaecsError, NotFound
 
 ADMIN_ACTIONS = ("drain", "disable", "enable")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from .events import EventLog
+from haecs_monitor.runtime.events import EventLog
 
 QUEUE_LIMIT = 1000
 OUTPUT_LIMIT = 2000

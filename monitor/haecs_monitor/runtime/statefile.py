@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
-from .errors import HaecsError
+from haecs_monitor.errors import HaecsError
 
 VERSION = 1
 

@@ -45,9 +45,8 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     ServiceKey,
     format_endpoint,
 )
-
-from .checks.base import CheckResult
-from .config_model import CheckKey, CheckSpec, MonitorConfig, RealServerConfig
+from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.config.model import CheckKey, CheckSpec, MonitorConfig, RealServerConfig
 
 UP = "up"
 DOWN = "down"

@@ -56,7 +56,7 @@ def check_summary(config: Any) -> str:
 def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
     args = monitor_parser().parse_args(argv)
     try:
-        from .config import ConfigError, load_config
+        from haecs_monitor.config.load import ConfigError, load_config
     except ImportError as error:
         print("haecs-monitor: missing Python library: %s" % error, file=sys.stderr)
         return 2
@@ -75,7 +75,7 @@ def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
     if args.check:
         print(check_summary(config))
         return 0
-    from .daemon import run_daemon
+    from haecs_monitor.runtime.daemon import run_daemon
 
     return run_daemon(
         os.path.abspath(args.config), config, log_level=args.log_level, log_format=args.log_format
@@ -237,7 +237,7 @@ def _compile_query(expression: str) -> Any:
 
 def ctl_main(argv: Optional[Sequence[str]] = None) -> int:
     args = ctl_parser().parse_args(argv)
-    from . import client
+    from haecs_monitor.control import client
 
     if args.query is not None:
         if args.command in ("metrics", "watch"):

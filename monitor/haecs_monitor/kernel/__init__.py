@@ -1,0 +1,2 @@
+"""The kernel side: the actuator, the only writer of the monitor's services,
+through the collection's IPVS engine."""
