@@ -1,4 +1,5 @@
-"""Check types: one module each, one interface (`base.CheckFunction`).
+"""Check types: one module each (options, defaults, description, probe:
+`base.CheckType`), registered in `registry`, one interface (`base.CheckFunction`).
 
     result = await CHECKS[spec.type](spec, spec.address, spec.port)
 
@@ -10,18 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from haecs_monitor.checks import dns, http, script, smtp, tcp
 from haecs_monitor.checks.base import CheckFunction, CheckResult
+from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.model import CheckSpec
 
-CHECKS: Mapping[str, CheckFunction] = {
-    "tcp": tcp.check,
-    "http": http.check,
-    "https": http.check,
-    "smtp": smtp.check,
-    "dns": dns.check,
-    "script": script.check,
-}
+CHECKS: Mapping[str, CheckFunction] = {name: kind.probe for name, kind in CHECK_TYPES.items()}
 
 
 async def run_check(spec: CheckSpec) -> CheckResult:

@@ -9,7 +9,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.reader import Reader
 
 
 @dataclass(frozen=True)
@@ -106,3 +107,20 @@ def os_error(action: str, error: OSError) -> CheckResult:
             "%s: %s (a fault of the monitor's host, not of the server)" % (action, reason)
         )
     return down("%s: %s" % (action, reason))
+
+
+def _no_detail(spec: CheckSpec) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class CheckType:
+    """A check type in one place: its own option names, how they are read
+    (validated, normalised, defaults filled in), what it adds to a check's
+    name, and its probe.  `checks.registry` lists every type."""
+
+    name: str
+    keys: tuple[str, ...]
+    parse: Callable[[Reader, str], dict[str, ParamValue]]  # (reader, script_user)
+    probe: CheckFunction
+    detail: Callable[[CheckSpec], str] = _no_detail

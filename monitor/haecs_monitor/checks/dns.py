@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from typing import Optional
 
 import dns.asyncquery
 import dns.exception
@@ -18,9 +19,9 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
-from haecs_monitor.config.checks import normalize_answer
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.checks.base import CheckResult, CheckType, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.reader import Reader, as_list, item, parse_address, shown
 
 
 async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
@@ -71,3 +72,71 @@ def _normalize(text: str, rdtype: int) -> str:
         except ValueError:
             return text
     return normalize_answer(text)
+
+
+# ---------------------------------------------------------------- options
+
+
+def _dns(reader: Reader, script_user: str) -> dict[str, ParamValue]:
+    params: dict[str, ParamValue] = {"qtype": "A", "protocol": "udp"}
+    if reader.require("query"):
+        query = reader.text("query")
+        if query is not None:
+            try:
+                params["query"] = dns.name.from_text(query).to_text()
+            except (dns.exception.DNSException, ValueError, UnicodeError) as error:
+                reader.fail("query", "is not a valid DNS name: %s" % error)
+    qtype_text = reader.text("qtype")
+    if qtype_text is not None:
+        try:
+            params["qtype"] = dns.rdatatype.to_text(dns.rdatatype.from_text(qtype_text.upper()))
+        except (dns.exception.DNSException, ValueError, UnicodeError):
+            reader.fail(
+                "qtype", "is not a DNS record type (A, AAAA, MX, ...), got %s" % shown(qtype_text)
+            )
+    protocol = reader.choice("protocol", ("udp", "tcp"))
+    if protocol is not None:
+        params["protocol"] = protocol
+    expect = _expect_answers(reader, str(params["qtype"]))
+    if expect is not None:
+        params["expect"] = expect
+    return params
+
+
+def _expect_answers(reader: Reader, qtype: str) -> Optional[tuple[ParamValue, ...]]:
+    raw = reader.data.get("expect")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    entries = as_list(raw, reader.at("expect"), reader.problems)
+    if entries is None:
+        return None
+    answers: list[str] = []
+    for index, entry in enumerate(entries):
+        path = item(reader.at("expect"), index)
+        if not isinstance(entry, str) or not entry.strip():
+            reader.problems.add(path, "must be a non-empty string, got %s" % shown(entry))
+            continue
+        if qtype in ("A", "AAAA"):
+            address = parse_address(entry, path, reader.problems, allow_unspecified=True)
+            if address is not None:
+                answers.append(address)
+        else:
+            answers.append(normalize_answer(entry))
+    if not answers:
+        reader.fail("expect", "must list at least one answer (omit it to accept any answer)")
+        return None
+    return tuple(sorted(set(answers)))
+
+
+def normalize_answer(text: str) -> str:
+    """How answers are compared: case-insensitive, without the final dot."""
+    return " ".join(text.split()).lower().rstrip(".")
+
+
+def _detail(spec: CheckSpec) -> str:
+    return spec.text("query") or ""
+
+
+DNS = CheckType("dns", ("query", "qtype", "protocol", "expect"), _dns, check, _detail)

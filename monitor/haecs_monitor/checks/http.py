@@ -5,7 +5,7 @@ a bounded head, a body read only when a body rule needs it and never more
 than `max_bytes` (Content-Length, chunked, or until the server closes).
 The whole exchange, TLS handshake included, keeps to the check's timeout.
 
-Options (validated by config_checks): path, host, method, expect_status
+Options (read by `_http` below): path, host, method, expect_status
 (ranges), body_regex, body_sha256, max_bytes; https adds verify_tls, sni,
 ca_file, client_cert, client_key.
 """
@@ -20,8 +20,9 @@ import ssl
 from functools import lru_cache
 from typing import Optional
 
-from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.checks.base import CheckResult, CheckType, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.reader import HOSTNAME, Reader, as_list, item, shown
 from haecs_monitor.errors import HaecsError
 
 MAX_HEAD_BYTES = 32 * 1024
@@ -74,7 +75,9 @@ async def _exchange(
             return down("status %d %s" % (status, reason))
         if spec.text("body_regex") is None and spec.text("body_sha256") is None:
             return up("status %d" % status)
-        body, complete = await _read_body(reader, headers, spec.integer("max_bytes", 65536))
+        body, complete = await _read_body(
+            reader, headers, spec.integer("max_bytes", DEFAULT_MAX_BYTES)
+        )
         return _judge_body(spec, status, body, complete)
     finally:
         writer.transport.abort()
@@ -130,7 +133,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, 
 
 
 def _status_expected(spec: CheckSpec, status: int) -> bool:
-    ranges = spec.param("expect_status", ((200, 399),))
+    ranges = spec.param("expect_status", DEFAULT_EXPECT_STATUS)
     if not isinstance(ranges, tuple):
         return False
     for entry in ranges:
@@ -235,3 +238,143 @@ def _cached_context(
     if client_cert is not None:
         context.load_cert_chain(client_cert, client_key)
     return context
+
+
+# ---------------------------------------------------------------- options
+
+
+_HTTP_KEYS = ("path", "host", "method", "expect_status", "body_regex", "body_sha256", "max_bytes")
+
+
+_TLS_KEYS = ("verify_tls", "sni", "ca_file", "client_cert", "client_key")
+
+
+HTTP_METHODS = ("GET", "HEAD")
+
+
+DEFAULT_EXPECT_STATUS = ((200, 399),)
+
+
+DEFAULT_MAX_BYTES = 65536
+
+
+MAX_MAX_BYTES = 16 * 1024 * 1024
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+_STATUS_RANGE = re.compile(r"\s*([0-9]{3})\s*(?:-\s*([0-9]{3})\s*)?")
+
+
+def _http(reader: Reader, script_user: str) -> dict[str, ParamValue]:
+    params: dict[str, ParamValue] = {
+        "path": "/",
+        "method": "GET",
+        "expect_status": DEFAULT_EXPECT_STATUS,
+        "max_bytes": DEFAULT_MAX_BYTES,
+    }
+    path = reader.text("path", _TOKEN, "must be a URL path without spaces or control characters")
+    if path is not None:
+        if path.startswith("/"):
+            params["path"] = path
+        else:
+            reader.fail("path", "must start with /, got %s" % shown(path))
+    host = reader.text("host", _TOKEN, "must be a host name (optionally :port) without spaces")
+    if host is not None:
+        params["host"] = host
+    method = reader.choice("method", HTTP_METHODS)
+    if method is not None:
+        params["method"] = method
+    statuses = _expect_status(reader)
+    if statuses is not None:
+        params["expect_status"] = statuses
+    regex = reader.text("body_regex")
+    if regex is not None:
+        try:
+            re.compile(regex)
+            params["body_regex"] = regex
+        except (re.error, OverflowError, RecursionError, ValueError) as error:
+            reader.fail("body_regex", "is not a valid regular expression: %s" % error)
+    digest = reader.text("body_sha256", _SHA256, "must be 64 hexadecimal digits")
+    if digest is not None:
+        params["body_sha256"] = digest.lower()
+    max_bytes = reader.integer("max_bytes", 1, MAX_MAX_BYTES)
+    if max_bytes is not None:
+        params["max_bytes"] = max_bytes
+    if params["method"] == "HEAD":
+        for name in ("body_regex", "body_sha256"):
+            if reader.has(name):
+                reader.fail(name, "needs method GET (a HEAD response has no body)")
+    return params
+
+
+def _https(reader: Reader, script_user: str) -> dict[str, ParamValue]:
+    params = _http(reader, script_user)
+    verify = reader.flag("verify_tls")
+    params["verify_tls"] = True if verify is None else verify
+    sni = reader.text("sni", HOSTNAME, "must be a host name")
+    if sni is not None:
+        params["sni"] = sni
+    for name in ("ca_file", "client_cert", "client_key"):
+        value = reader.path_option(name)
+        if value is not None:
+            params[name] = value
+    if reader.has("client_key") and not reader.has("client_cert"):
+        reader.fail("client_key", "needs client_cert")
+    if reader.has("ca_file") and verify is False:
+        reader.fail("ca_file", "has no effect with verify_tls false")
+    return params
+
+
+def _expect_status(reader: Reader) -> Optional[tuple[ParamValue, ...]]:
+    raw = reader.data.get("expect_status")
+    if raw is None:
+        return None
+    if isinstance(raw, (int, str)) and not isinstance(raw, bool):
+        raw = [raw]
+    entries = as_list(raw, reader.at("expect_status"), reader.problems)
+    if entries is None:
+        return None
+    if not entries:
+        reader.fail("expect_status", "must list at least one status code or range")
+        return None
+    ranges: list[ParamValue] = []
+    for index, entry in enumerate(entries):
+        low_high = _status_range(entry)
+        if low_high is None:
+            reader.problems.add(
+                item(reader.at("expect_status"), index),
+                'must be a status code (100-599) or a range such as "200-299", got %s'
+                % shown(entry),
+            )
+            continue
+        ranges.append(low_high)
+    return tuple(ranges)
+
+
+def _status_range(entry: object) -> Optional[tuple[int, int]]:
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        low = high = entry
+    elif isinstance(entry, str):
+        match = _STATUS_RANGE.fullmatch(entry)
+        if match is None:
+            return None
+        low = int(match.group(1))
+        high = int(match.group(2) or match.group(1))
+    else:
+        return None
+    if not 100 <= low <= high <= 599:
+        return None
+    return (low, high)
+
+
+def _detail(spec: CheckSpec) -> str:
+    return spec.text("path") or "/"
+
+
+HTTP = CheckType("http", _HTTP_KEYS, _http, check, _detail)
+HTTPS = CheckType("https", _HTTP_KEYS + _TLS_KEYS, _https, check, _detail)

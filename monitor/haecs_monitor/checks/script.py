@@ -15,14 +15,26 @@ itself.  The environment's values are never logged: they may be secrets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
+import re
 import signal
 import subprocess
 from typing import Any, Optional
 
-from haecs_monitor.checks.base import CheckResult, down, os_reason, timed_out, unknown, up, within
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.checks.base import (
+    CheckResult,
+    CheckType,
+    down,
+    os_reason,
+    timed_out,
+    unknown,
+    up,
+    within,
+)
+from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.reader import Reader, join
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_BYTES = 2048
@@ -62,9 +74,11 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
         collector.cancel()
         await process.wait()
         return result
-    except BaseException:  # cancelled: leave nothing running
+    except BaseException:  # cancelled: leave nothing running, not even a zombie
         _kill_group(process.pid)
         collector.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(process.wait(), 1.0)
         raise
     _kill_group(process.pid)  # whatever it left behind in its group
     await _finish(collector)
@@ -135,3 +149,61 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# ---------------------------------------------------------------- options
+
+
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _script(reader: Reader, script_user: str) -> dict[str, ParamValue]:
+    params: dict[str, ParamValue] = {"user": script_user}
+    if reader.require("command"):
+        command = reader.command("command")
+        if command is not None:
+            params["command"] = command
+    env = _env_option(reader)
+    if env:
+        params["env"] = env
+    user = reader.text("user", _USER, "must be a user name")
+    if user is not None:
+        params["user"] = user
+    return params
+
+
+def _env_option(reader: Reader) -> tuple[ParamValue, ...]:
+    data = reader.mapping("env")
+    if data is None:
+        return ()
+    pairs: list[ParamValue] = []
+    for name, value in sorted(data.items()):
+        path = join(reader.at("env"), name)
+        if not _ENV_NAME.fullmatch(name):
+            reader.problems.add(path, "is not a valid environment variable name")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            # never show the value: it may be a secret
+            reader.problems.add(path, "must be a string (or a number)")
+            continue
+        try:
+            text = value if isinstance(value, str) else str(value)
+        except ValueError:  # an integer too long to print
+            reader.problems.add(path, "must be a string (or a number)")
+            continue
+        if "\0" in text:
+            reader.problems.add(path, "must not contain a NUL character")
+            continue
+        pairs.append((name, text))
+    return tuple(pairs)
+
+
+def _detail(spec: CheckSpec) -> str:
+    command = spec.texts("command")
+    return command[0].rsplit("/", 1)[-1] if command else ""
+
+
+SCRIPT = CheckType("script", ("command", "env", "user"), _script, check, _detail)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.checks.base import CheckResult, CheckType, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.reader import HOSTNAME, Reader
 from haecs_monitor.errors import HaecsError
 
 MAX_LINE_BYTES = 4096
@@ -79,3 +80,17 @@ async def read_reply(reader: asyncio.StreamReader) -> tuple[int, str]:
         if len(line) == 3 or line[3] == " ":
             return int(line[:3]), first_text[:120]
     raise SMTPProblem("reply longer than %d lines" % MAX_REPLY_LINES)
+
+
+# ---------------------------------------------------------------- options
+
+
+def _smtp(reader: Reader, script_user: str) -> dict[str, ParamValue]:
+    params: dict[str, ParamValue] = {}
+    helo = reader.text("helo", HOSTNAME, "must be a host name")
+    if helo is not None:
+        params["helo"] = helo
+    return params
+
+
+SMTP = CheckType("smtp", ("helo",), _smtp, check)

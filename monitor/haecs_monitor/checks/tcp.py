@@ -17,8 +17,9 @@ import asyncio
 import socket
 import struct
 
-from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up, within
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.checks.base import CheckResult, CheckType, down, os_error, timed_out, up, within
+from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.reader import Reader
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -44,3 +45,13 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
     finally:
         sock.close()
     return up("connected")
+
+
+# ---------------------------------------------------------------- options
+
+
+def _tcp(reader: Reader, script_user: str) -> dict[str, ParamValue]:
+    return {}
+
+
+TCP = CheckType("tcp", (), _tcp, check)

@@ -16,7 +16,6 @@ from typing import Callable, Optional, TypeVar
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import params as ipvs_params
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import RealServer, ServiceKey
 from haecs_monitor.config.checks import (
-    CHECK_TYPES,
     CheckTemplate,
     parse_check,
     parse_check_defaults,
@@ -39,7 +38,6 @@ from haecs_monitor.config.reader import Problems, Reader, as_list, as_mapping, i
 from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
 
 __all__ = [
-    "CHECK_TYPES",
     "CheckKey",
     "CheckSpec",
     "CheckTiming",

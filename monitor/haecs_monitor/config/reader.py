@@ -15,6 +15,9 @@ import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Optional
 
+# A host name as a check sends it (HELO, SNI): letters, digits, dots, hyphens.
+HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?")
+
 _SHOW = reprlib.Repr()
 _SHOW.maxstring = 60
 _SHOW.maxother = 60

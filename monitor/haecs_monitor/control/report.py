@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
+from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.model import CheckKey, CheckSpec, MonitorConfig
 from haecs_monitor.control import metrics
 from haecs_monitor.core import ids
@@ -27,16 +28,7 @@ def check_names(config: MonitorConfig) -> dict[CheckKey, str]:
 
 
 def _describe(spec: CheckSpec) -> str:
-    name = spec.describe()
-    if spec.type in ("http", "https"):
-        name += " %s" % (spec.text("path") or "/")
-    elif spec.type == "script":
-        command = spec.texts("command")
-        if command:
-            name += " %s" % command[0].rsplit("/", 1)[-1]
-    elif spec.type == "dns":
-        name += " %s" % (spec.text("query") or "")
-    return name.rstrip()
+    return ("%s %s" % (spec.describe(), CHECK_TYPES[spec.type].detail(spec))).rstrip()
 
 
 def _age(now: float, then: Optional[float]) -> Optional[float]:

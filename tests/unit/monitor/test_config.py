@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from haecs_monitor.checks import CHECKS
+from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.load import (
-    CHECK_TYPES,
     CheckTiming,
     ConfigError,
     MonitorConfig,
