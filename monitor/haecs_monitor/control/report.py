@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.model import CheckKey, CheckSpec, MonitorConfig
@@ -13,7 +13,42 @@ from haecs_monitor.core.desired import ENABLED
 from haecs_monitor.core.health import ServerRef
 
 if TYPE_CHECKING:  # pragma: no cover
-    from haecs_monitor.runtime.daemon import Monitor
+    from collections.abc import Callable
+
+    from haecs_monitor.control.api import Api
+    from haecs_monitor.core.desired import Desired
+    from haecs_monitor.core.health import HealthBoard
+    from haecs_monitor.kernel.actuator import Actuator
+    from haecs_monitor.runtime.looplag import LoopLag
+    from haecs_monitor.runtime.notify import Notifier
+
+
+class MonitorView(Protocol):
+    """What the report reads of a running monitor: the daemon satisfies it
+    (mypy checks that), tests hand in their own; the report never imports
+    the daemon."""
+
+    config: MonitorConfig
+    config_path: str
+    started_at: float
+    clock: Callable[[], float]
+    wall: Callable[[], float]
+    board: Optional[HealthBoard]
+    admin: dict[tuple[str, str], str]
+    last_desired: Optional[Desired]
+    actuator: Actuator
+    looplag: LoopLag
+    notifier: Notifier
+    api: Api
+    check_names: dict[CheckKey, str]
+    checks_total: Counter[tuple[CheckKey, str]]
+    check_durations: dict[CheckKey, metrics.Histogram]
+    last_duration: dict[CheckKey, float]
+    state_changes: Counter[tuple[str, str, str]]
+    reloads: Counter[str]
+    last_error: Optional[str]
+    last_reconcile: Optional[float]
+    last_apply: Optional[float]
 
 
 def check_names(config: MonitorConfig) -> dict[CheckKey, str]:
@@ -35,7 +70,7 @@ def _age(now: float, then: Optional[float]) -> Optional[float]:
     return None if then is None else round(max(0.0, now - then), 3)
 
 
-def status(monitor: Monitor) -> dict[str, Any]:
+def status(monitor: MonitorView) -> dict[str, Any]:
     board = monitor.board
     wall = monitor.wall()
     mono = monitor.clock()
@@ -132,7 +167,7 @@ def status(monitor: Monitor) -> dict[str, Any]:
     return document
 
 
-def _check(monitor: Monitor, spec: CheckSpec, now: float) -> dict[str, Any]:
+def _check(monitor: MonitorView, spec: CheckSpec, now: float) -> dict[str, Any]:
     assert monitor.board is not None
     key = spec.dedup_key
     health = monitor.board.checks[key]
@@ -163,11 +198,11 @@ def _pid() -> int:
     return os.getpid()
 
 
-def metrics_text(monitor: Monitor) -> str:
+def metrics_text(monitor: MonitorView) -> str:
     return metrics.render(families(monitor))
 
 
-def families(monitor: Monitor) -> list[metrics.Family]:
+def families(monitor: MonitorView) -> list[metrics.Family]:
     document = status(monitor)
     up = metrics.Family(
         "haecs_server_up", "gauge", "1 when the real server's checks say up, else 0"
