@@ -1,6 +1,7 @@
 """The dashboard: one self-contained HTML page (no external assets).
 
-It fetches /status every two seconds and draws the table.  The page holds no
+It fetches /status every two seconds and draws the table; a server's
+drain, disable and enable buttons POST what `haecsctl` would.  The page holds no
 data itself; over the TCP listener it asks for the API token once and sends
 it as a Bearer header (kept in the tab's sessionStorage only).
 """
@@ -16,6 +17,7 @@ PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>HAECS monitor</title>
 <style>
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
@@ -29,7 +31,8 @@ tr.svc td { background: #eef3fa; font-weight: 600; }
 .down { color: #c5221f; font-weight: 600; }
 .drain, .disable, .sorry, .below { color: #b06000; font-weight: 600; }
 .detail { color: #666; font-size: .9em; }
-#error { color: #c5221f; font-weight: 600; }
+button { font: inherit; font-size: .85em; margin: 0 .2em .2em 0; cursor: pointer; }
+#error, #action { color: #c5221f; font-weight: 600; }
 code { font-family: ui-monospace, monospace; }
 </style>
 </head>
@@ -37,8 +40,9 @@ code { font-family: ui-monospace, monospace; }
 <h1>HAECS monitor <span id="name"></span></h1>
 <div id="meta">loading&hellip;</div>
 <div id="error"></div>
+<div id="action"></div>
 <table>
-<thead><tr><th>service / server</th><th>health</th><th>admin</th><th>weight</th><th>checks</th></tr></thead>
+<thead><tr><th>service / server</th><th>health</th><th>admin</th><th>weight</th><th>checks</th><th>actions</th></tr></thead>
 <tbody id="rows"></tbody>
 </table>
 <script>
@@ -47,6 +51,7 @@ function esc(s) {
   return String(s === undefined || s === null ? "" : s).replace(/[&<>"']/g,
     function (c) { return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; });
 }
+var STATE_OF = {"drain": "drain", "disable": "disable", "enable": "enabled"};  // action -> admin state
 function headers() {
   var token = sessionStorage.getItem("haecs-token");
   return token ? {"Authorization": "Bearer " + token} : {};
@@ -61,7 +66,7 @@ function draw(s) {
   s.services.forEach(function (svc) {
     var flags = svc.below_quorum ? ' <span class="below">below quorum</span>' : "";
     if (svc.sorry_active) flags += ' <span class="sorry">sorry server in</span>';
-    html += '<tr class="svc"><td colspan="5"><code>' + esc(svc.id) + "</code> " + esc(svc.scheduler) +
+    html += '<tr class="svc"><td colspan="6"><code>' + esc(svc.id) + "</code> " + esc(svc.scheduler) +
       " (healthy weight " + svc.healthy_weight + "/" + svc.total_weight + ")" + flags + "</td></tr>";
     svc.servers.forEach(function (rs) {
       var checks = (rs.checks || []).map(function (c) {
@@ -71,11 +76,14 @@ function draw(s) {
       }).join("<br>");
       html += "<tr><td><code>" + esc(rs.id) + "</code></td><td class=\\"" + esc(rs.health) + "\\">" +
         esc(rs.health) + '</td><td class="' + esc(rs.admin) + '">' + esc(rs.admin) + "</td><td>" +
-        (rs.in_table ? rs.weight : "&ndash;") + " / " + rs.configured_weight + "</td><td>" + checks + "</td></tr>";
+        (rs.in_table ? rs.weight : "&ndash;") + " / " + rs.configured_weight + "</td><td>" + checks + "</td><td>" +
+        ["drain", "disable", "enable"].filter(function (a) { return STATE_OF[a] !== rs.admin; }).map(function (a) {
+          return '<button type="button" data-action="' + a + '" data-service="' + esc(svc.id) + '" data-server="' + esc(rs.id) + '">' + a + "</button>";
+        }).join("") + "</td></tr>";
     });
     (svc.sorry_servers || []).forEach(function (rs) {
       html += "<tr><td><code>" + esc(rs.id) + '</code></td><td class="sorry">sorry server</td><td>' +
-        (rs.in_table ? "in" : "standby") + "</td><td>" + (rs.in_table ? rs.weight : "&ndash;") + "</td><td></td></tr>";
+        (rs.in_table ? "in" : "standby") + "</td><td>" + (rs.in_table ? rs.weight : "&ndash;") + "</td><td></td><td></td></tr>";
     });
   });
   document.getElementById("rows").innerHTML = html;
@@ -96,6 +104,24 @@ function refresh() {
     document.getElementById("error").textContent = "cannot read status: " + e.message;
   });
 }
+// Drain, disable, enable: the same POST as `haecsctl drain`, with the token.
+document.getElementById("rows").addEventListener("click", function (event) {
+  var button = event.target.closest("button[data-action]");
+  if (!button) return;
+  var what = button.dataset.action + " " + button.dataset.server;
+  var path = "servers/" + encodeURIComponent(button.dataset.service) + "/" +
+    encodeURIComponent(button.dataset.server) + "/" + button.dataset.action;
+  fetch(path, {method: "POST", headers: headers(), cache: "no-store"}).then(function (r) {
+    if (r.status === 401) throw new Error("refused: the API token is missing or wrong");
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    return r.json();
+  }).then(function () {
+    document.getElementById("action").textContent = "";
+    refresh();
+  }).catch(function (e) {
+    document.getElementById("action").textContent = what + ": " + e.message;
+  });
+});
 refresh();
 setInterval(refresh, 2000);
 </script>
@@ -114,9 +140,10 @@ def _inline_hashes(tag: str) -> str:
 
 
 # Only the page's own inline script and style run; it talks to its own
-# origin only; no frames, no forms elsewhere, no plugins.
+# origin only; no frames, no forms elsewhere, no plugins.  The empty data:
+# icon spares the browser a /favicon.ico request (a 401 without the token).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; img-src 'self'; "
+    "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     % (_inline_hashes("script"), _inline_hashes("style"))
 )
