@@ -197,8 +197,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.config import (
-    ConfigError,
     DaemonOperation,
+    KernelConfigError,
     SyncDaemon,
     Timeouts,
     apply_daemons,
@@ -318,16 +318,16 @@ def apply_changes(
         set_timeouts(sock, new_timeouts)
     try:
         apply_daemons(sock, daemon_ops)
-    except ConfigError as error:
+    except KernelConfigError as error:
         if new_timeouts is None:
             raise
         try:
             set_timeouts(sock, timeouts_before)
-        except ConfigError as undo_error:
-            raise ConfigError(
+        except KernelConfigError as undo_error:
+            raise KernelConfigError(
                 "%s; restoring the timeouts also failed: %s" % (error, undo_error)
             ) from None
-        raise ConfigError("%s; the timeouts were restored" % error) from None
+        raise KernelConfigError("%s; the timeouts were restored" % error) from None
 
 
 def main() -> None:

@@ -9,20 +9,16 @@ as declared and merged, and `ipvsadm -Sn` prints exactly our -Sn lines.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 from conftest import ipvsadm, saved_table
 from hypothesis import HealthCheck, given, settings
+from ipvs_options import service_options
 
 from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import parse_table
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import table_lines
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "strategies"))
-from ipvs_options import service_options
 
 
 def converge_and_check(ipvs: Any, options: Dict[str, Any]) -> None:

@@ -38,10 +38,6 @@ BACKEND = os.path.join(HERE, "backend.py")
 CLIENT = os.path.join(HERE, "client_loop.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
-for _path in (os.path.join(REPO, "monitor"), os.path.join(REPO, "build", "collections")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
 VIP = "10.0.0.1"
 SERVERS = (1, 2, 3, 4, 5, 9)  # 9 is the sorry server
 TIMINGS: list[tuple[str, str]] = []

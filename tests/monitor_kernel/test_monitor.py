@@ -642,13 +642,10 @@ def test_api_fuzzed_against_its_openapi_document(
 ) -> None:
     """Schema-driven fuzzing of a real monitor's TCP API: no 5xx, every
     answer as documented, no token no data, and the kernel table unchanged."""
-    import sys
 
+    import api_contract
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "contract"))
-    import api_contract
 
     token, port, listen = _tcp_listener(tmp_path)
     for n in (1, 2):

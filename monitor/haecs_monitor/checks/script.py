@@ -23,6 +23,7 @@ import signal
 import subprocess
 from typing import Any, Optional
 
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import field_path
 from haecs_monitor.checks.base import (
     CheckResult,
     CheckType,
@@ -34,7 +35,7 @@ from haecs_monitor.checks.base import (
     within,
 )
 from haecs_monitor.config.model import CheckSpec, ParamValue
-from haecs_monitor.config.reader import Reader, join
+from haecs_monitor.config.reader import Reader
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_BYTES = 2048
@@ -181,7 +182,7 @@ def _env_option(reader: Reader) -> tuple[ParamValue, ...]:
         return ()
     pairs: list[ParamValue] = []
     for name, value in sorted(data.items()):
-        path = join(reader.at("env"), name)
+        path = field_path(reader.at("env"), name)
         if not _ENV_NAME.fullmatch(name):
             reader.problems.add(path, "is not a valid environment variable name")
             continue

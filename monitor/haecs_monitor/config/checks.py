@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import field_path
 from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.model import TIMING_KEYS, CheckSpec, CheckTiming, Params
 from haecs_monitor.config.reader import (
     Problems,
     Reader,
     as_mapping,
-    join,
 )
 
 COMMON_KEYS = ("type", *TIMING_KEYS, "address", "port")
@@ -93,7 +93,7 @@ def parse_check_defaults(
     if rule is None:
         return timing, True
     if parent_ok:
-        problems.add(join(path, "timeout"), rule)
+        problems.add(field_path(path, "timeout"), rule)
     return timing, False
 
 
@@ -133,13 +133,13 @@ def resolve_check(
     rule = timing_rule(timing)
     if rule is not None:
         if defaults_ok or template.timing.keys() & {"interval", "timeout"}:
-            problems.add(join(template.path, "timeout"), rule)
+            problems.add(field_path(template.path, "timeout"), rule)
         return None
     address = template.address or target[0]
     port = template.port if template.port is not None else target[1]
     if port == 0 and template.type != "script":
         problems.add(
-            join(template.path, "port"),
+            field_path(template.path, "port"),
             "is required: the real server's port is 0 (a fwmark or all-ports service)",
         )
         return None

@@ -15,6 +15,11 @@ import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Optional
 
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
+    field_path,
+    integer_value,
+)
+
 # A host name as a check sends it (HELO, SNI): letters, digits, dots, hyphens.
 HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?")
 
@@ -32,10 +37,6 @@ def shown(value: object) -> str:
         return _SHOW.repr(value)
     except Exception:  # an exotic object must never break error reporting
         return "<%s>" % type(value).__name__
-
-
-def join(prefix: str, name: str) -> str:
-    return "%s.%s" % (prefix, name) if prefix else name
 
 
 def item(prefix: str, index: int) -> str:
@@ -108,7 +109,7 @@ class Reader:
         self.problems = problems
 
     def at(self, name: str) -> str:
-        return join(self.path, name)
+        return field_path(self.path, name)
 
     def fail(self, name: str, rule: str) -> None:
         self.problems.add(self.at(name), rule)
@@ -151,14 +152,12 @@ class Reader:
         return float(value)
 
     def integer(self, name: str, low: int, high: int) -> Optional[int]:
-        value = self.data.get(name)
-        if value is None:
+        raw = self.data.get(name)
+        if raw is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, "must be an integer from %d to %d, got %s" % (low, high, shown(value)))
-            return None
-        if not low <= value <= high:
-            self.fail(name, "must be an integer from %d to %d, got %s" % (low, high, shown(value)))
+        value = integer_value(raw)  # the engine's rule: the same value, the same answer
+        if value is None or not low <= value <= high:
+            self.fail(name, "must be an integer from %d to %d, got %s" % (low, high, shown(raw)))
             return None
         return value
 

@@ -48,7 +48,7 @@ from .genl import (
     nla_nested,
     parse_attrs,
 )
-from .params import ValidationError, check_unknown
+from .params import ValidationError, check_unknown, field_path
 
 DAEMON_STATE = 1
 DAEMON_MCAST_IFN = 2
@@ -104,7 +104,7 @@ _DAEMON_HINTS.update(
 )
 
 
-class ConfigError(HaecsError, RuntimeError):
+class KernelConfigError(HaecsError, RuntimeError):
     """The kernel refused a timeout or sync daemon change."""
 
 
@@ -173,7 +173,7 @@ def set_timeouts(sock: GenlSocket, timeouts: Timeouts) -> None:
             timeouts.ipvsadm_line(),
             explain(error, _TIMEOUT_HINTS),
         )
-        raise ConfigError(message) from None
+        raise KernelConfigError(message) from None
 
 
 def plan_timeouts(current: Timeouts, desired: Timeouts) -> Optional[Timeouts]:
@@ -315,7 +315,7 @@ def start_daemon(sock: GenlSocket, daemon: SyncDaemon) -> None:
     try:
         sock.request(CMD_NEW_DAEMON, encode_daemon(daemon))
     except NetlinkError as error:
-        raise ConfigError(
+        raise KernelConfigError(
             "kernel refused `ipvsadm %s`: %s"
             % (daemon.ipvsadm_line(), explain(error, _DAEMON_HINTS))
         ) from None
@@ -325,7 +325,7 @@ def stop_daemon(sock: GenlSocket, state: str) -> None:
     try:
         sock.request(CMD_DEL_DAEMON, encode_daemon_state(state))
     except NetlinkError as error:
-        raise ConfigError(
+        raise KernelConfigError(
             "kernel refused `ipvsadm --stop-daemon %s`: %s" % (state, explain(error, _DAEMON_HINTS))
         ) from None
 
@@ -377,12 +377,12 @@ def plan_daemons(
 
 
 def apply_daemons(sock: GenlSocket, operations: Sequence[DaemonOperation]) -> None:
-    """Apply in order; if one fails, undo the earlier ones and raise ConfigError."""
+    """Apply in order; if one fails, undo the earlier ones and raise KernelConfigError."""
     done: List[DaemonOperation] = []
     for operation in operations:
         try:
             _apply_one(sock, operation)
-        except ConfigError as error:
+        except KernelConfigError as error:
             message = str(error)
             undo_failures = _undo(sock, done)
             if undo_failures:
@@ -391,7 +391,7 @@ def apply_daemons(sock: GenlSocket, operations: Sequence[DaemonOperation]) -> No
                 )
             elif done:
                 message += "; the %d change(s) already made were undone" % len(done)
-            raise ConfigError(message) from None
+            raise KernelConfigError(message) from None
         done.append(operation)
 
 
@@ -407,7 +407,7 @@ def _undo(sock: GenlSocket, done: Sequence[DaemonOperation]) -> List[str]:
     for operation in reversed(done):
         try:
             _apply_one(sock, operation.inverse())
-        except ConfigError as error:
+        except KernelConfigError as error:
             failures.append(str(error))
     return failures
 
@@ -430,10 +430,6 @@ def explain(error: NetlinkError, hints: Mapping[int, str]) -> str:
 # ---------------------------------------------------------------- validation
 
 
-def _path(prefix: str, name: str) -> str:
-    return "%s.%s" % (prefix, name) if prefix else name
-
-
 def _int_field(
     params: Mapping[str, Any], name: str, prefix: str, low: int, high: int, hint: str = ""
 ) -> Optional[int]:
@@ -444,7 +440,7 @@ def _int_field(
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         rule = "must be an integer from %d to %d%s, got %r" % (low, high, hint, value)
-        raise ValidationError(_path(prefix, name), rule)
+        raise ValidationError(field_path(prefix, name), rule)
     return value
 
 
@@ -470,19 +466,20 @@ def parse_sync_daemon(params: Mapping[str, Any], prefix: str = "") -> SyncDaemon
     state = params.get("state")
     if state not in DAEMON_STATES:
         raise ValidationError(
-            _path(prefix, "state"), "must be one of %s, got %r" % (", ".join(DAEMON_STATES), state)
+            field_path(prefix, "state"),
+            "must be one of %s, got %r" % (", ".join(DAEMON_STATES), state),
         )
     interface = params.get("interface")
     if not isinstance(interface, str) or not interface:
         raise ValidationError(
-            _path(prefix, "interface"), "is required (the interface the sync messages use)"
+            field_path(prefix, "interface"), "is required (the interface the sync messages use)"
         )
     if len(interface) > IFNAME_MAX or "/" in interface or any(char.isspace() for char in interface):
         raise ValidationError(
-            _path(prefix, "interface"), "is not a valid interface name: %r" % interface
+            field_path(prefix, "interface"), "is not a valid interface name: %r" % interface
         )
     sync_id = _int_field(params, "sync_id", prefix, 0, MAX_SYNC_ID) or 0
-    group = _multicast_group(params.get("group"), _path(prefix, "group"))
+    group = _multicast_group(params.get("group"), field_path(prefix, "group"))
     version = ipaddress.ip_address(group).version
     low = MIN_BACKUP_MAXLEN if state == BACKUP else 1
     high = 65535 - _HEADER_BYTES[version]
@@ -532,7 +529,7 @@ def parse_sync_daemons(
         daemon = parse_sync_daemon(item, path)
         if daemon.state in seen:
             raise ValidationError(
-                _path(path, "state"),
+                field_path(path, "state"),
                 "%s is already sync_daemons[%d]: the kernel runs at most one master and one backup"
                 % (daemon.state, seen[daemon.state]),
             )

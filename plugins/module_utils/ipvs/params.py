@@ -81,29 +81,42 @@ class ValidationError(HaecsError, ValueError):
         super().__init__("%s: %s" % (field, rule))
 
 
-def _path(prefix: str, name: str) -> str:
+def field_path(prefix: str, name: str) -> str:
+    """The path of option `name` under `prefix` (``services[0].port``), as errors name it."""
     return "%s.%s" % (prefix, name) if prefix else name
+
+
+def integer_value(value: Any) -> Optional[int]:
+    """What counts as an integer, for module options and the monitor's
+    configuration alike: an int, or a string of ASCII digits (YAML and
+    templates give "80"); None for anything else, booleans included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    # isdecimal() alone accepts other scripts' digits, which int() may refuse.
+    if text.isascii() and text.isdecimal() and len(text) <= 20:
+        return int(text)
+    return None
 
 
 def _integer(
     params: Mapping[str, Any], name: str, prefix: str, low: int, high: int
 ) -> Optional[int]:
-    value = params.get(name)
-    if value is None:
+    raw = params.get(name)
+    if raw is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        text = value.strip() if isinstance(value, str) else ""
-        # isdecimal() alone accepts other scripts' digits, which int() may refuse.
-        if text.isascii() and text.isdecimal() and len(text) <= 20:
-            value = int(text)
-        else:
-            raise ValidationError(
-                _path(prefix, name), "must be an integer from %d to %d" % (low, high)
-            )
+    value = integer_value(raw)
+    if value is None:
+        raise ValidationError(
+            field_path(prefix, name), "must be an integer from %d to %d" % (low, high)
+        )
     if not low <= value <= high:
         shown = "%d" % value if value.bit_length() <= 64 else "a %d-bit number" % value.bit_length()
         raise ValidationError(
-            _path(prefix, name), "must be an integer from %d to %d, got %s" % (low, high, shown)
+            field_path(prefix, name),
+            "must be an integer from %d to %d, got %s" % (low, high, shown),
         )
     return int(value)
 
@@ -116,7 +129,7 @@ def _choice(
         return None
     if not isinstance(value, str) or value not in choices:
         raise ValidationError(
-            _path(prefix, name), "must be one of %s, got %r" % (", ".join(choices), value)
+            field_path(prefix, name), "must be one of %s, got %r" % (", ".join(choices), value)
         )
     return value
 
@@ -126,7 +139,7 @@ def _optional_boolean(params: Mapping[str, Any], name: str, prefix: str) -> Opti
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise ValidationError(_path(prefix, name), "must be true or false, got %r" % (value,))
+        raise ValidationError(field_path(prefix, name), "must be true or false, got %r" % (value,))
     return value
 
 
@@ -136,17 +149,19 @@ def _address(params: Mapping[str, Any], name: str, prefix: str) -> Optional[str]
         return None
     if "%" in str(value):
         raise ValidationError(
-            _path(prefix, name),
+            field_path(prefix, name),
             "must be an address without a zone index (IPVS has no zones), got %r" % (value,),
         )
     try:
         address, _family, unicast = parse_address(str(value).strip())
     except ValueError:
         raise ValidationError(
-            _path(prefix, name), "must be an IPv4 or IPv6 address, got %r" % (value,)
+            field_path(prefix, name), "must be an IPv4 or IPv6 address, got %r" % (value,)
         ) from None
     if not unicast:
-        raise ValidationError(_path(prefix, name), "must be a unicast address, got %s" % address)
+        raise ValidationError(
+            field_path(prefix, name), "must be a unicast address, got %s" % address
+        )
     return address
 
 
@@ -155,7 +170,7 @@ def check_unknown(params: Mapping[str, Any], allowed: Tuple[str, ...], prefix: s
     for name in params:
         if name not in allowed:
             raise ValidationError(
-                _path(prefix, str(name)), "unknown option; allowed: %s" % ", ".join(allowed)
+                field_path(prefix, str(name)), "unknown option; allowed: %s" % ", ".join(allowed)
             )
 
 
@@ -167,21 +182,23 @@ def parse_service_key(params: Mapping[str, Any], prefix: str = "") -> ServiceKey
         for name in ("address", "port", "protocol"):
             if params.get(name) is not None:
                 raise ValidationError(
-                    _path(prefix, name),
+                    field_path(prefix, name),
                     "cannot be combined with fwmark (a fwmark service is keyed by mark and family)",
                 )
         return ServiceKey.for_fwmark(fwmark, family or IPV4)
     address = _address(params, "address", prefix)
     if address is None:
-        raise ValidationError(_path(prefix, "address"), "is required unless fwmark is given")
+        raise ValidationError(field_path(prefix, "address"), "is required unless fwmark is given")
     if family is not None and family != family_of(address):
         raise ValidationError(
-            _path(prefix, "family"),
+            field_path(prefix, "family"),
             "is %s but address %s is %s" % (family, address, family_of(address)),
         )
     port = _integer(params, "port", prefix, 0, 65535)
     if port is None:
-        raise ValidationError(_path(prefix, "port"), "is required for a service keyed by address")
+        raise ValidationError(
+            field_path(prefix, "port"), "is required for a service keyed by address"
+        )
     protocol = _choice(params, "protocol", prefix, PROTOCOLS) or "tcp"
     return ServiceKey.for_address(protocol, address, port)
 
@@ -190,11 +207,13 @@ def _check_engine(key: ServiceKey, persistent: bool, prefix: str) -> None:
     """A persistence engine (sip) needs a persistent UDP service."""
     if not persistent:
         raise ValidationError(
-            _path(prefix, "persistence_engine"),
+            field_path(prefix, "persistence_engine"),
             "needs a persistent service (persistence_timeout)",
         )
     if key.protocol != "udp":
-        raise ValidationError(_path(prefix, "persistence_engine"), "sip works on UDP services only")
+        raise ValidationError(
+            field_path(prefix, "persistence_engine"), "sip works on UDP services only"
+        )
 
 
 def check_service(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
@@ -208,12 +227,12 @@ def check_service(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
         _scheduler_flags(params, prefix, scheduler)
     if _optional_boolean(params, "one_packet", prefix) and key.protocol not in ("udp", ""):
         raise ValidationError(
-            _path(prefix, "one_packet"), "only applies to UDP and fwmark services"
+            field_path(prefix, "one_packet"), "only applies to UDP and fwmark services"
         )
     timeout = _integer(params, "persistence_timeout", prefix, 0, MAX_PERSISTENCE_TIMEOUT)
     if _persistence_prefix(params, prefix, key) is not None and timeout == 0:
         raise ValidationError(
-            _path(
+            field_path(
                 prefix, "persistence_netmask" if key.family == IPV4 else "persistence_prefix_length"
             ),
             "needs persistence_timeout (it sets the granularity of persistence)",
@@ -223,7 +242,7 @@ def check_service(params: Mapping[str, Any], prefix: str = "") -> ServiceKey:
         _check_engine(key, persistent=timeout != 0, prefix=prefix)
     if key.port == 0 and not key.is_fwmark and timeout == 0:
         raise ValidationError(
-            _path(prefix, "persistence_timeout"),
+            field_path(prefix, "persistence_timeout"),
             "0 (all ports) is only allowed for a persistent service",
         )
     return key
@@ -258,7 +277,7 @@ def parse_service(
     )
     if one_packet and key.protocol not in ("udp", ""):
         raise ValidationError(
-            _path(prefix, "one_packet"), "only applies to UDP and fwmark services"
+            field_path(prefix, "one_packet"), "only applies to UDP and fwmark services"
         )
     given_timeout = _integer(params, "persistence_timeout", prefix, 0, MAX_PERSISTENCE_TIMEOUT)
     if given_timeout is not None:
@@ -270,7 +289,7 @@ def parse_service(
     given_prefix = _persistence_prefix(params, prefix, key)
     if given_prefix is not None and timeout is None:
         raise ValidationError(
-            _path(prefix, mask_name),
+            field_path(prefix, mask_name),
             "needs persistence_timeout (it sets the granularity of persistence)",
         )
     prefix_length = given_prefix
@@ -285,7 +304,7 @@ def parse_service(
         engine = existing.persistence_engine
     if key.port == 0 and not key.is_fwmark and timeout is None:
         raise ValidationError(
-            _path(prefix, "persistence_timeout" if given_timeout == 0 else "port"),
+            field_path(prefix, "persistence_timeout" if given_timeout == 0 else "port"),
             "0 (all ports) is only allowed for a persistent service",
         )
     return Service(
@@ -308,17 +327,17 @@ def _scheduler_flags(
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, (list, tuple)):
-        raise ValidationError(_path(prefix, "scheduler_flags"), "must be a list")
+        raise ValidationError(field_path(prefix, "scheduler_flags"), "must be a list")
     flags = []
     for flag in value:
         if flag not in SCHEDULER_FLAGS:
             raise ValidationError(
-                _path(prefix, "scheduler_flags"),
+                field_path(prefix, "scheduler_flags"),
                 "unknown flag %r; known: %s" % (flag, ", ".join(SCHEDULER_FLAGS)),
             )
         if scheduler is not None and not str(flag).startswith(scheduler + "-"):
             raise ValidationError(
-                _path(prefix, "scheduler_flags"),
+                field_path(prefix, "scheduler_flags"),
                 "%s needs scheduler %s, not %s" % (flag, flag.split("-")[0], scheduler),
             )
         if flag not in flags:
@@ -332,13 +351,13 @@ def _persistence_prefix(params: Mapping[str, Any], prefix: str, key: ServiceKey)
     if key.family == IPV6:
         if netmask is not None:
             raise ValidationError(
-                _path(prefix, "persistence_netmask"),
+                field_path(prefix, "persistence_netmask"),
                 "is for IPv4 services; use persistence_prefix_length on IPv6",
             )
         return _integer(params, "persistence_prefix_length", prefix, 1, 128)
     if prefix_length is not None:
         raise ValidationError(
-            _path(prefix, "persistence_prefix_length"),
+            field_path(prefix, "persistence_prefix_length"),
             "is for IPv6 services; use persistence_netmask on IPv4",
         )
     if netmask is None:
@@ -347,7 +366,7 @@ def _persistence_prefix(params: Mapping[str, Any], prefix: str, key: ServiceKey)
         return netmask_to_prefix(str(netmask))
     except ValueError:
         raise ValidationError(
-            _path(prefix, "persistence_netmask"),
+            field_path(prefix, "persistence_netmask"),
             "must be a contiguous IPv4 netmask such as 255.255.255.0, got %r" % (netmask,),
         ) from None
 
@@ -374,7 +393,7 @@ def check_real_server(params: Mapping[str, Any], service: ServiceKey, prefix: st
         return
     if family_of(address) != service.family and forwarding != "tunnel":
         raise ValidationError(
-            _path(prefix, "address"),
+            field_path(prefix, "address"),
             "%s real server on an %s service: the kernel allows mixed families only with forwarding tunnel"
             % (family_of(address), service.family),
         )
@@ -385,7 +404,7 @@ def check_real_server(params: Mapping[str, Any], service: ServiceKey, prefix: st
         and port != service.port
     ):
         raise ValidationError(
-            _path(prefix, "port"),
+            field_path(prefix, "port"),
             "must equal the service port (%d) with forwarding %s: only masq can map ports"
             % (service.port, forwarding),
         )
@@ -427,7 +446,7 @@ def parse_real_server(
     family = family_of(address)
     if family != service.family and forwarding != "tunnel":
         raise ValidationError(
-            _path(prefix, "address"),
+            field_path(prefix, "address"),
             "%s real server on an %s service: the kernel allows mixed families only with forwarding tunnel"
             % (family, service.family),
         )
@@ -437,7 +456,7 @@ def parse_real_server(
         port = given_port
     if forwarding in ("route", "tunnel") and not port_zero_allowed and port != service.port:
         raise ValidationError(
-            _path(prefix, "port"),
+            field_path(prefix, "port"),
             "must equal the service port (%d) with forwarding %s: only masq can map ports"
             % (service.port, forwarding),
         )
@@ -469,10 +488,10 @@ def parse_real_server(
 def _real_server_address(params: Mapping[str, Any], prefix: str) -> str:
     address = _address(params, "address", prefix)
     if address is None:
-        raise ValidationError(_path(prefix, "address"), "is required")
+        raise ValidationError(field_path(prefix, "address"), "is required")
     if ":" in address and ipaddress.IPv6Address(address).ipv4_mapped is not None:
         raise ValidationError(
-            _path(prefix, "address"),
+            field_path(prefix, "address"),
             "the kernel refuses an IPv4-mapped IPv6 address (%s) as a real server; "
             "give the IPv4 address" % address,
         )
@@ -484,7 +503,7 @@ def _check_thresholds(upper: int, lower: int, prefix: str) -> None:
         rule = "must not be above upper_threshold (%d)" % upper
         if upper == 0:
             rule = "needs an upper_threshold at or above it (0 means no upper threshold)"
-        raise ValidationError(_path(prefix, "lower_threshold"), rule)
+        raise ValidationError(field_path(prefix, "lower_threshold"), rule)
 
 
 def _only_server_at(
@@ -494,7 +513,7 @@ def _only_server_at(
     found = [server for server in existing.values() if server.address == address]
     if len(found) > 1:
         raise ValidationError(
-            _path(prefix, "port"),
+            field_path(prefix, "port"),
             "is required: the service has %d real servers at %s (ports %s)"
             % (len(found), address, ", ".join(str(s.port) for s in sorted(found, key=_port))),
         )
@@ -513,7 +532,9 @@ def _tunnel(
     if forwarding != "tunnel":
         for name in names:
             if params.get(name) is not None:
-                raise ValidationError(_path(prefix, name), "only applies with forwarding tunnel")
+                raise ValidationError(
+                    field_path(prefix, name), "only applies with forwarding tunnel"
+                )
         return "ipip", 0, "none"
     given_type = _choice(params, "tunnel_type", prefix, TUNNEL_TYPES)
     tunnel_type = given_type or (old.tunnel_type if old is not None else "ipip")
@@ -526,11 +547,13 @@ def _tunnel(
     if checksum is None:
         checksum = old.tunnel_checksum if same_type and old is not None else "none"
     if tunnel_type == "gue" and tunnel_port is None:
-        raise ValidationError(_path(prefix, "tunnel_port"), "is required with tunnel_type gue")
+        raise ValidationError(field_path(prefix, "tunnel_port"), "is required with tunnel_type gue")
     if tunnel_type != "gue" and tunnel_port is not None:
-        raise ValidationError(_path(prefix, "tunnel_port"), "only applies to tunnel_type gue")
+        raise ValidationError(field_path(prefix, "tunnel_port"), "only applies to tunnel_type gue")
     if tunnel_type == "ipip" and checksum != "none":
-        raise ValidationError(_path(prefix, "tunnel_checksum"), "needs tunnel_type gue or gre")
+        raise ValidationError(field_path(prefix, "tunnel_checksum"), "needs tunnel_type gue or gre")
     if checksum == "remcsum" and tunnel_type != "gue":
-        raise ValidationError(_path(prefix, "tunnel_checksum"), "remcsum needs tunnel_type gue")
+        raise ValidationError(
+            field_path(prefix, "tunnel_checksum"), "remcsum needs tunnel_type gue"
+        )
     return tunnel_type, tunnel_port or 0, checksum

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from ..ipvs.params import ValidationError
+from ..ipvs.params import ValidationError, field_path
 from .model import (
     _NAME_RE,
     _RANGE_RE,
@@ -27,10 +27,6 @@ from .model import (
 )
 
 # ---------------------------------------------------------------- validation
-
-
-def _path(prefix: str, name: str) -> str:
-    return "%s.%s" % (prefix, name) if prefix else name
 
 
 def parse_table(value: Any, field_name: str = "table") -> TableName:
@@ -168,7 +164,7 @@ def _check_unknown(params: Mapping[str, Any], prefix: str) -> None:
     for key in params:
         if key not in RULE_FIELDS:
             raise ValidationError(
-                _path(prefix, str(key)), "unknown option; allowed: %s" % ", ".join(RULE_FIELDS)
+                field_path(prefix, str(key)), "unknown option; allowed: %s" % ", ".join(RULE_FIELDS)
             )
 
 
@@ -181,23 +177,23 @@ def parse_rule(params: Any, prefix: str, table_family: str = "inet") -> MarkRule
     _check_unknown(params, prefix)
     for required in ("mark", "destination", "ports"):
         if params.get(required) is None:
-            raise ValidationError(_path(prefix, required), "is required")
+            raise ValidationError(field_path(prefix, required), "is required")
     protocol = params.get("protocol")
     if protocol is None:
         protocol = "tcp"
     if protocol not in PROTOCOLS:
         raise ValidationError(
-            _path(prefix, "protocol"),
+            field_path(prefix, "protocol"),
             "must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol),
         )
     rule = MarkRule(
-        mark=parse_mark(params["mark"], _path(prefix, "mark")),
+        mark=parse_mark(params["mark"], field_path(prefix, "mark")),
         destination=parse_destination(
-            params["destination"], _path(prefix, "destination"), table_family
+            params["destination"], field_path(prefix, "destination"), table_family
         ),
         protocol=str(protocol),
-        ports=parse_ports(params["ports"], _path(prefix, "ports")),
-        name=parse_name(params.get("name"), _path(prefix, "name")),
+        ports=parse_ports(params["ports"], field_path(prefix, "ports")),
+        name=parse_name(params.get("name"), field_path(prefix, "name")),
     )
     if (
         len(rule.comment.encode()) > MAX_COMMENT
@@ -218,28 +214,28 @@ def parse_identity(params: Any, prefix: str, table_family: str = "inet") -> str:
     _check_unknown(params, prefix)
     mark = destination = None
     if params.get("mark") is not None:
-        mark = parse_mark(params["mark"], _path(prefix, "mark"))
+        mark = parse_mark(params["mark"], field_path(prefix, "mark"))
     if params.get("destination") is not None:
         destination = parse_destination(
-            params["destination"], _path(prefix, "destination"), table_family
+            params["destination"], field_path(prefix, "destination"), table_family
         )
     protocol = params.get("protocol")
     if protocol is None:
         protocol = "tcp"
     if protocol not in PROTOCOLS:
         raise ValidationError(
-            _path(prefix, "protocol"),
+            field_path(prefix, "protocol"),
             "must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol),
         )
     if params.get("ports") is not None:
-        parse_ports(params["ports"], _path(prefix, "ports"))
-    name = parse_name(params.get("name"), _path(prefix, "name"))
+        parse_ports(params["ports"], field_path(prefix, "ports"))
+    name = parse_name(params.get("name"), field_path(prefix, "name"))
     if name is not None:
         return name
     if mark is None:
-        raise ValidationError(_path(prefix, "mark"), "is required (or give name)")
+        raise ValidationError(field_path(prefix, "mark"), "is required (or give name)")
     if destination is None:
-        raise ValidationError(_path(prefix, "destination"), "is required (or give name)")
+        raise ValidationError(field_path(prefix, "destination"), "is required (or give name)")
     return "%d:%s:%s" % (mark, protocol, destination)
 
 

@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+import api_contract
 import pytest
 from haecs_monitor.control import api
 from haecs_monitor.runtime import daemon
 from hypothesis import HealthCheck, given, settings
 from monitor_fakes import FakeEngine
 from test_daemon import Harness, config_dict, until
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contract"))
-import api_contract
 
 
 @pytest.fixture

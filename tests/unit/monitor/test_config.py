@@ -168,6 +168,20 @@ def test_check_target_override() -> None:
     assert check.describe() == "tcp 192.0.2.9:8080"
 
 
+@pytest.mark.parametrize(
+    "path", ["services.0.port", "services.0.checks.0.port", "services.0.real_servers.0.port"]
+)
+def test_the_same_value_gets_the_same_answer_everywhere(path: str) -> None:
+    """One integer rule (the engine's integer_value) for a service's port, a
+    check's and a real server's: "80" is 80, "8x" is refused naming the field."""
+    config = parse_config(with_change(path, "80"))
+    service = config.services[0]
+    assert {service.key.port, service.real_servers[0].checks[0].port} == {80}
+    errors = errors_of(with_change(path, "8x"))
+    assert len(errors) == 1 and "must be an integer" in errors[0]
+    assert errors[0].startswith(path.replace(".0.", "[0].").replace(".0", "[0]"))
+
+
 def test_dedup_keys_shared_across_services() -> None:
     data = base()
     other = copy.deepcopy(data["services"][0])

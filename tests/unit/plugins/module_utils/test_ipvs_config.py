@@ -72,7 +72,7 @@ def test_read_and_set_timeouts() -> None:
     cfg.set_timeouts(sock, cfg.Timeouts())  # type: ignore[arg-type]
     assert [cmd for cmd, _p, _d in sock.sent] == [nl.CMD_GET_CONFIG]
     sock.fail[nl.CMD_SET_CONFIG] = [errno.EINVAL]
-    with pytest.raises(cfg.ConfigError, match=r"`ipvsadm --set 5 0 0`: .*out of range"):
+    with pytest.raises(cfg.KernelConfigError, match=r"`ipvsadm --set 5 0 0`: .*out of range"):
         cfg.set_timeouts(sock, cfg.Timeouts(tcp=5))  # type: ignore[arg-type]
 
 
@@ -205,7 +205,8 @@ def test_apply_undoes_on_failure() -> None:
     ops = cfg.plan_daemons([M], [new_master])
     sock.fail[nl.CMD_NEW_DAEMON] = [errno.ENODEV, 0]  # the start fails, the restore works
     with pytest.raises(
-        cfg.ConfigError, match=r"No such device \(the interface does not exist\); the 1 change"
+        cfg.KernelConfigError,
+        match=r"No such device \(the interface does not exist\); the 1 change",
     ):
         cfg.apply_daemons(sock, ops)  # type: ignore[arg-type]
     assert [cmd for cmd, _p, _d in sock.sent] == [
@@ -219,14 +220,16 @@ def test_apply_undoes_on_failure() -> None:
 def test_apply_reports_failed_undo() -> None:
     sock = FakeSocket()
     sock.fail[nl.CMD_NEW_DAEMON] = [errno.EINVAL, errno.EEXIST]
-    with pytest.raises(cfg.ConfigError, match="restoring the earlier state also failed"):
+    with pytest.raises(cfg.KernelConfigError, match="restoring the earlier state also failed"):
         cfg.apply_daemons(sock, cfg.plan_daemons([M], [cfg.SyncDaemon("master", "eth1", 11)]))  # type: ignore[arg-type]
 
 
 def test_apply_stop_failure_without_earlier_changes() -> None:
     sock = FakeSocket()
     sock.fail[nl.CMD_DEL_DAEMON] = [errno.ESRCH]
-    with pytest.raises(cfg.ConfigError, match=r"--stop-daemon backup`: No such process") as raised:
+    with pytest.raises(
+        cfg.KernelConfigError, match=r"--stop-daemon backup`: No such process"
+    ) as raised:
         cfg.apply_daemons(sock, cfg.plan_daemons([B], [], purge=True))  # type: ignore[arg-type]
     assert "undone" not in str(raised.value)
 

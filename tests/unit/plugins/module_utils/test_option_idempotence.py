@@ -9,11 +9,10 @@ with the entry read back.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Dict
 
 from hypothesis import given, settings
+from ipvs_options import service_options
 
 from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import parse_table
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import codec as nl
@@ -24,9 +23,6 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     VirtualService,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "strategies"))
-from ipvs_options import service_options
 
 
 def read_back(entry: VirtualService) -> VirtualService:

@@ -15,7 +15,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.haecs.lvs.plugins.module_utils import _ipvs_module as ipvs_module
 from ansible_collections.haecs.lvs.plugins.module_utils._failing import failing_cleanly
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.config import ConfigError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.config import KernelConfigError
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVSError
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.genl import NetlinkError
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.kmod import KernelModuleError
@@ -308,7 +308,7 @@ def test_summaries_of_missing_entries_are_empty() -> None:
             "virtual service tcp 192.0.2.10:80 does not exist; create it with haecs.lvs.ipvs_service",
         ),
         (NetlinkError(1), "IPVS netlink request failed: Operation not permitted"),
-        (ConfigError("the kernel refused the daemon"), "the kernel refused the daemon"),
+        (KernelConfigError("the kernel refused the daemon"), "the kernel refused the daemon"),
         (VipError("sysctl: permission denied"), "sysctl: permission denied"),
         (NftError("nft: not found"), "nft: not found"),
         (PlanError("a rule differs"), "a rule differs"),
