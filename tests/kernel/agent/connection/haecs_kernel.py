@@ -35,8 +35,12 @@ DOCUMENTATION = """
             type: str
             vars:
                 - name: haecs_kernel_netns
-        timeout:
-            description: Seconds to wait for one command before the task fails.
+        command_timeout:
+            description:
+                - Seconds to wait for one command before the task fails.
+                - Not C(timeout), which every connection has (C(ansible_timeout),
+                  10 s by default, meant for connecting); a cold module start in
+                  a loaded test kernel can take longer than that.
             type: int
             default: 900
             env:
@@ -76,14 +80,14 @@ class Connection(ConnectionBase):
         os.rename(final + ".part", final)
         answer = os.path.join(channel, "resp", name)
         started = time.monotonic()
-        deadline = started + int(self.get_option("timeout"))
+        deadline = started + int(self.get_option("command_timeout"))
         pause = 0.002
         while not os.path.exists(answer):
             if os.path.exists(os.path.join(channel, "gone")):
                 raise AnsibleConnectionFailure("the test kernel ended (see its output)")
             if time.monotonic() > deadline:
                 raise AnsibleConnectionFailure(
-                    "no answer from the test kernel in %ss" % self.get_option("timeout")
+                    "no answer from the test kernel in %ss" % self.get_option("command_timeout")
                 )
             time.sleep(pause)
             pause = min(pause * 1.5, 0.02)
