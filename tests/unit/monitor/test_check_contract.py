@@ -125,12 +125,7 @@ def test_refused_is_down(check_type: str) -> None:
 def test_silent_is_down_by_its_own_timeout(
     check_type: str, silent_tcp: int, silent_udp: int
 ) -> None:
-    if check_type == "script":
-        check = script_spec(("/bin/sleep", "30"))
-    elif check_type == "dns":
-        check = make(check_type, silent_udp)
-    else:
-        check = make(check_type, silent_tcp)
+    check = silent_target(check_type, silent_tcp, silent_udp)
     took, result = probe(check)
     assert not result.up and result.timed_out, result  # type: ignore[attr-defined]
     assert TIMEOUT * 0.9 <= took < TIMEOUT * 4
@@ -148,12 +143,7 @@ def test_a_bad_address_is_down_with_a_reason(check_type: str) -> None:
 def test_cancelling_ends_the_check_at_once(
     check_type: str, silent_tcp: int, silent_udp: int
 ) -> None:
-    if check_type == "script":
-        check = script_spec(("/bin/sleep", "30"))
-    elif check_type == "dns":
-        check = make(check_type, silent_udp)
-    else:
-        check = make(check_type, silent_tcp)
+    check = silent_target(check_type, silent_tcp, silent_udp)
     check = CheckSpec(**{**check.__dict__, "timeout": 30.0, "interval": 60.0})
 
     async def cancel_soon() -> float:
