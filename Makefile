@@ -48,7 +48,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
         integration collection-install integration-host qemu bench fresh-check \
-        changelog-lint docs fragment-check test clean distclean
+        changelog-lint docs fragments fragment-check test clean distclean
 
 help: ## list the targets
 	@echo "HAECS make targets:"
@@ -173,7 +173,7 @@ lint: venv collection ## ruff check + format check, mypy --strict on module_util
 # Measured on 2 cores: about 1.5-2 min from cold (venv downloads), under a
 # minute warm.
 SANITY_SKIP :=
-SANITY_EXCLUDE := ^(tests/kernel|bench)/
+SANITY_EXCLUDE := ^(tests/kernel|tests/docgen|bench)/
 SANITY_PYTHON ?=
 # ansible-test's HOME: its venvs and caches live here, kept between runs
 # (make clean removes them).  ansible-test bootstraps pip in each venv with a
@@ -212,7 +212,7 @@ COV_SOURCES := --cov=plugins/module_utils $(if $(wildcard monitor),--cov=monitor
 
 unit: venv collection ## pytest tests/unit with coverage
 	mkdir -p $(COVERAGE_DIR); rm -f $(COVERAGE_DIR)/.coverage.unit
-	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.unit PYTHONPATH=$(COLLECTIONS) $(BIN)/pytest tests/unit \
+	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.unit PYTHONPATH=$(COLLECTIONS) $(BIN)/pytest tests/unit tests/docgen \
 	  $(COV_SOURCES) --cov-report=
 
 coverage: venv ## combine unit and kernel coverage; COV_MIN floor on engine and monitor
@@ -276,7 +276,7 @@ BENCH_SIZES ?= 1000x10,10000x10
 bench: deps ## engine vs ipvsadm, monitor vs keepalived (each in one kernel boot)
 	mkdir -p $(BUILD)/bench
 	tests/kernel/run --mem 3G --export $(BUILD)/bench -- bash -c \
-	  '$(BIN)/python bench/ipvs_bench.py --sizes $(BENCH_SIZES) --json "$$HAECS_KERNEL_EXPORT/ipvs.json"'
+	  'bench/python bench/ipvs_bench.py --sizes $(BENCH_SIZES) --json "$$HAECS_KERNEL_EXPORT/ipvs.json"'
 	bench/run-monitor-bench --json $(BUILD)/bench/monitor.json
 
 # The README's commands from a clean clone of HEAD on a copy-on-write view of
@@ -303,6 +303,11 @@ changelog-lint: venv ## antsibull-changelog lint
 # error on stderr fails the target.  Then antsibull-docs lint-collection-docs
 # --plugin-docs validates the schema and the O()/RV()/M() markup of every
 # plugin and rstchecks the RST it would generate (offline, about 15 s).
+# The service and real-server options are written once, in tests/docgen; a
+# unit test fails when plugins/doc_fragments/ipvs_options.py is out of date.
+fragments: venv ## write plugins/doc_fragments/ipvs_options.py from tests/docgen/ipvs_options.py
+	$(BIN)/python tests/docgen/ipvs_options.py > plugins/doc_fragments/ipvs_options.py
+
 docs: venv collection ## render modules with ansible-doc into build/docs, lint them with antsibull-docs
 	@if [ -z "$(MODULES)" ]; then echo "docs: no modules in plugins/modules yet: skipped"; exit 0; fi; \
 	rm -rf $(DOCS_OUT); mkdir -p $(DOCS_OUT); rc=0; \

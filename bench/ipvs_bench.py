@@ -1,7 +1,7 @@
 """Benchmark the HAECS engine against ipvsadm in the same kernel, same run.
 
 Run inside a kernel with IPVS (make bench does):
-    tests/kernel/run --mem 2G -- .venv/bin/python bench/ipvs_bench.py [--sizes 1000x10,10000x10]
+    tests/kernel/run --mem 2G -- bench/python bench/ipvs_bench.py [--sizes 1000x10,10000x10]
 
 For each size it measures whole processes (interpreter start included for
 HAECS, fork+exec for ipvsadm) and prints one table with the ratios:
@@ -30,13 +30,11 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
+from ipvs_worker import desired_table
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import table_lines
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from ipvs_worker import desired_table  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "build", "collections"))
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import table_lines  # noqa: E402
 
 GOALS = {
     "create": 0.25,

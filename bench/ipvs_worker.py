@@ -1,6 +1,6 @@
 """One benchmark step with the HAECS engine, as its own process.
 
-    python3 bench/ipvs_worker.py MODE SERVICES REAL_SERVERS
+    bench/python bench/ipvs_worker.py MODE SERVICES REAL_SERVERS
 
 MODE: create (empty -> table), read (dump the table), converge (read + plan,
 nothing to change), change (read + plan + apply 10% of weights changed).
@@ -15,15 +15,7 @@ import time
 STARTED = time.perf_counter()
 
 import json  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
-
-sys.path.insert(
-    0,
-    os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "collections"
-    ),
-)
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS  # noqa: E402
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (  # noqa: E402

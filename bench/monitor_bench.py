@@ -45,7 +45,7 @@ Usage (from the repository root, on the host):
 
     bench/run-monitor-bench [--json FILE] [--quick] [--phases cpu,latency,rss,reload]
 
-which runs `.venv/bin/python bench/monitor_bench.py` and that boots the kernel
+which runs `bench/python bench/monitor_bench.py` and that boots the kernel
 with `tests/kernel/run --mem 2G -- ... --inside`.  Not part of `make test`.
 """
 
@@ -321,9 +321,6 @@ def setup_network() -> None:
 
 
 # ------------------------------------------------------------------ kernel
-
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
-sys.path.insert(0, os.path.join(ROOT, "monitor"))
 
 
 def engine() -> Any:

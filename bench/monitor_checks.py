@@ -9,7 +9,7 @@ the daemon would.  Reports the process's CPU time (user + system) per 1,000
 checks and per check, so it can be set beside keepalived's TCP_CHECK measured
 the same way (kernel-substrate.md: 0.21 ms per check).
 
-    python3 bench/monitor_checks.py --listeners 1000 --seconds 20 [--json]
+    bench/python bench/monitor_checks.py --listeners 1000 --seconds 20 [--json]
 
 Run it with PYTHONPATH=build/collections:monitor (the Makefile does).  Raise
 `ulimit -n` above 2 x N first.
@@ -20,21 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import socket
 import sys
 import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for extra in (os.path.join(ROOT, "build", "collections"), os.path.join(ROOT, "monitor")):
-    if extra not in sys.path:
-        sys.path.insert(0, extra)
-
-from haecs_monitor.checks import tcp  # noqa: E402
-from haecs_monitor.config.model import CheckSpec  # noqa: E402
+from haecs_monitor.checks import tcp
+from haecs_monitor.config.model import CheckSpec
 
 
 def listeners(count: int) -> list[socket.socket]:

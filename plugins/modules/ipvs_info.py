@@ -20,7 +20,7 @@ extends_documentation_fragment:
   - haecs.lvs.attributes
   - haecs.lvs.managed_host
   - haecs.lvs.managed_host.ipvs
-  - haecs.lvs.ipvs_service_key
+  - haecs.lvs.ipvs_options
 options:
   stats:
     description:

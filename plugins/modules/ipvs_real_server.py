@@ -26,7 +26,7 @@ extends_documentation_fragment:
   - haecs.lvs.attributes
   - haecs.lvs.managed_host
   - haecs.lvs.managed_host.ipvs
-  - haecs.lvs.ipvs_service_key.virtual_service
+  - haecs.lvs.ipvs_options.real_server
 options:
   state:
     description:
@@ -36,61 +36,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  address:
-    description:
-      - IPv4 or IPv6 address of the real server.
-      - Its family must match the service unless O(forwarding=tunnel).
-    type: str
-    required: true
-  port:
-    description:
-      - Port of the real server.
-      - When omitted, the service's only real server at O(address) is meant,
-        whatever its port; if it has none there, a new server gets the service
-        port; if it has several, the module fails and asks for the port.
-      - Only O(forwarding=masq) can map to another port; V(0) (the port the
-        client asked for) is only allowed on fwmark and all-port services.
-    type: int
-  forwarding:
-    description:
-      - Forwarding method. Omitted keeps the current one; a new server gets V(route).
-      - V(masq) is NAT (C(ipvsadm -m)), V(route) is direct routing (C(-g)),
-        V(tunnel) is IP-in-IP or GUE/GRE tunnelling (C(-i)).
-    type: str
-    choices: [masq, route, tunnel]
-  weight:
-    description:
-      - Weight, V(0) to V(65535). Omitted keeps the current weight; a new
-        server gets V(1). V(0) takes the server out of scheduling for new
-        connections (drain).
-    type: int
-  upper_threshold:
-    description:
-      - Upper connection threshold (C(ipvsadm -x)); V(0) means none. Omitted
-        keeps the current one; a new server gets V(0).
-    type: int
-  lower_threshold:
-    description:
-      - Lower connection threshold (C(ipvsadm -y)); must not be above
-        O(upper_threshold). Omitted keeps the current one; a new server gets V(0).
-    type: int
-  tunnel_type:
-    description:
-      - Tunnel encapsulation with O(forwarding=tunnel). Omitted keeps the
-        current one of a tunnel server; otherwise V(ipip).
-    type: str
-    choices: [ipip, gue, gre]
-  tunnel_port:
-    description:
-      - Destination port of the GUE tunnel; required with O(tunnel_type=gue)
-        unless the server is a GUE tunnel already (omitted keeps its port).
-    type: int
-  tunnel_checksum:
-    description:
-      - Tunnel checksum for V(gue) and V(gre) tunnels (V(remcsum) needs V(gue)).
-        Omitted keeps the current one while the tunnel type stays; otherwise V(none).
-    type: str
-    choices: [none, csum, remcsum]
 attributes:
   check_mode:
     description:

@@ -25,7 +25,8 @@ extends_documentation_fragment:
   - haecs.lvs.attributes
   - haecs.lvs.managed_host
   - haecs.lvs.managed_host.ipvs
-  - haecs.lvs.ipvs_service_key
+  - haecs.lvs.ipvs_options
+  - haecs.lvs.ipvs_options.service
 options:
   state:
     description:
@@ -35,55 +36,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  scheduler:
-    description:
-      - Scheduling algorithm. Omitted keeps the current one; a new service gets
-        V(wlc), as with C(ipvsadm).
-      - The kernel module (C(ip_vs_<scheduler>)) is loaded before any change.
-    type: str
-    choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh]
-  scheduler_flags:
-    description:
-      - Flags of the V(sh) and V(mh) schedulers (C(ipvsadm -b)). Each flag
-        needs its scheduler, for example V(sh-port) needs O(scheduler=sh).
-      - Omitted keeps the current flags while the scheduler stays (a new
-        scheduler drops the old one's flags); a new service gets none. An
-        empty list removes them.
-    type: list
-    elements: str
-    choices: [sh-fallback, sh-port, mh-fallback, mh-port]
-  one_packet:
-    description:
-      - One-packet scheduling (C(ipvsadm -o)) for UDP and fwmark services.
-        Omitted keeps the current setting; a new service gets V(false).
-    type: bool
-  persistence_timeout:
-    description:
-      - Makes the service persistent (C(ipvsadm -p)) for this many seconds
-        (V(1) to V(2678400)). V(0) makes it not persistent (and drops the
-        netmask and engine).
-      - Omitted keeps the current persistence; a new service is not persistent.
-    type: int
-  persistence_netmask:
-    description:
-      - Persistence granularity of an IPv4 service as a netmask, for example
-        V(255.255.255.0) (C(ipvsadm -M)). Needs a persistent service.
-      - Omitted keeps the current one; a new persistent service gets
-        V(255.255.255.255) (per client address).
-    type: str
-  persistence_prefix_length:
-    description:
-      - Persistence granularity of an IPv6 service as a prefix length (V(1) to
-        V(128)). Needs a persistent service.
-      - Omitted keeps the current one; a new persistent service gets V(128).
-    type: int
-  persistence_engine:
-    description:
-      - Persistence engine (C(ipvsadm --pe)); V(sip) needs a persistent UDP
-        service. V(none) removes it.
-      - Omitted keeps the current engine; a new service gets none.
-    type: str
-    choices: [sip, none]
 attributes:
   check_mode:
     support: full

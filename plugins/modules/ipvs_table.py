@@ -25,6 +25,7 @@ extends_documentation_fragment:
   - haecs.lvs.attributes
   - haecs.lvs.managed_host
   - haecs.lvs.managed_host.ipvs
+  - haecs.lvs.ipvs_options.table
 options:
   state:
     description:
@@ -70,101 +71,6 @@ options:
         before and after (RV(before), RV(after)) and the whole diff.
     type: bool
     default: false
-  services:
-    description:
-      - The virtual services. Required unless O(state=gathered) or O(src) is given.
-      - Each entry takes the options of M(haecs.lvs.ipvs_service) plus
-        O(services[].real_servers).
-    type: list
-    elements: dict
-    suboptions:
-      protocol:
-        description: Transport protocol. Defaults to V(tcp). Not with O(services[].fwmark).
-        type: str
-        choices: [tcp, udp, sctp]
-      address:
-        description: Virtual IP address (IPv4 or IPv6). Required unless O(services[].fwmark) is given.
-        type: str
-      port:
-        description:
-          - Service port. V(0) (all ports) only for a persistent service.
-        type: int
-      fwmark:
-        description: Firewall mark keying the service instead of protocol, address and port.
-        type: int
-      family:
-        description: Address family of a fwmark service. Defaults to V(ipv4).
-        type: str
-        choices: [ipv4, ipv6]
-      scheduler:
-        description: Scheduling algorithm. Default (on creation, and always with replaced/overridden) V(wlc).
-        type: str
-        choices: [rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh]
-      scheduler_flags:
-        description: Flags of the V(sh) and V(mh) schedulers. V([]) removes them; merged keeps them while the scheduler stays.
-        type: list
-        elements: str
-        choices: [sh-fallback, sh-port, mh-fallback, mh-port]
-      one_packet:
-        description: One-packet scheduling for UDP and fwmark services. Default (on creation, and always with replaced/overridden) V(false).
-        type: bool
-      persistence_timeout:
-        description: Persistence in seconds (V(1) to V(2678400)); V(0) is not persistent, the default on creation and with replaced/overridden.
-        type: int
-      persistence_netmask:
-        description: Persistence granularity of an IPv4 service, as a netmask. Default (on creation, and always with replaced/overridden) V(255.255.255.255).
-        type: str
-      persistence_prefix_length:
-        description: Persistence granularity of an IPv6 service, as a prefix length. Default (on creation, and always with replaced/overridden) V(128).
-        type: int
-      persistence_engine:
-        description: Persistence engine (V(sip)) of a persistent UDP service; V(none), the default on creation and with replaced/overridden, removes it.
-        type: str
-        choices: [sip, none]
-      real_servers:
-        description:
-          - The real servers of the service. With O(state=merged) and
-            O(state=deleted), omitting it means "not about real servers".
-        type: list
-        elements: dict
-        suboptions:
-          address:
-            description: Real server address (IPv4 or IPv6).
-            type: str
-            required: true
-          port:
-            description:
-              - Real server port. Default (on creation, and always with replaced/overridden) the service port.
-              - With O(state=merged), omitted names the service's only real server at that address, whatever its port.
-            type: int
-          forwarding:
-            description: Forwarding method. Default (on creation, and always with replaced/overridden) V(route) (direct routing), as with C(ipvsadm).
-            type: str
-            choices: [masq, route, tunnel]
-          weight:
-            description: Weight, V(0) to V(65535). Default (on creation, and always with replaced/overridden) V(1).
-            type: int
-          upper_threshold:
-            description: Upper connection threshold; V(0) means none. Default (on creation, and always with replaced/overridden) V(0).
-            type: int
-          lower_threshold:
-            description:
-              - Lower connection threshold; must not be above O(services[].real_servers[].upper_threshold).
-              - Default (on creation, and always with replaced/overridden) V(0).
-            type: int
-          tunnel_type:
-            description:
-              - Tunnel encapsulation with O(services[].real_servers[].forwarding=tunnel).
-              - Default (on creation, and always with replaced/overridden) V(ipip).
-            type: str
-            choices: [ipip, gue, gre]
-          tunnel_port:
-            description: Destination port of V(gue) tunnels.
-            type: int
-          tunnel_checksum:
-            description: Checksum mode of V(gue) and V(gre) tunnels. Default (on creation, and always with replaced/overridden) V(none).
-            type: str
-            choices: [none, csum, remcsum]
 author: HAECS developers (!UNKNOWN)
 attributes:
   check_mode:

@@ -34,21 +34,30 @@ class MonitorView(Protocol):
     clock: Callable[[], float]
     wall: Callable[[], float]
     board: Optional[HealthBoard]
-    admin: dict[tuple[str, str], str]
     last_desired: Optional[Desired]
     actuator: Actuator
     looplag: LoopLag
     notifier: Notifier
     api: Api
     check_names: dict[CheckKey, str]
-    checks_total: Counter[tuple[CheckKey, str]]
-    check_durations: dict[CheckKey, metrics.Histogram]
-    last_duration: dict[CheckKey, float]
     state_changes: Counter[tuple[str, str, str]]
     reloads: Counter[str]
     last_error: Optional[str]
     last_reconcile: Optional[float]
     last_apply: Optional[float]
+
+    # held by the daemon's parts (state, scheduler): read-only here
+    @property
+    def admin(self) -> dict[tuple[str, str], str]: ...
+
+    @property
+    def checks_total(self) -> Counter[tuple[CheckKey, str]]: ...
+
+    @property
+    def check_durations(self) -> dict[CheckKey, metrics.Histogram]: ...
+
+    @property
+    def last_duration(self) -> dict[CheckKey, float]: ...
 
 
 def check_names(config: MonitorConfig) -> dict[CheckKey, str]:

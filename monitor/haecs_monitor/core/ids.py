@@ -9,7 +9,7 @@ unambiguous) or as ipvsadm prints it (``tcp 10.0.0.1:80``).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
@@ -17,6 +17,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     ServiceKey,
     format_endpoint,
 )
+from haecs_monitor.errors import Ambiguous, NotFound
 
 
 def service_id(key: ServiceKey) -> str:
@@ -89,3 +90,25 @@ def parse_service_id(text: str) -> Optional[ServiceKey]:
     if endpoint is None:
         return None
     return ServiceKey.for_address(head, endpoint[0], endpoint[1])
+
+
+def resolve(service: str, server: str, pools: Mapping[str, Iterable[str]]) -> tuple[list[str], str]:
+    """The ids of the services meant by SERVICE ('*' or 'all': every one that
+    has SERVER) and SERVER's id, given POOLS (service id -> its server ids);
+    NotFound, or Ambiguous when SERVICE names several."""
+    server_id = normalize_server(server)
+    if server_id is None:
+        raise NotFound("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
+    if service in ("*", "all"):
+        targets = [sid for sid, servers in pools.items() if server_id in servers]
+        if not targets:
+            raise NotFound("no service has real server %s" % server_id)
+        return targets, server_id
+    targets = match_service(service, pools)
+    if not targets:
+        raise NotFound("no service %s" % service)
+    if len(targets) > 1:
+        raise Ambiguous("%s names several services: %s" % (service, ", ".join(targets)))
+    if server_id not in pools[targets[0]]:
+        raise NotFound("service %s has no real server %s" % (targets[0], server_id))
+    return targets, server_id

@@ -29,8 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey, Table
-from haecs_monitor.checks import CHECKS
-from haecs_monitor.checks.base import CheckResult, timed_out, unknown, within
+from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
 from haecs_monitor.config.model import CheckKey, CheckSpec, ServiceConfig
 from haecs_monitor.control import report
@@ -46,23 +45,17 @@ from haecs_monitor.core.health import (
     Transition,
     WeightChange,
 )
-from haecs_monitor.errors import Ambiguous, NotFound
+from haecs_monitor.errors import NotFound
 from haecs_monitor.kernel.actuator import Actuator, Engine, Outcome
-from haecs_monitor.runtime import fdlimit, sdnotify, statefile
+from haecs_monitor.runtime import fdlimit, sdnotify
 from haecs_monitor.runtime.events import EventLog
 from haecs_monitor.runtime.looplag import LoopLag
 from haecs_monitor.runtime.notify import Notification, Notifier
+from haecs_monitor.runtime.scheduler import CheckScheduler
+from haecs_monitor.runtime.state import ADMIN_ACTIONS, MonitorState
 
 COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
-CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
-# A check whose timeout the event loop noticed later than its deadline by at
-# least this share of the timeout (and at least LATE_MIN_SECONDS) was stalled
-# over the deadline: the answer may have arrived and not been read.  Unknown,
-# not down.  (A stall that ends before the deadline does no harm: what
-# arrived during it is read before the deadline fires.)
-LATE_SHARE = 0.25
-LATE_MIN_SECONDS = 0.1
 
 
 class Monitor:
@@ -80,7 +73,6 @@ class Monitor:
         self.config_path = config_path
         self._log_format_override = log_format
         self.check_names: dict[CheckKey, str] = {}
-        self._saved_managed: list[str] = []
         self.config = config
         self.log = log
         self.clock = clock
@@ -90,7 +82,8 @@ class Monitor:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="haecs-ipvs")
         self.board: Optional[HealthBoard] = None
-        self.admin: dict[tuple[str, str], str] = {}
+        self.state = MonitorState(config.settings.state_file, log)
+        self.scheduler = CheckScheduler(log, clock, self._observe)
         self.below_quorum: frozenset[ServiceKey] = frozenset()
         self.last_desired: Optional[desired_mod.Desired] = None
         self.started_at = wall()
@@ -100,17 +93,13 @@ class Monitor:
         self.looplag = LoopLag(log, on_tick=self.systemd.feed_watchdog)
         self._systemd_status = ""
         self.api = Api(self)
-        # metrics
-        self.checks_total: Counter[tuple[CheckKey, str]] = Counter()  # by result.outcome
-        self.check_durations: dict[CheckKey, Histogram] = {}
-        self.last_duration: dict[CheckKey, float] = {}
+        # metrics (the per-check ones are the scheduler's)
         self.state_changes: Counter[tuple[str, str, str]] = Counter()
         self.reloads: Counter[str] = Counter()
         self.last_error: Optional[str] = None
         self.last_reconcile: Optional[float] = None
         self.last_apply: Optional[float] = None
-        # tasks and coordination
-        self._check_tasks: dict[CheckKey, asyncio.Task[None]] = {}
+        # coordination
         self._wake = asyncio.Event()
         self._reconcile_now = False
         self._waiters: list[asyncio.Future[Outcome]] = []
@@ -144,7 +133,7 @@ class Monitor:
             await self.api.close()
             return 1
         try:
-            self._load_state()
+            self.state.load()
             kernel = await self._in_ipvs_thread(self._engine.read)
         except Exception as error:
             self.log.error("fatal", reason="cannot read the IPVS table: %s" % error)
@@ -153,7 +142,7 @@ class Monitor:
         now = self.clock()
         self.board = HealthBoard(self.config, now, self._present(kernel), self.rand)
         self._hold_new_services([service.key for service in self.config.services], kernel)
-        self._pending_remove |= self._saved_managed_gone()
+        self._pending_remove |= self.state.managed_gone(s.key for s in self.config.services)
         self._ensure_descriptors()
         self.log.info(
             "started",
@@ -182,7 +171,7 @@ class Monitor:
         self._save_state()
         self.systemd.ready(self.summary())
         self._applier = loop.create_task(self._apply_loop(), name="applier")
-        self._sync_check_tasks()
+        self.scheduler.sync(self.board)
         await self._stop.wait()
         return await self._shutdown()
 
@@ -200,15 +189,7 @@ class Monitor:
     async def _shutdown(self) -> int:
         self.log.info("stopping", on_exit=self.config.settings.on_exit)
         self.systemd.stopping()
-        # asyncio.wait_for (Python < 3.12) can swallow a cancel() that lands
-        # as the check finishes; the loops also stop on their own once
-        # _stop is set, and we cancel again until every task has ended.
-        pending = set(self._check_tasks.values())
-        while pending:
-            for task in pending:
-                task.cancel()
-            _done, pending = await asyncio.wait(pending, timeout=0.5)
-        self._check_tasks.clear()
+        await self.scheduler.stop()
         if self._applier is not None:
             self._applier.cancel()
             await asyncio.gather(self._applier, return_exceptions=True)
@@ -264,51 +245,20 @@ class Monitor:
                 if found is None:
                     continue
                 server_id = ids.server_id(*real_server.key)
-                drained = self.admin.get((service_id, server_id)) == desired_mod.DRAIN
+                drained = self.state.admin_state(service_id, server_id) == desired_mod.DRAIN
                 if found.weight > 0 or drained or real_server.server.weight == 0:
                     present.add(ServerRef(service.key, *real_server.key))
         return present
 
     # ---------------------------------------------------------- state file
 
-    def _load_state(self) -> None:
-        path = self.config.settings.state_file
-        try:
-            saved = statefile.load(path)
-        except statefile.StateFileError as error:
-            self.log.warning("state_file_unreadable", reason=str(error))
-            saved = statefile.SavedState()
-        self.admin = {
-            (service, server): state
-            for service, servers in saved.admin.items()
-            for server, state in servers.items()
-        }
-        self._saved_managed = saved.managed
-        if self.admin:
-            self.log.info("admin_states_loaded", path=path, count=len(self.admin))
-
-    def _saved_managed_gone(self) -> set[ServiceKey]:
-        """Services the previous run managed that the config no longer has."""
-        configured = {service.key for service in self.config.services}
-        gone = set()
-        for text in self._saved_managed:
-            key = ids.parse_service_id(text)
-            if key is not None and key not in configured:
-                gone.add(key)
-        return gone
+    @property
+    def admin(self) -> dict[tuple[str, str], str]:
+        return self.state.admin
 
     def _save_state(self) -> Optional[str]:
-        admin: dict[str, dict[str, str]] = {}
-        for (service, server), state in sorted(self.admin.items()):
-            admin.setdefault(service, {})[server] = state
-        managed = [ids.service_id(service.key) for service in self.config.services]
-        managed += [ids.service_id(key) for key in self._pending_remove]
-        try:
-            statefile.save(self.config.settings.state_file, statefile.SavedState(admin, managed))
-        except statefile.StateFileError as error:
-            self.log.error("state_file_write_failed", reason=str(error))
-            return str(error)
-        return None
+        managed = [service.key for service in self.config.services]
+        return self.state.save(managed + sorted(self._pending_remove, key=str))
 
     def _ensure_descriptors(self) -> None:
         """Raise the descriptor limit to what the checks and listeners need."""
@@ -330,61 +280,17 @@ class Monitor:
 
     # --------------------------------------------------------------- checks
 
-    def _sync_check_tasks(self) -> None:
-        """One task per unique check: start new ones, cancel dropped ones."""
-        assert self.board is not None
-        loop = asyncio.get_running_loop()
-        for key in list(self._check_tasks):
-            if key not in self.board.checks:
-                self._check_tasks.pop(key).cancel()
-                self.check_durations.pop(key, None)
-                self.last_duration.pop(key, None)
-        for key in self.board.checks:
-            if key not in self._check_tasks:
-                self._check_tasks[key] = loop.create_task(self._check_loop(key), name="check")
+    @property
+    def checks_total(self) -> Counter[tuple[CheckKey, str]]:
+        return self.scheduler.checks_total
 
-    async def _check_loop(self, key: CheckKey) -> None:
-        assert self.board is not None
-        await asyncio.sleep(self.board.first_delay(key))
-        while not self._stop.is_set():
-            health = self.board.checks.get(key)
-            if health is None:
-                return
-            spec = health.spec
-            started = self.clock()
-            result = self._blame_late_loop(spec, await self._run_check(spec))
-            self._observe(key, spec, result, self.clock() - started)
-            await asyncio.sleep(max(0.0, self.board.next_delay(key)))
+    @property
+    def check_durations(self) -> dict[CheckKey, Histogram]:
+        return self.scheduler.check_durations
 
-    async def _run_check(self, spec: CheckSpec) -> CheckResult:
-        function = CHECKS.get(spec.type)
-        if function is None:
-            return CheckResult(False, None, "unknown check type %s" % spec.type)
-        started = asyncio.get_running_loop().time()
-        try:
-            return await within(
-                function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
-            )
-        except asyncio.TimeoutError:
-            return timed_out(spec, started + CHECK_GRACE_SECONDS, " (cut off)")
-        except Exception as error:
-            self.log.error(
-                "check_crashed",
-                check=spec.describe(),
-                reason="%s: %s" % (type(error).__name__, error),
-            )
-            return unknown("check failed internally: %s" % type(error).__name__)
-
-    @staticmethod
-    def _blame_late_loop(spec: CheckSpec, result: CheckResult) -> CheckResult:
-        """A timeout noticed far past its deadline: our loop was stalled over
-        the deadline, and the answer may have been there unread.  Ours, not
-        the server's fault."""
-        if not result.timed_out or result.late < max(LATE_MIN_SECONDS, LATE_SHARE * spec.timeout):
-            return result
-        return unknown(
-            "%s, but the monitor's event loop noticed it %.2fs late" % (result.detail, result.late)
-        )
+    @property
+    def last_duration(self) -> dict[CheckKey, float]:
+        return self.scheduler.last_duration
 
     def _observe(
         self, key: CheckKey, spec: CheckSpec, result: CheckResult, duration: float
@@ -392,9 +298,7 @@ class Monitor:
         assert self.board is not None
         if key not in self.board.checks:
             return  # a reload dropped it while it ran
-        self.checks_total[(key, result.outcome)] += 1
-        self.check_durations.setdefault(key, Histogram()).observe(duration)
-        self.last_duration[key] = duration
+        self.scheduler.record(key, result, duration)
         if result.unknown:
             health = self.board.checks[key]
             if health.unknown_streak == 0:  # once per run of unknown results
@@ -559,9 +463,7 @@ class Monitor:
             servers = []
             for real_server in service.real_servers:
                 health = self.board.servers[ServerRef(service.key, *real_server.key)]
-                admin = self.admin.get(
-                    (service_id, ids.server_id(*real_server.key)), desired_mod.ENABLED
-                )
+                admin = self.state.admin_state(service_id, ids.server_id(*real_server.key))
                 servers.append(
                     desired_mod.ServerInput(
                         real_server.server, health.up, health.weight_at(now), admin
@@ -694,18 +596,12 @@ class Monitor:
     async def set_admin(self, service: str, server: str, action: str) -> Mapping[str, Any]:
         if self.board is None:
             raise NotFound("the monitor is still starting; try again")
-        if action not in ("drain", "disable", "enable"):
+        if action not in ADMIN_ACTIONS:
             raise NotFound("unknown action %s" % action)
         targets, server_id = self._resolve(service, server)
         changed = []
         for service_id in targets:
-            key = (service_id, server_id)
-            before = self.admin.get(key, desired_mod.ENABLED)
-            after = desired_mod.ENABLED if action == "enable" else action
-            if after == desired_mod.ENABLED:
-                self.admin.pop(key, None)
-            else:
-                self.admin[key] = after
+            before, after = self.state.set_admin(service_id, server_id, action)
             changed.append(
                 {"service": service_id, "server": server_id, "admin": after, "was": before}
             )
@@ -739,29 +635,11 @@ class Monitor:
         return answer
 
     def _resolve(self, service: str, server: str) -> tuple[list[str], str]:
-        """The ids of the services meant by SERVICE ('*': every one that has
-        SERVER) and SERVER's id; NotFound, or Ambiguous when SERVICE names several."""
-        server_id = ids.normalize_server(server)
-        if server_id is None:
-            raise NotFound("%r is not a real server (ADDRESS:PORT or [IPv6]:PORT)" % server)
-        services = {ids.service_id(s.key): s for s in self.config.services}
-        if service in ("*", "all"):
-            targets = [
-                sid
-                for sid, s in services.items()
-                if any(ids.server_id(*rs.key) == server_id for rs in s.real_servers)
-            ]
-            if not targets:
-                raise NotFound("no service has real server %s" % server_id)
-            return targets, server_id
-        targets = ids.match_service(service, services)
-        if not targets:
-            raise NotFound("no service %s" % service)
-        if len(targets) > 1:
-            raise Ambiguous("%s names several services: %s" % (service, ", ".join(targets)))
-        if not any(ids.server_id(*rs.key) == server_id for rs in services[targets[0]].real_servers):
-            raise NotFound("service %s has no real server %s" % (targets[0], server_id))
-        return targets, server_id
+        pools = {
+            ids.service_id(s.key): {ids.server_id(*rs.key) for rs in s.real_servers}
+            for s in self.config.services
+        }
+        return ids.resolve(service, server, pools)
 
     async def check_now(self, service: str, server: str) -> Mapping[str, Any]:
         """Run SERVER's checks at once and return their results.
@@ -787,7 +665,7 @@ class Monitor:
 
         async def one(spec: CheckSpec) -> dict[str, Any]:
             started = self.clock()
-            result = await self._run_check(spec)
+            result = await self.scheduler.run(spec)
             return {
                 "check": self.check_names.get(spec.dedup_key, spec.describe()),
                 "result": result.outcome,
@@ -861,7 +739,7 @@ class Monitor:
         self._pending_remove |= set(old_keys) - set(new_keys)
         self._pending_remove -= set(new_keys)
         self._ensure_descriptors()
-        self._sync_check_tasks()
+        self.scheduler.sync(self.board)
         for event in events:
             if isinstance(event, Transition):
                 self._server_transition(event)

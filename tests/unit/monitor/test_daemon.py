@@ -14,7 +14,7 @@ import yaml
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import load_config
 from haecs_monitor.errors import NotFound
-from haecs_monitor.runtime import daemon
+from haecs_monitor.runtime import daemon, scheduler
 from haecs_monitor.runtime.events import EventLog
 from monitor_fakes import FakeEngine
 
@@ -75,7 +75,7 @@ class Harness:
                 return CheckResult(False, None, "refused")
             return CheckResult(True, None, "connected")
 
-        monkeypatch.setattr(daemon, "CHECKS", {"tcp": fake_check})
+        monkeypatch.setattr(scheduler, "CHECKS", {"tcp": fake_check})
 
     def write(self, config: dict[str, Any]) -> None:
         with open(self.path, "w") as handle:

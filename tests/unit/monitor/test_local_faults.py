@@ -23,7 +23,7 @@ from haecs_monitor.checks.base import os_error
 from haecs_monitor.control.httpd import Response, Server
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime import fdlimit
-from haecs_monitor.runtime.daemon import Monitor
+from haecs_monitor.runtime.scheduler import blame_late_loop
 from test_health import FAIL, OK, RS1, config, feed
 
 UNKNOWN = CheckResult(False, None, "socket: Too many open files", unknown=True)
@@ -91,12 +91,12 @@ def test_descriptor_exhaustion_is_unknown_for_a_real_check() -> None:
 def test_a_timeout_noticed_late_is_unknown() -> None:
     timeout = spec("tcp", free_port(), timeout=1.0)
     on_time = CheckResult(False, None, "timed out after 1s", timed_out=True, late=0.2)
-    assert Monitor._blame_late_loop(timeout, on_time) is on_time  # below a quarter
+    assert blame_late_loop(timeout, on_time) is on_time  # below a quarter
     late = CheckResult(False, None, "timed out after 1s", timed_out=True, late=0.6)
-    blamed = Monitor._blame_late_loop(timeout, late)
+    blamed = blame_late_loop(timeout, late)
     assert blamed.unknown and "noticed it 0.60s late" in blamed.detail
     refused = CheckResult(False, None, "connect: Connection refused")
-    assert Monitor._blame_late_loop(timeout, refused) is refused  # only timeouts
+    assert blame_late_loop(timeout, refused) is refused  # only timeouts
 
 
 def _blackhole() -> tuple[socket.socket, list[socket.socket]]:
@@ -140,7 +140,7 @@ def test_a_real_check_over_a_stalled_deadline(
         for sock in [listener, *fillers]:
             sock.close()
     assert result.timed_out and not result.up
-    judged = Monitor._blame_late_loop(check, result)
+    judged = blame_late_loop(check, result)
     assert judged.unknown is is_unknown, (result, judged)
 
 

@@ -1,0 +1,120 @@
+"""Check scheduling: one asyncio task per unique check, and how one check runs.
+
+Each task waits the jittered delay the health board asks for, runs its
+check with a hard cut-off, and hands the result to the daemon.  The
+scheduler keeps the per-check counters the metrics show.  What a result
+means for a server is the board's and the daemon's business, not this one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Callable, Optional
+
+from haecs_monitor.checks import CHECKS
+from haecs_monitor.checks.base import CheckResult, timed_out, unknown, within
+from haecs_monitor.config.model import CheckKey, CheckSpec
+from haecs_monitor.control.metrics import Histogram
+from haecs_monitor.core.health import HealthBoard
+from haecs_monitor.runtime.events import EventLog
+
+CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
+# A check whose timeout the event loop noticed later than its deadline by at
+# least this share of the timeout (and at least LATE_MIN_SECONDS) was stalled
+# over the deadline: the answer may have arrived and not been read.  Unknown,
+# not down.  (A stall that ends before the deadline does no harm: what
+# arrived during it is read before the deadline fires.)
+LATE_SHARE = 0.25
+LATE_MIN_SECONDS = 0.1
+
+Observer = Callable[[CheckKey, CheckSpec, CheckResult, float], None]
+
+
+class CheckScheduler:
+    def __init__(self, log: EventLog, clock: Callable[[], float], observe: Observer) -> None:
+        self.log = log
+        self.clock = clock
+        self._observe = observe
+        self._board: Optional[HealthBoard] = None
+        self._tasks: dict[CheckKey, asyncio.Task[None]] = {}
+        self._stopping = False
+        # metrics, by unique check
+        self.checks_total: Counter[tuple[CheckKey, str]] = Counter()  # by result.outcome
+        self.check_durations: dict[CheckKey, Histogram] = {}
+        self.last_duration: dict[CheckKey, float] = {}
+
+    def sync(self, board: HealthBoard) -> None:
+        """One task per check of BOARD: start new ones, cancel dropped ones."""
+        self._board = board
+        loop = asyncio.get_running_loop()
+        for key in list(self._tasks):
+            if key not in board.checks:
+                self._tasks.pop(key).cancel()
+                self.check_durations.pop(key, None)
+                self.last_duration.pop(key, None)
+        for key in board.checks:
+            if key not in self._tasks:
+                self._tasks[key] = loop.create_task(self._loop(board, key), name="check")
+
+    async def stop(self) -> None:
+        """Cancel every check task and wait until all have ended."""
+        self._stopping = True
+        # asyncio.wait_for (Python < 3.12) can swallow a cancel() that lands
+        # as the check finishes; the loops also end on their own once
+        # stopping, and we cancel again until every task has ended.
+        pending = set(self._tasks.values())
+        while pending:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.5)
+        self._tasks.clear()
+
+    def record(self, key: CheckKey, result: CheckResult, duration: float) -> None:
+        self.checks_total[(key, result.outcome)] += 1
+        self.check_durations.setdefault(key, Histogram()).observe(duration)
+        self.last_duration[key] = duration
+
+    async def _loop(self, board: HealthBoard, key: CheckKey) -> None:
+        await asyncio.sleep(board.first_delay(key))
+        while not self._stopping:
+            health = board.checks.get(key)
+            if health is None:
+                return
+            spec = health.spec
+            started = self.clock()
+            result = blame_late_loop(spec, await self.run(spec))
+            self._observe(key, spec, result, self.clock() - started)
+            await asyncio.sleep(max(0.0, board.next_delay(key)))
+
+    async def run(self, spec: CheckSpec) -> CheckResult:
+        """Run one check once, cut off CHECK_GRACE_SECONDS past its timeout;
+        a check that crashes is unknown (our fault), never down."""
+        function = CHECKS.get(spec.type)
+        if function is None:
+            return CheckResult(False, None, "unknown check type %s" % spec.type)
+        started = asyncio.get_running_loop().time()
+        try:
+            return await within(
+                function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
+            )
+        except asyncio.TimeoutError:
+            return timed_out(spec, started + CHECK_GRACE_SECONDS, " (cut off)")
+        except Exception as error:
+            self.log.error(
+                "check_crashed",
+                check=spec.describe(),
+                reason="%s: %s" % (type(error).__name__, error),
+            )
+            return unknown("check failed internally: %s" % type(error).__name__)
+
+
+def blame_late_loop(spec: CheckSpec, result: CheckResult) -> CheckResult:
+    """A timeout noticed far past its deadline: our loop was stalled over
+    the deadline, and the answer may have been there unread.  Ours, not
+    the server's fault."""
+    if not result.timed_out or result.late < max(LATE_MIN_SECONDS, LATE_SHARE * spec.timeout):
+        return result
+    return unknown(
+        "%s, but the monitor's event loop noticed it %.2fs late" % (result.detail, result.late)
+    )

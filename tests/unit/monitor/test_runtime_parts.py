@@ -1,0 +1,151 @@
+"""The daemon's parts on their own: the remembered state, the check
+scheduler, and how an operator's SERVICE SERVER names resolve."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from typing import Any
+
+import pytest
+from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.core import ids
+from haecs_monitor.core.health import HealthBoard
+from haecs_monitor.errors import Ambiguous, NotFound
+from haecs_monitor.runtime import scheduler as scheduler_mod
+from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.state import MonitorState
+from test_health import config
+
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
+
+WEB = ServiceKey.for_address("tcp", "10.0.0.1", 80)
+DNS = ServiceKey.for_address("udp", "10.0.0.1", 53)
+
+
+def events(stream: io.StringIO) -> list[str]:
+    return [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+
+
+# ----------------------------------------------------------------- state
+
+
+def test_state_remembers_admin_and_managed_services_across_restarts(tmp_path: Any) -> None:
+    path = str(tmp_path / "monitor.state")
+    first = MonitorState(path, EventLog(io.StringIO()))
+    first.load()  # no file yet: empty
+    assert first.set_admin("tcp:10.0.0.1:80", "10.0.2.1:80", "drain") == ("enabled", "drain")
+    assert first.set_admin("tcp:10.0.0.1:80", "10.0.2.2:80", "disable") == ("enabled", "disable")
+    assert first.set_admin("tcp:10.0.0.1:80", "10.0.2.2:80", "enable") == ("disable", "enabled")
+    assert first.save([WEB, DNS]) is None
+
+    stream = io.StringIO()
+    second = MonitorState(path, EventLog(stream))
+    second.load()
+    assert second.admin == {("tcp:10.0.0.1:80", "10.0.2.1:80"): "drain"}
+    assert second.admin_state("tcp:10.0.0.1:80", "10.0.2.1:80") == "drain"
+    assert second.admin_state("tcp:10.0.0.1:80", "10.0.2.2:80") == "enabled"
+    assert second.managed_gone([WEB]) == {DNS}  # dropped from the config while stopped
+    assert second.managed_gone([WEB, DNS]) == set()
+    assert "admin_states_loaded" in events(stream)
+
+
+def test_state_file_errors_are_logged_not_raised(tmp_path: Any) -> None:
+    bad = tmp_path / "monitor.state"
+    bad.write_text("{not json")
+    stream = io.StringIO()
+    state = MonitorState(str(bad), EventLog(stream))
+    state.load()
+    assert state.admin == {} and "state_file_unreadable" in events(stream)
+    (tmp_path / "a-file").write_text("")
+    unwritable = MonitorState(str(tmp_path / "a-file" / "monitor.state"), EventLog(stream))
+    error = unwritable.save([WEB])
+    assert error is not None and "a-file" in error
+    assert "state_file_write_failed" in events(stream)
+
+
+# ----------------------------------------------------------------- names
+
+
+POOLS = {
+    "tcp:10.0.0.1:80": {"10.0.2.1:80", "10.0.2.2:80"},
+    "udp:10.0.0.1:80": {"10.0.2.1:80"},
+    "tcp:10.0.0.2:443": {"10.0.2.3:443"},
+}
+
+
+def test_resolve_names_services_and_servers() -> None:
+    assert ids.resolve("tcp:10.0.0.1:80", "10.0.2.2:80", POOLS) == (
+        ["tcp:10.0.0.1:80"],
+        "10.0.2.2:80",
+    )
+    assert ids.resolve("*", "10.0.2.1:80", POOLS) == (
+        ["tcp:10.0.0.1:80", "udp:10.0.0.1:80"],
+        "10.0.2.1:80",
+    )
+    with pytest.raises(Ambiguous, match="names several services"):
+        ids.resolve("10.0.0.1:80", "10.0.2.1:80", POOLS)
+    with pytest.raises(NotFound, match=re.escape("no service tcp:10.9.9.9:80")):
+        ids.resolve("tcp:10.9.9.9:80", "10.0.2.1:80", POOLS)
+    with pytest.raises(NotFound, match=re.escape("has no real server 10.0.2.3:443")):
+        ids.resolve("tcp:10.0.0.1:80", "10.0.2.3:443", POOLS)
+    with pytest.raises(NotFound, match=re.escape("no service has real server 10.0.9.9:80")):
+        ids.resolve("all", "10.0.9.9:80", POOLS)
+    with pytest.raises(NotFound, match="is not a real server"):
+        ids.resolve("*", "10.0.2.1", POOLS)
+
+
+# ------------------------------------------------------------- scheduler
+
+
+def test_scheduler_runs_one_task_per_check_and_stops_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def probe(spec: Any, address: str, port: int) -> CheckResult:
+        seen.append((address, port))
+        return CheckResult(True, None, "connected")
+
+    monkeypatch.setattr(scheduler_mod, "CHECKS", {"tcp": probe})
+    observed: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        board = HealthBoard(config(), loop.time(), set(), lambda: 0.0)
+        scheduler = scheduler_mod.CheckScheduler(
+            EventLog(io.StringIO()),
+            loop.time,
+            lambda key, spec, result, duration: observed.append(result.outcome),
+        )
+        scheduler.sync(board)
+        scheduler.sync(board)  # again: no second task for a check
+        assert len(scheduler._tasks) == len(board.checks)
+        for _ in range(200):
+            if len(observed) >= len(board.checks):
+                break
+            await asyncio.sleep(0.01)
+        await scheduler.stop()
+        assert scheduler._tasks == {}
+
+    asyncio.run(main())
+    assert observed and set(observed) == {"up"}
+    assert seen
+
+
+def test_a_crashing_check_is_unknown_not_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def crash(spec: Any, address: str, port: int) -> CheckResult:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(scheduler_mod, "CHECKS", {"tcp": crash})
+    stream = io.StringIO()
+
+    async def main() -> CheckResult:
+        board = HealthBoard(config(), 0.0, set(), lambda: 0.0)
+        spec = next(iter(board.checks.values())).spec
+        scheduler = scheduler_mod.CheckScheduler(EventLog(stream), lambda: 0.0, lambda *a: None)
+        return await scheduler.run(spec)
+
+    result = asyncio.run(main())
+    assert result.unknown and not result.up
+    assert "check_crashed" in events(stream)
