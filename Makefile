@@ -33,8 +33,10 @@ COV_ENGINE := plugins/module_utils/ipvs/*.py,plugins/module_utils/_ipvs*.py
 # Python sources for ruff (directories that exist only).
 RUFF_DIRS := $(wildcard plugins tests monitor bench)
 # Ansible content for ansible-lint (directories that exist only).
-LINT_ANSIBLE_DIRS := $(wildcard roles playbooks)
+LINT_ANSIBLE_DIRS := $(wildcard roles playbooks lab)
 MODULES := $(sort $(basename $(notdir $(wildcard plugins/modules/*.py))))
+FILTERS := $(sort $(basename $(notdir $(wildcard plugins/filter/*.yml))))
+ROLES := $(sort $(notdir $(wildcard roles/*)))
 
 STAGE := $(ROOT)/tests/stage
 
@@ -47,7 +49,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
-        integration collection-install integration-host qemu bench fresh-check \
+        integration lab lab-test collection-install integration-host qemu bench fresh-check \
         changelog-lint docs fragments fragment-check test clean distclean
 
 help: ## list the targets
@@ -243,6 +245,14 @@ kernel-engine: venv collection ## pytest tests/kernel_engine inside tests/kernel
 integration: venv collection ## tests/integration/run (all targets in one kernel)
 	tests/integration/run
 
+# The lab: a client, a director and three real servers in namespaces of the
+# test kernel, deployed by playbooks/site.yml from lab/inventory.yml.
+lab: venv collection ## deploy the lab cluster with site.yml and show it balancing (lab/run)
+	lab/run
+
+lab-test: venv collection ## the lab, plus check mode, idempotence and a refused bad model (lab/run --test)
+	lab/run --test
+
 # The collection as a user gets it: ansible-galaxy collection build, the
 # tarball's file list checked (build_ignore), install --offline into an
 # empty collections path, and tests/packaging/installed.yml run from that
@@ -308,17 +318,18 @@ changelog-lint: venv ## antsibull-changelog lint
 fragments: venv ## write plugins/doc_fragments/ipvs_options.py from tests/docgen/ipvs_options.py
 	$(BIN)/python tests/docgen/ipvs_options.py > plugins/doc_fragments/ipvs_options.py
 
-docs: venv collection ## render modules with ansible-doc into build/docs, lint them with antsibull-docs
+docs: venv collection ## render modules, filters and roles with ansible-doc into build/docs, lint them with antsibull-docs
 	@if [ -z "$(MODULES)" ]; then echo "docs: no modules in plugins/modules yet: skipped"; exit 0; fi; \
 	rm -rf $(DOCS_OUT); mkdir -p $(DOCS_OUT); rc=0; \
-	for m in $(MODULES); do \
-	  if $(BIN)/ansible-doc -t module haecs.lvs.$$m >$(DOCS_OUT)/$$m.txt 2>$(DOCS_OUT)/$$m.err \
-	     && [ ! -s $(DOCS_OUT)/$$m.err ] && [ -s $(DOCS_OUT)/$$m.txt ]; then \
-	    echo "docs: haecs.lvs.$$m ok"; \
+	for p in $(MODULES:%=module:%) $(FILTERS:%=filter:%) $(ROLES:%=role:%); do \
+	  t=$${p%%:*}; n=$${p#*:}; \
+	  if $(BIN)/ansible-doc -t $$t haecs.lvs.$$n >$(DOCS_OUT)/$$t-$$n.txt 2>$(DOCS_OUT)/$$n.err \
+	     && [ ! -s $(DOCS_OUT)/$$n.err ] && [ -s $(DOCS_OUT)/$$t-$$n.txt ]; then \
+	    echo "docs: $$t haecs.lvs.$$n ok"; \
 	  else \
-	    echo "docs: haecs.lvs.$$m FAILED:"; cat $(DOCS_OUT)/$$m.err; rc=1; \
+	    echo "docs: $$t haecs.lvs.$$n FAILED:"; cat $(DOCS_OUT)/$$n.err; rc=1; \
 	  fi; \
-	  rm -f $(DOCS_OUT)/$$m.err; \
+	  rm -f $(DOCS_OUT)/$$n.err; \
 	done; \
 	echo "antsibull-docs lint-collection-docs --plugin-docs"; \
 	PATH="$(BIN):$$PATH" $(BIN)/antsibull-docs lint-collection-docs --plugin-docs \
@@ -333,7 +344,7 @@ fragment-check: ## changelog fragment present for code changes since BASE
 
 # ---------------------------------------------------------------- all
 
-test: ## every gate in order: deps lint sanity changelog-lint fragment-check docs unit kernel-selftest kernel-engine monitor-kernel coverage integration collection-install integration-host qemu
+test: ## every gate in order: deps lint sanity changelog-lint fragment-check docs unit kernel-selftest kernel-engine monitor-kernel coverage integration lab-test collection-install integration-host qemu
 	@start=$$(date +%s); \
 	$(STAGE) deps $(MAKE) deps && \
 	$(STAGE) lint $(MAKE) lint && \
@@ -347,6 +358,7 @@ test: ## every gate in order: deps lint sanity changelog-lint fragment-check doc
 	$(STAGE) monitor-kernel $(MAKE) monitor-kernel && \
 	$(STAGE) coverage $(MAKE) coverage && \
 	$(STAGE) integration $(MAKE) integration && \
+	$(STAGE) lab-test $(MAKE) lab-test && \
 	$(STAGE) collection-install $(MAKE) collection-install && \
 	$(STAGE) integration-host $(MAKE) integration-host && \
 	$(STAGE) qemu $(MAKE) qemu && \

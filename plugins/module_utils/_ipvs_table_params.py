@@ -81,7 +81,7 @@ def check_table(
     for index, path, params, servers in _declared_services(services, prefix):
         key = check_service(params, path)
         if key in seen:
-            raise ValidationError(path, "duplicates services[%d] (%s)" % (seen[key], key))
+            raise ValidationError(path, "duplicates %s[%d] (%s)" % (prefix, seen[key], key))
         seen[key] = index
         keys.append(key)
         for server_path, server_params in _declared_servers(servers, path):
@@ -112,7 +112,7 @@ def parse_table(
         service = parse_service(params, path, have.service if have is not None else None)
         if service.key in seen:
             raise ValidationError(
-                path, "duplicates services[%d] (%s)" % (seen[service.key], service.key)
+                path, "duplicates %s[%d] (%s)" % (prefix, seen[service.key], service.key)
             )
         seen[service.key] = index
         entry = VirtualService(service)

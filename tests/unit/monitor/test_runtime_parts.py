@@ -121,7 +121,7 @@ def test_scheduler_runs_one_task_per_check_and_stops_them(monkeypatch: pytest.Mo
         scheduler.sync(board)
         scheduler.sync(board)  # again: no second task for a check
         assert len(scheduler._tasks) == len(board.checks)
-        for _ in range(200):
+        for _attempt in range(200):
             if len(observed) >= len(board.checks):
                 break
             await asyncio.sleep(0.01)

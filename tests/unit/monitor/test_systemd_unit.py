@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
-import subprocess
 from typing import Any
 
-import pytest
+from unit_files import needs_systemd_analyze, verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 UNIT = os.path.join(ROOT, "monitor", "systemd", "haecs-monitor@.service")
@@ -32,18 +30,10 @@ def test_unit_has_the_agreed_shape() -> None:
         assert line in text.splitlines(), line
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@needs_systemd_analyze
 def test_unit_verifies(tmp_path: Any) -> None:
     # verify wants the executables to exist: point them at the checkout's wrapper.
     text = pathlib.Path(UNIT).read_text().replace("/usr/sbin/haecs-monitor", WRAPPER)
     instance = tmp_path / "haecs-monitor@lab.service"
     instance.write_text(text)
-    result = subprocess.run(
-        ["systemd-analyze", "verify", str(instance)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "haecs-monitor@lab.service" not in result.stderr, result.stderr
+    verify(str(instance))

@@ -1,0 +1,253 @@
+# Copyright: HAECS developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cluster's inventory model -> what each host needs.
+
+`haecs_services` (group vars) lists the virtual services; each names the
+inventory group of its real servers.  A real-server host may override, per
+service name, the options its entry takes from the service
+(`haecs_real_server_overrides`).  From that and the inventory this module
+derives the director's static IPVS table (the `services` of
+`haecs.lvs.ipvs_table`), the director's VIPs, and the VIPs a direct-routing
+or tunnel real server holds.  Every value is checked by the engine's own
+validators, and an error names the inventory variable it came from.
+
+Runs on the controller (the role's filters); plain Python, no Ansible import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ._ipvs_table_params import parse_table
+from .ipvs.errors import HaecsError
+from .ipvs.model import parse_address, service_order
+from .ipvs.params import (
+    REAL_SERVER_FIELDS,
+    SERVICE_FIELDS,
+    ValidationError,
+    check_real_server,
+    check_service,
+)
+
+SERVICES_VAR = "haecs_services"
+ADDRESS_VAR = "haecs_real_server_address"
+OVERRIDES_VAR = "haecs_real_server_overrides"
+
+# What a service entry may hold besides the ipvs_table service options.
+MODEL_FIELDS = ("name", "real_servers_group", "vip_interface")
+# Real-server options a service gives all its servers (a host may override them).
+SERVER_DEFAULTS = (
+    *(name for name in REAL_SERVER_FIELDS if name not in ("address", "port")),
+    "real_server_port",
+)
+OVERRIDE_FIELDS = tuple(name for name in REAL_SERVER_FIELDS if name != "address")
+NOT_YET = {
+    "checks": "health checks are the monitor's (the haecs.lvs.monitor role is not written yet):"
+    " a service with checks cannot be deployed by these roles yet",
+}
+
+
+class ModelError(HaecsError):
+    """The inventory model is wrong; the message starts with the variable's path.
+    (A bad value is the engine's ValidationError, with the same kind of path.)"""
+
+
+def _fail(path: str, rule: str) -> ModelError:
+    return ModelError("%s: %s" % (path, rule))
+
+
+def _services(value: Any) -> List[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        raise _fail(SERVICES_VAR, "must be a list of services, got %s" % type(value).__name__)
+    for index, entry in enumerate(value):
+        if not isinstance(entry, Mapping):
+            raise _fail("%s[%d]" % (SERVICES_VAR, index), "must be a mapping")
+    return value
+
+
+def _check_entry(entry: Mapping[str, Any], path: str) -> None:
+    for option in entry:
+        if option in NOT_YET:
+            raise _fail("%s.%s" % (path, option), NOT_YET[option])
+        if option not in MODEL_FIELDS + SERVICE_FIELDS + SERVER_DEFAULTS:
+            raise _fail(
+                "%s.%s" % (path, option),
+                "unknown option; a service takes %s"
+                % ", ".join(sorted(MODEL_FIELDS + SERVICE_FIELDS + SERVER_DEFAULTS)),
+            )
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise _fail("%s.name" % path, "required: a short name for messages and overrides")
+    group = entry.get("real_servers_group")
+    if not isinstance(group, str) or not group:
+        raise _fail(
+            "%s.real_servers_group" % path, "required: the inventory group of its real servers"
+        )
+
+
+def _host_address(host: str, hostvars: Mapping[str, Any]) -> str:
+    """The real server's address: haecs_real_server_address, else ansible_host when it is one."""
+    variables = hostvars.get(host, {})
+    for var in (ADDRESS_VAR, "ansible_host"):
+        value = variables.get(var)
+        if value is None:
+            continue
+        try:
+            parse_address(str(value))
+        except ValueError:
+            if var == ADDRESS_VAR:
+                raise _fail(
+                    "hostvars[%s].%s" % (host, var),
+                    "must be an IPv4 or IPv6 address, got %r" % value,
+                ) from None
+            continue
+        return str(value)
+    raise _fail(
+        "hostvars[%s].%s" % (host, ADDRESS_VAR),
+        "required: the real server's address (ansible_host is not an IP address)",
+    )
+
+
+def _overrides(host: str, name: str, hostvars: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
+    path = "hostvars[%s].%s" % (host, OVERRIDES_VAR)
+    value = hostvars.get(host, {}).get(OVERRIDES_VAR) or {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, "must be a mapping of service name to options")
+    mine = value.get(name) or {}
+    path = "%s.%s" % (path, name)
+    if not isinstance(mine, Mapping):
+        raise _fail(path, "must be a mapping of real-server options")
+    for option in mine:
+        if option not in OVERRIDE_FIELDS:
+            raise _fail(
+                "%s.%s" % (path, option),
+                "unknown option; an override takes %s" % ", ".join(OVERRIDE_FIELDS),
+            )
+    return dict(mine), path
+
+
+def _members(group: str, groups: Mapping[str, Sequence[str]], path: str) -> List[str]:
+    if group not in groups:
+        raise _fail(path, "no inventory group %r" % group)
+    return sorted(groups[group])
+
+
+def cluster_table(
+    services: Any, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
+) -> List[Dict[str, Any]]:
+    """The `services` of ipvs_table for the model, in the model's order."""
+    table: List[Dict[str, Any]] = []
+    names: Dict[str, int] = {}
+    for index, entry in enumerate(_services(services)):
+        path = "%s[%d]" % (SERVICES_VAR, index)
+        _check_entry(entry, path)
+        if entry["name"] in names:
+            raise _fail(
+                "%s.name" % path, "duplicates %s[%d].name" % (SERVICES_VAR, names[entry["name"]])
+            )
+        names[entry["name"]] = index
+        service = {name: entry[name] for name in SERVICE_FIELDS if entry.get(name) is not None}
+        key = check_service(service, path)
+        servers = []
+        for host in _members(entry["real_servers_group"], groups, "%s.real_servers_group" % path):
+            address = _host_address(host, hostvars)
+            server: Dict[str, Any] = {"address": address}
+            port = entry.get("real_server_port")
+            if port is not None:
+                server["port"] = port
+            elif not key.is_fwmark:
+                server["port"] = key.port
+            for option in SERVER_DEFAULTS:
+                if option != "real_server_port" and entry.get(option) is not None:
+                    server[option] = entry[option]
+            overrides, override_path = _overrides(host, entry["name"], hostvars)
+            server.update(overrides)
+            try:
+                check_real_server(server, key, "%s (real server %s)" % (path, host))
+            except ValidationError as error:
+                raise _blame(error, entry, path, overrides, override_path, host) from None
+            servers.append(server)
+        service["real_servers"] = servers
+        table.append(service)
+    parse_table(table, SERVICES_VAR)  # duplicates, cross-field rules
+    return table
+
+
+def _blame(
+    error: ValidationError,
+    entry: Mapping[str, Any],
+    path: str,
+    overrides: Mapping[str, Any],
+    override_path: str,
+    host: str,
+) -> ValidationError:
+    """The error with the path of the variable the bad value came from."""
+    option = error.field.rsplit(".", 1)[-1]
+    if option in overrides:
+        field = "%s.%s" % (override_path, option)
+    elif option == "port" and "real_server_port" in entry:
+        field = "%s.real_server_port" % path
+    elif option == "address":
+        field = "hostvars[%s].%s" % (host, ADDRESS_VAR)
+    elif option in entry:
+        field = "%s.%s" % (path, option)
+    else:
+        return error
+    return ValidationError(field, error.rule)
+
+
+def director_vips(services: Any, interface: Optional[str]) -> List[Dict[str, Any]]:
+    """The VIPs the director holds: one entry per address, on the service's
+    `vip_interface` or INTERFACE."""
+    vips: Dict[str, Dict[str, Any]] = {}
+    for index, entry in enumerate(_services(services)):
+        address = entry.get("address")
+        if address is None:
+            continue
+        where = entry.get("vip_interface") or interface
+        if not where:
+            raise _fail(
+                "%s[%d].vip_interface" % (SERVICES_VAR, index),
+                "required when director_vip_interface is not set",
+            )
+        previous = vips.setdefault(str(address), {"address": str(address), "interface": where})
+        if previous["interface"] != where:
+            raise _fail(
+                "%s[%d].vip_interface" % (SERVICES_VAR, index),
+                "%s is on %s for an earlier service" % (address, previous["interface"]),
+            )
+    return [vips[address] for address in sorted(vips)]
+
+
+def real_server_vips(
+    services: Any, host: str, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
+) -> List[Dict[str, Any]]:
+    """The VIPs HOST holds as a direct-routing or tunnel real server (so it
+    accepts the packets the director forwards unchanged), with the forwarding."""
+    vips: Dict[str, str] = {}
+    for index, entry in enumerate(_services(services)):
+        path = "%s[%d]" % (SERVICES_VAR, index)
+        _check_entry(entry, path)
+        if host not in _members(
+            entry["real_servers_group"], groups, "%s.real_servers_group" % path
+        ):
+            continue
+        overrides, _path = _overrides(host, entry["name"], hostvars)
+        forwarding = overrides.get("forwarding", entry.get("forwarding", "route"))
+        address = entry.get("address")
+        if forwarding in ("route", "tunnel") and address is not None:
+            vips.setdefault(str(address), forwarding)
+    return [{"address": address, "forwarding": vips[address]} for address in sorted(vips)]
+
+
+def ipvsadm_rules(table: Sequence[Mapping[str, Any]]) -> str:
+    """The table as an `ipvsadm-restore` rules file (what `ipvsadm -Sn`
+    prints, with `-x`/`-y` thresholds), for the director's boot."""
+    parsed, _listed = parse_table(table, SERVICES_VAR)
+    lines = []
+    for key in sorted(parsed, key=service_order):
+        entry = parsed[key]
+        lines.append(entry.service.ipvsadm_line())
+        for server_key in sorted(entry.real_servers):
+            lines.append(entry.real_servers[server_key].ipvsadm_line(key))
+    return "".join(line + "\n" for line in lines)

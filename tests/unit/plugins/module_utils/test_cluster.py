@@ -1,0 +1,167 @@
+"""The cluster's inventory model -> the director's table and VIPs, the real
+servers' VIPs; every error names the inventory variable."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from ansible_collections.haecs.lvs.plugins.module_utils import _cluster
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.errors import HaecsError
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.rules import parse_rules
+
+WEB = {
+    "name": "web",
+    "protocol": "tcp",
+    "address": "192.0.2.10",
+    "port": 80,
+    "scheduler": "rr",
+    "forwarding": "masq",
+    "real_server_port": 8080,
+    "real_servers_group": "web",
+}
+DNS = {
+    "name": "dns",
+    "protocol": "udp",
+    "address": "2001:db8::53",
+    "port": 53,
+    "real_servers_group": "dns",
+    "vip_interface": "dummy0",
+}
+GROUPS = {"web": ["rs2", "rs1"], "dns": ["ns1"], "empty": []}
+HOSTVARS: dict[str, Any] = {
+    "rs1": {"haecs_real_server_address": "10.10.0.11"},
+    "rs2": {"ansible_host": "10.10.0.12", "haecs_real_server_overrides": {"web": {"weight": 3}}},
+    "ns1": {"ansible_host": "2001:db8:1::53"},
+}
+
+
+def refused(services: Any, message: str, hostvars: Any = None, groups: Any = None) -> None:
+    with pytest.raises(HaecsError, match="^" + re.escape(message)):
+        _cluster.cluster_table(
+            services, groups or GROUPS, HOSTVARS if hostvars is None else hostvars
+        )
+
+
+def test_the_table_comes_from_the_model_and_the_groups() -> None:
+    table = _cluster.cluster_table([WEB, DNS], GROUPS, HOSTVARS)
+    assert table == [
+        {
+            "protocol": "tcp",
+            "address": "192.0.2.10",
+            "port": 80,
+            "scheduler": "rr",
+            "real_servers": [
+                {"address": "10.10.0.11", "port": 8080, "forwarding": "masq"},
+                {"address": "10.10.0.12", "port": 8080, "forwarding": "masq", "weight": 3},
+            ],
+        },
+        {
+            "protocol": "udp",
+            "address": "2001:db8::53",
+            "port": 53,
+            "real_servers": [{"address": "2001:db8:1::53", "port": 53}],
+        },
+    ]
+
+
+def test_the_rules_file_is_what_ipvsadm_restore_and_ipvs_table_read() -> None:
+    table = _cluster.cluster_table([WEB, DNS], GROUPS, HOSTVARS)
+    rules = _cluster.ipvsadm_rules(table)
+    assert rules.splitlines() == [
+        "-A -t 192.0.2.10:80 -s rr",
+        "-a -t 192.0.2.10:80 -r 10.10.0.11:8080 -m -w 1",
+        "-a -t 192.0.2.10:80 -r 10.10.0.12:8080 -m -w 3",
+        "-A -u [2001:db8::53]:53 -s wlc",
+        "-a -u [2001:db8::53]:53 -r [2001:db8:1::53]:53 -g -w 1",
+    ]
+    services, _lines = parse_rules(rules)
+    assert [len(service["real_servers"]) for service in services] == [2, 1]
+
+
+def test_vips_of_the_director_and_of_direct_routing_real_servers() -> None:
+    assert _cluster.director_vips([WEB, DNS], "front") == [
+        {"address": "192.0.2.10", "interface": "front"},
+        {"address": "2001:db8::53", "interface": "dummy0"},
+    ]
+    with pytest.raises(HaecsError, match=re.escape("haecs_services[0].vip_interface: required")):
+        _cluster.director_vips([WEB], "")
+    # NAT servers hold no VIP; a direct-routing one does (route is the default).
+    assert _cluster.real_server_vips([WEB, DNS], "rs1", GROUPS, HOSTVARS) == []
+    assert _cluster.real_server_vips([WEB, DNS], "ns1", GROUPS, HOSTVARS) == [
+        {"address": "2001:db8::53", "forwarding": "route"}
+    ]
+    overridden = dict(
+        HOSTVARS, rs1={"haecs_real_server_overrides": {"web": {"forwarding": "tunnel"}}}
+    )
+    assert _cluster.real_server_vips([WEB], "rs1", GROUPS, overridden) == [
+        {"address": "192.0.2.10", "forwarding": "tunnel"}
+    ]
+
+
+def test_errors_name_the_variable_the_bad_value_came_from() -> None:
+    refused({"web": WEB}, "haecs_services: must be a list of services, got dict")
+    refused(
+        [dict(WEB, forwarding="nat")],
+        "haecs_services[0].forwarding: must be one of masq, route, tunnel",
+    )
+    refused(
+        [dict(WEB, weight=70000)],
+        "haecs_services[0].weight: must be an integer from 0 to 65535, got 70000",
+    )
+    refused(
+        [dict(WEB, real_server_port=0)],
+        "haecs_services[0].real_server_port: must be an integer from 1 to 65535",
+    )
+    refused([dict(WEB, scheduler="fastest")], "haecs_services[0].scheduler: must be one of")
+    refused([dict(WEB, colour="red")], "haecs_services[0].colour: unknown option")
+    refused(
+        [dict(WEB, checks=[{"type": "tcp"}])],
+        "haecs_services[0].checks: health checks are the monitor's",
+    )
+    refused([{k: v for k, v in WEB.items() if k != "name"}], "haecs_services[0].name: required")
+    refused(
+        [dict(WEB, real_servers_group="nope")],
+        "haecs_services[0].real_servers_group: no inventory group 'nope'",
+    )
+    refused(
+        [WEB, dict(WEB, address="192.0.2.11")],
+        "haecs_services[1].name: duplicates haecs_services[0].name",
+    )
+    refused([WEB, dict(WEB, name="again")], "haecs_services[1]: duplicates haecs_services[0]")
+    bad_override = dict(
+        HOSTVARS,
+        rs2={
+            "ansible_host": "10.10.0.12",
+            "haecs_real_server_overrides": {"web": {"weight": 70000}},
+        },
+    )
+    refused(
+        [WEB],
+        "hostvars[rs2].haecs_real_server_overrides.web.weight: must be an integer from 0 to 65535, got 70000",
+        bad_override,
+    )
+    unknown_override = dict(
+        HOSTVARS,
+        rs2={"ansible_host": "10.10.0.12", "haecs_real_server_overrides": {"web": {"speed": 1}}},
+    )
+    refused(
+        [WEB],
+        "hostvars[rs2].haecs_real_server_overrides.web.speed: unknown option",
+        unknown_override,
+    )
+    no_address = dict(HOSTVARS, rs1={"ansible_host": "rs1.example.net"})
+    refused([WEB], "hostvars[rs1].haecs_real_server_address: required", no_address)
+    bad_address = dict(HOSTVARS, rs1={"haecs_real_server_address": "10.10.0.300"})
+    refused(
+        [WEB],
+        "hostvars[rs1].haecs_real_server_address: must be an IPv4 or IPv6 address",
+        bad_address,
+    )
+    # A direct-routing server cannot map ports: the rule names the service's option.
+    refused(
+        [dict(WEB, forwarding="route")],
+        "haecs_services[0].real_server_port: must equal the service port (80)",
+    )
