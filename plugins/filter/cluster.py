@@ -7,12 +7,22 @@ The roles use them; their documentation is in the .yml files beside this one.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+import os
+import re
+import sys
+from typing import Any, Callable, Dict, Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.haecs.lvs.plugins.module_utils import _cluster
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.errors import HaecsError
+
+# The monitor ships inside the collection (monitor/): its own validation
+# checks the configuration on the controller, before any host is touched.
+MONITOR_ROOT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "monitor"
+)
+_MONITOR_PATH = re.compile(r"^services\[(\d+)\](?:\.real_servers\[(\d+)\])?")
 
 
 def _reported(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,6 +37,56 @@ def _reported(function: Callable[..., Any]) -> Callable[..., Any]:
     return filtered
 
 
+def _monitor_validation() -> Any:
+    """The monitor's config loader (haecs_monitor.config.load), from the collection's monitor/."""
+    if MONITOR_ROOT not in sys.path:
+        sys.path.insert(0, MONITOR_ROOT)
+    from haecs_monitor.config import load  # pylint: disable=import-outside-toplevel
+
+    return load
+
+
+def monitor_config(
+    services: Any,
+    groups: Mapping[str, Sequence[str]],
+    hostvars: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> Dict[str, Any]:
+    """The monitor's configuration (global + services) for the model's
+    monitored services, validated by the monitor itself; an error names the
+    inventory variable (haecs_services[i]..., monitor_settings...)."""
+    monitored, sources = _cluster.monitor_services(services, groups, hostvars)
+    document = {"global": dict(settings), "services": monitored}
+    try:
+        load = _monitor_validation()
+    except ImportError as error:
+        raise AnsibleFilterError(
+            "cannot load the monitor's validation from %s: %s" % (MONITOR_ROOT, error)
+        ) from None
+    try:
+        load.parse_config(document)
+    except load.ConfigError as error:
+        raise AnsibleFilterError(
+            "\n".join(_named(message, sources) for message in error.errors)
+        ) from None
+    return document
+
+
+def _named(message: str, sources: Sequence[Any]) -> str:
+    """services[1].real_servers[0].x -> haecs_services[3] (real server rs1).x;
+    global.x -> monitor_settings.x."""
+    if message.startswith("global."):
+        return "monitor_settings." + message[len("global.") :]
+    match = _MONITOR_PATH.match(message)
+    if match is None or int(match.group(1)) >= len(sources):
+        return message
+    index, hosts = sources[int(match.group(1))]
+    head = "haecs_services[%d]" % index
+    if match.group(2) is not None and int(match.group(2)) < len(hosts):
+        head += " (real server %s)" % hosts[int(match.group(2))]
+    return head + message[match.end() :]
+
+
 class FilterModule:
     def filters(self) -> Dict[str, Callable[..., Any]]:
         return {
@@ -34,4 +94,5 @@ class FilterModule:
             "director_vips": _reported(_cluster.director_vips),
             "real_server_vips": _reported(_cluster.real_server_vips),
             "ipvsadm_rules": _reported(_cluster.ipvsadm_rules),
+            "monitor_config": _reported(monitor_config),
         }

@@ -35,16 +35,15 @@ OVERRIDES_VAR = "haecs_real_server_overrides"
 
 # What a service entry may hold besides the ipvs_table service options.
 MODEL_FIELDS = ("name", "real_servers_group", "vip_interface")
+# A service with checks belongs to the monitor (one owner per service): these
+# go to the monitor's configuration, as its service keys.
+MONITOR_FIELDS = ("checks", "check_defaults", "on_failure", "slow_start", "quorum", "sorry_servers")
 # Real-server options a service gives all its servers (a host may override them).
 SERVER_DEFAULTS = (
     *(name for name in REAL_SERVER_FIELDS if name not in ("address", "port")),
     "real_server_port",
 )
 OVERRIDE_FIELDS = tuple(name for name in REAL_SERVER_FIELDS if name != "address")
-NOT_YET = {
-    "checks": "health checks are the monitor's (the haecs.lvs.monitor role is not written yet):"
-    " a service with checks cannot be deployed by these roles yet",
-}
 
 
 class ModelError(HaecsError):
@@ -66,14 +65,12 @@ def _services(value: Any) -> List[Mapping[str, Any]]:
 
 
 def _check_entry(entry: Mapping[str, Any], path: str) -> None:
+    known = MODEL_FIELDS + MONITOR_FIELDS + SERVICE_FIELDS + SERVER_DEFAULTS
     for option in entry:
-        if option in NOT_YET:
-            raise _fail("%s.%s" % (path, option), NOT_YET[option])
-        if option not in MODEL_FIELDS + SERVICE_FIELDS + SERVER_DEFAULTS:
+        if option not in known:
             raise _fail(
                 "%s.%s" % (path, option),
-                "unknown option; a service takes %s"
-                % ", ".join(sorted(MODEL_FIELDS + SERVICE_FIELDS + SERVER_DEFAULTS)),
+                "unknown option; a service takes %s" % ", ".join(sorted(known)),
             )
     name = entry.get("name")
     if not isinstance(name, str) or not name:
@@ -132,10 +129,42 @@ def _members(group: str, groups: Mapping[str, Sequence[str]], path: str) -> List
     return sorted(groups[group])
 
 
+def monitored(entry: Mapping[str, Any]) -> bool:
+    """A service with checks: the monitor programs it, never ipvs_table."""
+    return entry.get("checks") is not None
+
+
 def cluster_table(
     services: Any, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
 ) -> List[Dict[str, Any]]:
-    """The `services` of ipvs_table for the model, in the model's order."""
+    """The `services` of ipvs_table for the model's static (unmonitored)
+    services, in the model's order.  Every service is checked."""
+    every = _every_service(services, groups, hostvars)
+    return [table for entry, table in zip(_services(services), every) if not monitored(entry)]
+
+
+def monitor_services(
+    services: Any, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
+) -> Tuple[List[Dict[str, Any]], List[Tuple[int, List[str]]]]:
+    """The monitor's `services` for the model's monitored services, and for
+    each its index in haecs_services and its real servers' host names (to
+    name the variable behind an error the monitor's validation finds)."""
+    every = _every_service(services, groups, hostvars)
+    result: List[Dict[str, Any]] = []
+    sources: List[Tuple[int, List[str]]] = []
+    for index, (entry, service) in enumerate(zip(_services(services), every)):
+        if not monitored(entry):
+            continue
+        config = dict(service)
+        config.update((name, entry[name]) for name in MONITOR_FIELDS if entry.get(name) is not None)
+        result.append(config)
+        sources.append((index, _members(entry["real_servers_group"], groups, "")))
+    return result, sources
+
+
+def _every_service(
+    services: Any, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
+) -> List[Dict[str, Any]]:
     table: List[Dict[str, Any]] = []
     names: Dict[str, int] = {}
     for index, entry in enumerate(_services(services)):

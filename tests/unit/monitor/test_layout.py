@@ -10,8 +10,10 @@ dependency beyond python3-yaml and python3-dnspython fails here.
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import yaml
@@ -38,13 +40,25 @@ print(len(names))
 
 
 def lay_out(root: Path) -> Path:
-    """The deployed tree under `root`/usr/lib/haecs, as the monitor role ships it."""
-    lib = root / "usr" / "lib" / "haecs"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "monitor" / "bin", lib / "bin", ignore=ignore)
-    shutil.copytree(REPO / "monitor" / "haecs_monitor", lib / "haecs_monitor", ignore=ignore)
-    shutil.copytree(REPO / "plugins" / "module_utils" / "ipvs", lib / ENGINE, ignore=ignore)
-    return lib
+    """The deployed tree under `root` (as if it were /), from the bundle the
+    monitor role unpacks on a director; returns `root`/usr/lib/haecs."""
+    archive = root.parent / (root.name + ".tar")
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "roles/monitor/files/bundle.py"),
+            str(REPO),
+            str(archive),
+            SYSTEM_PYTHON,
+            "/usr/lib/haecs",
+        ],
+        check=True,
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(root)
+    assert os.readlink(root / "usr/sbin/haecsctl") == "/usr/lib/haecs/bin/haecsctl"
+    assert (root / "var/lib/haecs").stat().st_mode & 0o777 == 0o700
+    return root / "usr" / "lib" / "haecs"
 
 
 def write_config(tmp_path: Path) -> Path:
@@ -104,6 +118,16 @@ def test_the_deployed_layout_checks_a_config_with_the_system_python(tmp_path: Pa
         check=False,
     )
     assert usage.returncode == 0 and "haecsctl" in usage.stdout, usage.stderr
+    # Run as commands, whatever PATH says: their first line names the system Python.
+    assert (lib / "bin" / "haecs-monitor").read_text().startswith("#!%s -I\n" % SYSTEM_PYTHON)
+    direct = subprocess.run(
+        [str(lib / "bin" / "haecs-monitor"), "--check", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/nonexistent"},
+    )
+    assert direct.returncode == 0 and "config OK" in direct.stdout, direct.stderr
 
 
 def test_a_missing_engine_file_is_caught(tmp_path: Path) -> None:

@@ -117,10 +117,6 @@ def test_errors_name_the_variable_the_bad_value_came_from() -> None:
     )
     refused([dict(WEB, scheduler="fastest")], "haecs_services[0].scheduler: must be one of")
     refused([dict(WEB, colour="red")], "haecs_services[0].colour: unknown option")
-    refused(
-        [dict(WEB, checks=[{"type": "tcp"}])],
-        "haecs_services[0].checks: health checks are the monitor's",
-    )
     refused([{k: v for k, v in WEB.items() if k != "name"}], "haecs_services[0].name: required")
     refused(
         [dict(WEB, real_servers_group="nope")],
@@ -165,3 +161,64 @@ def test_errors_name_the_variable_the_bad_value_came_from() -> None:
         [dict(WEB, forwarding="route")],
         "haecs_services[0].real_server_port: must equal the service port (80)",
     )
+
+
+CHECKED = dict(
+    WEB, checks=[{"type": "http", "path": "/"}], check_defaults={"interval": 1, "timeout": 0.5}
+)
+
+
+def test_one_owner_per_service() -> None:
+    """A service with checks is the monitor's: not in the director's table,
+    in the monitor's configuration; a static one is the other way round."""
+    static = dict(WEB, name="static", port=8080)
+    assert [
+        entry["port"] for entry in _cluster.cluster_table([CHECKED, static], GROUPS, HOSTVARS)
+    ] == [8080]
+    monitored, sources = _cluster.monitor_services([CHECKED, static], GROUPS, HOSTVARS)
+    assert [entry["port"] for entry in monitored] == [80]
+    assert monitored[0]["checks"] == [{"type": "http", "path": "/"}]
+    assert "real_servers_group" not in monitored[0] and "name" not in monitored[0]
+    assert sources == [(0, ["rs1", "rs2"])]
+    # Both are checked, whichever owns them.
+    refused([dict(CHECKED, weight=70000), static], "haecs_services[0].weight: must be an integer")
+
+
+def test_the_monitor_config_is_checked_by_the_monitor_and_names_the_variable() -> None:
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.haecs.lvs.plugins.filter.cluster import FilterModule
+
+    monitor_config = FilterModule().filters()["monitor_config"]
+
+    static = dict(WEB, name="static", port=8080)
+    document = monitor_config([static, CHECKED], GROUPS, HOSTVARS, {"name": "lab"})
+    assert document["global"] == {"name": "lab"} and len(document["services"]) == 1
+
+    def refused_by_monitor(services: Any, settings: Any, message: str) -> None:
+        with pytest.raises(AnsibleFilterError) as caught:
+            monitor_config(services, GROUPS, HOSTVARS, settings)
+        assert message in str(caught.value), str(caught.value)
+
+    slow = dict(CHECKED, checks=[{"type": "http", "timeout": 5}])
+    refused_by_monitor(
+        [static, slow],
+        {"name": "lab"},
+        "haecs_services[1].checks[0].timeout: must be less than interval (1), got 5",
+    )
+    refused_by_monitor(
+        [static, CHECKED],
+        {"name": "lab", "reconcile_interval": -1},
+        "monitor_settings.reconcile_interval: must be greater than 0",
+    )
+    per_server = dict(
+        HOSTVARS,
+        rs2={
+            "ansible_host": "10.10.0.12",
+            "haecs_real_server_overrides": {"web": {"weight": 70000}},
+        },
+    )
+    with pytest.raises(
+        AnsibleFilterError, match=re.escape("hostvars[rs2].haecs_real_server_overrides.web.weight")
+    ):
+        monitor_config([CHECKED], GROUPS, per_server, {"name": "lab"})
