@@ -42,7 +42,7 @@ print(len(names))
 def lay_out(root: Path) -> Path:
     """The deployed tree under `root` (as if it were /), from the bundle the
     monitor role unpacks on a director; returns `root`/usr/lib/haecs."""
-    archive = root.parent / (root.name + ".tar")
+    archive = root / "monitor-bundle.tar"
     subprocess.run(
         [
             sys.executable,
