@@ -95,4 +95,5 @@ class FilterModule:
             "real_server_vips": _reported(_cluster.real_server_vips),
             "ipvsadm_rules": _reported(_cluster.ipvsadm_rules),
             "monitor_config": _reported(monitor_config),
+            "monitored_keys": _reported(_cluster.monitored_keys),
         }

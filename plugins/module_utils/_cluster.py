@@ -143,6 +143,24 @@ def cluster_table(
     return [table for entry, table in zip(_services(services), every) if not monitored(entry)]
 
 
+def monitored_keys(services: Any) -> List[Dict[str, Any]]:
+    """The key options of the monitored services (what ipvs_table keeps)."""
+    keys = []
+    for index, entry in enumerate(_services(services)):
+        if not monitored(entry):
+            continue
+        path = "%s[%d]" % (SERVICES_VAR, index)
+        _check_entry(entry, path)
+        key = check_service(
+            {name: entry[name] for name in SERVICE_FIELDS if entry.get(name) is not None}, path
+        )
+        if key.is_fwmark:
+            keys.append({"fwmark": key.fwmark, "family": key.family})
+        else:
+            keys.append({"protocol": key.protocol, "address": key.address, "port": key.port})
+    return keys
+
+
 def monitor_services(
     services: Any, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
 ) -> Tuple[List[Dict[str, Any]], List[Tuple[int, List[str]]]]:

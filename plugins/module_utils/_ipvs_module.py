@@ -22,6 +22,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
+from .ipvs.drain import Drained, leaving, quiesce, wait_drained
 from .ipvs.engine import IPVS
 from .ipvs.errors import HaecsError
 from .ipvs.model import (
@@ -156,6 +157,8 @@ class Run:
     before: Table
     after: Table
     operations: List[Operation]
+    # Real servers drained before their removal (drain_timeout), as reported.
+    drained: Optional[Drained] = None
 
     @property
     def changed(self) -> bool:
@@ -175,6 +178,7 @@ def converge(
     keys: Optional[Collection[ServiceKey]] = None,
     with_stats: bool = True,
     read_back: bool = True,
+    drain_timeout: float = 0,
 ) -> Run:
     """Read the table, plan with `decide`, then apply (or simulate in check mode).
 
@@ -182,6 +186,8 @@ def converge(
     read (before/after then hold just those services).
     `with_stats`: read counters too.  `read_back`: after applying, read the
     table again (the kernel's own view); False computes `after` from the plan.
+    `drain_timeout`: seconds a real server about to be deleted is first
+    drained (weight 0, established connections finish); 0 deletes at once.
     """
     with (ipvs_factory or IPVS)() as ipvs:
         before = ipvs.read(with_stats=with_stats, only=keys)
@@ -190,11 +196,36 @@ def converge(
             return Run(before, before, [])
         if check_mode:
             return Run(before, simulate(before, operations), operations)
-        ipvs.apply(operations)
+        drained = None
+        if drain_timeout > 0:
+            drained = _drain_then_apply(ipvs, before, operations, drain_timeout)
+        else:
+            ipvs.apply(operations)
         if not read_back:
-            return Run(before, simulate(before, operations), operations)
+            return Run(before, simulate(before, operations), operations, drained)
         # Read back: the result shows the kernel's own view, counters included.
-        return Run(before, ipvs.read(with_stats=with_stats, only=keys), operations)
+        return Run(before, ipvs.read(with_stats=with_stats, only=keys), operations, drained)
+
+
+def _drain_then_apply(
+    ipvs: IPVS, before: Table, operations: List[Operation], timeout: float
+) -> Optional[Drained]:
+    members = [(service.key, server.key) for service, server in leaving(operations)]
+    if not members:
+        ipvs.apply(operations)
+        return None
+    quiet = quiesce(operations, before)
+    ipvs.apply(quiet)
+    try:
+        waited_keys = {service for service, _server in members}
+        drained = wait_drained(lambda: ipvs.read(only=waited_keys), members, timeout)
+        drained.quiesced = [op.ipvsadm_line() for op in quiet]
+        ipvs.apply(operations)
+    except BaseException:
+        # All or nothing: the weights drained for this change come back too.
+        ipvs.apply([undo for op in reversed(quiet) for undo in op.inverse()])
+        raise
+    return drained
 
 
 def read_table(

@@ -62,6 +62,48 @@ options:
         through Ansible's templating and module arguments.
       - "Errors name the file and line, for example C(/etc/ipvsadm.rules:12: weight: ...)."
     type: path
+  keep:
+    description:
+      - With V(overridden), services that this run leaves exactly as they
+        are, real servers and all, although O(services) does not list them.
+        They are the services another owner programs, such as those the HAECS
+        monitor checks (this module must not fight it). Only the key options
+        matter.
+      - A service listed both here and in O(services) is an error.
+    type: list
+    elements: dict
+    suboptions:
+      protocol:
+        description: C(tcp), C(udp) or C(sctp); with O(keep[].address) and O(keep[].port).
+        type: str
+        choices: [tcp, udp, sctp]
+      address:
+        description: The virtual IP address.
+        type: str
+      port:
+        description: The virtual port.
+        type: int
+      fwmark:
+        description: The firewall mark of a fwmark service (instead of protocol, address, port).
+        type: int
+      family:
+        description: V(ipv4) or V(ipv6), for a fwmark service.
+        type: str
+        choices: [ipv4, ipv6]
+  drain_timeout:
+    description:
+      - Seconds to drain a real server before this run deletes it (with
+        V(replaced), V(overridden) or V(deleted), a deleted service's real
+        servers included). Each one first gets weight 0, so it takes no new
+        connection; the run then waits until
+        their established connections (C(ActiveConn) of C(ipvsadm -Ln)) reach
+        0 or this many seconds (at most 86400) have passed, and only then
+        deletes. Connections already closing and UDP entries are not waited
+        for.
+      - V(0) deletes at once. Check mode never waits.
+      - If the deletes then fail, the drained weights are restored with them.
+    type: int
+    default: 0
   detail:
     description:
       - Return the full detail. By default the result stays small at any
@@ -113,6 +155,17 @@ EXAMPLES = r"""
         scheduler: wrr
         real_servers:
           - {address: 10.10.2.13, port: 8080, forwarding: masq}
+
+- name: Replace a pool; a server that leaves first finishes its connections (at most 2 min)
+  haecs.lvs.ipvs_table:
+    state: replaced
+    drain_timeout: 120
+    services:
+      - address: 192.0.2.10
+        port: 80
+        scheduler: wrr
+        real_servers:
+          - {address: 10.10.2.11, port: 8080, forwarding: masq}
 
 - name: The director's whole table, nothing else (purges undeclared services)
   haecs.lvs.ipvs_table:
@@ -184,6 +237,32 @@ after:
   returned: when O(detail=true)
   type: list
   elements: str
+drained:
+  description:
+    - The real servers drained before their deletion, with the established
+      connections each still had when the deletes were made (0 unless
+      O(drain_timeout) ran out), and the seconds the run waited.
+  returned: when O(drain_timeout) is above 0 and the run deleted a real server
+  type: dict
+  contains:
+    waited:
+      description: Seconds the run waited for the connections to finish.
+      type: float
+    operations:
+      description:
+        - The weight-0 edits made before the wait, as C(ipvsadm) command lines (not in
+          RV(operations), which holds the change itself, as check mode predicts it).
+      type: list
+      elements: str
+    real_servers:
+      description: One entry per drained real server.
+      type: list
+      elements: dict
+  sample:
+    waited: 3.0
+    operations: ["-e -t 192.0.2.10:80 -r 10.10.2.12:8080 -m -w 0"]
+    real_servers:
+      - {service: "tcp 192.0.2.10:80", real_server: "10.10.2.12:8080", connections_left: 0}
 gathered:
   description: The table in the format of O(services), ready to be fed back.
   returned: when O(state=gathered)
@@ -198,7 +277,7 @@ gathered:
         - {address: 10.10.2.11, port: 8080, forwarding: masq, weight: 3}
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -209,6 +288,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_module import (
     parse_real_server_key,
     read_table,
     real_server_spec,
+    service_key_spec,
     service_spec,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_table_params import (
@@ -244,6 +324,8 @@ def argument_spec() -> Dict[str, Any]:
         "state": {"type": "str", "default": "merged", "choices": STATES},
         "services": {"type": "list", "elements": "dict", "options": service},
         "src": {"type": "path"},
+        "keep": {"type": "list", "elements": "dict", "options": service_key_spec()},
+        "drain_timeout": {"type": "int", "default": 0},
         "detail": {"type": "bool", "default": False},
     }
 
@@ -297,6 +379,31 @@ def _decide_deleted(services: List[Dict[str, Any]]) -> Tuple[Any, List[ServiceKe
     return decide, whole + [key for key, _server in servers]
 
 
+def kept_keys(state: str, keep: Optional[List[Dict[str, Any]]]) -> FrozenSet[ServiceKey]:
+    """The services `keep` names (only state overridden purges others)."""
+    if not keep:
+        return frozenset()
+    if state != "overridden":
+        raise ValidationError("keep", "applies only with state overridden, not %s" % state)
+    return frozenset(parse_key(params, "keep[%d]" % index) for index, params in enumerate(keep))
+
+
+def check_kept(named: List[ServiceKey], kept: FrozenSet[ServiceKey]) -> None:
+    """A service has one owner: not both declared and kept."""
+    for index, key in enumerate(named):
+        if key in kept:
+            raise ValidationError(
+                "services[%d]" % index,
+                "%s is also in keep: a service is either declared here or kept as it is" % key,
+            )
+
+
+def without(table: Table, kept: FrozenSet[ServiceKey]) -> Table:
+    if not kept:
+        return table
+    return {key: entry for key, entry in table.items() if key not in kept}
+
+
 def summary(operations: List[Operation]) -> Dict[str, int]:
     added = sum(op.kind in (ADD_SERVICE, ADD_REAL_SERVER) for op in operations)
     deleted = sum(op.kind in (DELETE_SERVICE, DELETE_REAL_SERVER) for op in operations)
@@ -317,6 +424,9 @@ def compact_diff(before: Table, after: Table, operations: List[Operation]) -> Di
         "after_header": "ipvsadm -Sn (changed services, after)",
     }
 
+
+# A day: longer is a mistake (a run that never ends), not a drain.
+MAX_DRAIN_TIMEOUT = 86400
 
 # Above this many operations (or services in the task) the result carries
 # counts, not the lines, unless detail is true.
@@ -348,7 +458,13 @@ def table_rules(table: Table) -> List[str]:
 
 
 def converge_src(
-    module: AnsibleModule, state: str, src: str, text: str, detail: bool
+    module: AnsibleModule,
+    state: str,
+    src: str,
+    text: str,
+    detail: bool,
+    drain_timeout: int = 0,
+    kept: FrozenSet[ServiceKey] = frozenset(),
 ) -> Dict[str, Any]:
     """Converge to a rules file.
 
@@ -361,18 +477,24 @@ def converge_src(
     wanted = rules_lines(text) if state != "deleted" else None
 
     def decide(current: Table) -> List[Operation]:
+        current = without(current, kept)
         if wanted is not None and table_rules(current) == wanted:
             return []
         services, lines = parse_rules(text, src)
         try:
-            plan_for, _named = decide_for(state, services)
+            plan_for, named = decide_for(state, services)
+            check_kept(named, kept)
             operations: List[Operation] = plan_for(current)
         except ValidationError as error:
             raise locate(error, src, lines, services) from None
         return operations
 
     run = converge(
-        decide, module.check_mode, with_stats=False, read_back=detail or bool(module._diff)
+        decide,
+        module.check_mode,
+        with_stats=False,
+        read_back=detail or bool(module._diff),
+        drain_timeout=drain_timeout,
     )
     return shaped_result(run, detail, bool(module._diff))
 
@@ -393,6 +515,12 @@ def shaped_result(run: Any, detail: bool, diff_mode: bool) -> Dict[str, Any]:
         "table": table_counts(run.after),
         "operations": lines if detail or len(lines) <= SMALL else lines[:SMALL],
     }
+    if run.drained is not None:
+        result["drained"] = {
+            "waited": run.drained.waited,
+            "operations": run.drained.quiesced,
+            "real_servers": run.drained.report(),
+        }
     if len(result["operations"]) < len(lines):
         result["operations_omitted"] = len(lines) - SMALL
     if detail:
@@ -423,26 +551,47 @@ def run_module(module: AnsibleModule) -> Dict[str, Any]:
         if detail:
             result["before"] = result["after"] = table_lines(table)
         return result
+    drain_timeout = module.params["drain_timeout"]
+    if not 0 <= drain_timeout <= MAX_DRAIN_TIMEOUT:
+        raise ValidationError(
+            "drain_timeout",
+            "must be from 0 to %d seconds, got %d" % (MAX_DRAIN_TIMEOUT, drain_timeout),
+        )
+    kept = kept_keys(state, module.params["keep"])
     src = module.params["src"]
     if src is not None:
-        return converge_src(module, state, src, read_text(src), detail)
+        return converge_src(module, state, src, read_text(src), detail, drain_timeout, kept)
     if services is None:
         raise ValidationError(
             "services",
             "is required with state %s (use services: [] with state overridden to empty the table)"
             % state,
         )
-    return converge_services(module, state, services, detail)
+    return converge_services(module, state, services, detail, drain_timeout, kept)
 
 
 def converge_services(
-    module: AnsibleModule, state: str, services: List[Dict[str, Any]], detail: bool
+    module: AnsibleModule,
+    state: str,
+    services: List[Dict[str, Any]],
+    detail: bool,
+    drain_timeout: int = 0,
+    kept: FrozenSet[ServiceKey] = frozenset(),
 ) -> Dict[str, Any]:
-    decide, _named = decide_for(state, services)
+    plan_for, named = decide_for(state, services)
+    check_kept(named, kept)
+
+    def decide(current: Table) -> List[Operation]:
+        return plan_for(without(current, kept))
+
     # Counters are not part of this module's result: not read.  Without
     # detail or diff the after table is computed from the plan.
     run = converge(
-        decide, module.check_mode, with_stats=False, read_back=detail or bool(module._diff)
+        decide,
+        module.check_mode,
+        with_stats=False,
+        read_back=detail or bool(module._diff),
+        drain_timeout=drain_timeout,
     )
     return shaped_result(run, detail, bool(module._diff))
 

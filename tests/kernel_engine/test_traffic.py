@@ -176,3 +176,78 @@ def test_weight_and_scheduler_edits_keep_connections_and_counters(ipvs, cluster)
     finally:
         holder.kill()
         holder.wait()
+
+
+HOLD_THEN_ASK = (
+    "import socket,sys,time\n"
+    "s=socket.create_connection(('10.30.0.1',80),timeout=30)\n"
+    "print('connected',flush=True)\n"
+    "time.sleep(float(sys.argv[1])); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+    "data=b''\n"
+    "while True:\n"
+    "    chunk=s.recv(4096)\n"
+    "    if not chunk: break\n"
+    "    data+=chunk\n"
+    "print(data.split(b'\\r\\n\\r\\n',1)[1].decode())\n"
+)
+
+
+def held_connection(ipvs, seconds: float):  # type: ignore[no-untyped-def]
+    """A client connection that asks after `seconds`, and the server it went to."""
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", "client", "python3", "-c", HOLD_THEN_ASK, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "connected"
+    servers = ipvs.read()[VIP].real_servers.values()
+    busy = [
+        name
+        for name, (_d, a) in SERVERS.items()
+        for s in servers
+        if s.address == a and s.active_connections == 1
+    ]
+    assert len(busy) == 1, servers
+    return holder, busy[0]
+
+
+@pytest.mark.parametrize("hold", [3.0, 30.0])
+def test_a_leaving_server_is_drained_before_it_is_deleted(ipvs, cluster, hold: float) -> None:  # type: ignore[no-untyped-def]
+    """ipvs_table's drain_timeout, in the kernel: the leaving server gets weight 0
+    (new requests go to the other one), its established connection finishes
+    (or the timeout passes), and only then is it deleted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ansible_collections.haecs.lvs.plugins.module_utils._ipvs_module import converge
+
+    ipvs.apply(plan(ipvs.read(), table("rr", {"rs1": 1, "rs2": 1})))
+    holder, leaving = held_connection(ipvs, hold)
+    staying = "rs2" if leaving == "rs1" else "rs1"
+    try:
+        wanted = table("rr", {staying: 1})
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(
+                converge,
+                lambda current: plan(current, wanted, purge_real_servers=True),
+                False,
+                drain_timeout=4,
+            )
+            time.sleep(1)
+            assert set(client_requests(6)) == {staying}
+            result = run.result(timeout=30)
+        assert result.operations and [op.kind for op in result.operations] == ["delete_real_server"]
+        assert result.drained is not None
+        assert result.drained.quiesced == [
+            "-e -t 10.30.0.1:80 -r %s:8080 -m -w 0" % SERVERS[leaving][1]
+        ]
+        left = list(result.drained.left.values())
+        if hold < 4:
+            # Finished within the timeout: it was answered by the leaving server.
+            assert left == [0] and 2.0 <= result.drained.waited < 4
+            assert holder.communicate(timeout=10)[0].strip() == leaving
+        else:
+            assert left == [1] and result.drained.waited >= 4
+        assert [s.address for s in ipvs.read()[VIP].real_servers.values()] == [SERVERS[staying][1]]
+    finally:
+        holder.kill()
+        holder.wait()

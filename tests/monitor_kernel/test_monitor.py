@@ -374,11 +374,20 @@ def test_reload_good_applies_only_the_difference(
         "-a -t 10.0.0.1:80 -r 10.1.4.2:80 -m -w 1",
     ], made
     assert "10.1.1.2:80" not in flapped and "10.1.4.2:80" not in flapped
-    # 3) a service removed from the config is deleted from the kernel.
+    # 3) a service removed from the config is deleted from the kernel, its
+    # real servers drained first (weight 0; no connection to wait for here).
+    changes_before = len(monitor.events("table_changed"))
     monitor.write_config(config_with(str(tmp_path), http_service((1,), port=8080)))
     assert monitor.ctl("reload").returncode == 0
     wait_for(lambda: "-A -t 10.0.0.1:80 " not in lab.table(), 10, "old service deleted")
     assert "-A -t 10.0.0.1:8080 -s wrr" in lab.table()
+    left = {e["server"]: e["reason"] for e in monitor.events("server_left")}
+    assert sorted(left) == ["10.1.1.2:80", "10.1.2.2:80", "10.1.4.2:80"], left
+    assert all(reason.startswith("drained") for reason in left.values()), left
+    changes = [c for e in monitor.events("table_changed")[changes_before:] for c in e["changes"]]
+    assert changes.index("-e -t 10.0.0.1:80 -r 10.1.4.2:80 -m -w 0") < changes.index(
+        "-D -t 10.0.0.1:80"
+    ), changes
 
 
 def test_check_now_reports_without_counting(

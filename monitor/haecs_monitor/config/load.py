@@ -60,6 +60,7 @@ GLOBAL_KEYS = (
     "listen",
     "state_file",
     "reconcile_interval",
+    "drain_timeout",
     "log_format",
     "notify",
     "script_user",
@@ -156,12 +157,14 @@ def _global(raw: object, problems: Problems) -> tuple[GlobalSettings, bool]:
         data.get("check_defaults"), "global.check_defaults", CheckTiming(), True, problems
     )
     reconcile = reader.number("reconcile_interval", 0.0, 86400.0, above_low=True)
+    drain_timeout = reader.number("drain_timeout", 0.0, 86400.0)
     settings = GlobalSettings(
         name=name,
         control_socket=reader.path_option("control_socket") or "/run/haecs/monitor-%s.sock" % name,
         listen=_listen(reader),
         state_file=reader.path_option("state_file") or "/var/lib/haecs/monitor-%s.state" % name,
         reconcile_interval=5.0 if reconcile is None else reconcile,
+        drain_timeout=60.0 if drain_timeout is None else drain_timeout,
         log_format=reader.choice("log_format", LOG_FORMATS) or "json",
         notify=_notify(reader),
         script_user=reader.text("script_user", _USER, "must be a user name") or "nobody",

@@ -202,6 +202,7 @@ class GlobalSettings:
     listen: Optional[ListenConfig] = None
     state_file: str = "/var/lib/haecs/monitor-default.state"
     reconcile_interval: float = 5.0
+    drain_timeout: float = 60.0
     log_format: str = "json"
     notify: Optional[NotifyConfig] = None
     script_user: str = "nobody"

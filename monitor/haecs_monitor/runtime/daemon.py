@@ -49,6 +49,8 @@ from haecs_monitor.errors import NotFound
 from haecs_monitor.kernel.actuator import Actuator, Engine, Outcome
 from haecs_monitor.runtime import fdlimit, sdnotify
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.leaving import POLL_SECONDS as LEAVING_POLL_SECONDS
+from haecs_monitor.runtime.leaving import Leaving
 from haecs_monitor.runtime.looplag import LoopLag
 from haecs_monitor.runtime.notify import Notification, Notifier
 from haecs_monitor.runtime.scheduler import CheckScheduler
@@ -104,6 +106,8 @@ class Monitor:
         self._reconcile_now = False
         self._waiters: list[asyncio.Future[Outcome]] = []
         self._pending_remove: set[ServiceKey] = set()
+        # Real servers a reload dropped, drained before they go (leaving.py).
+        self.leaving = Leaving()
         # Services not in the kernel yet, kept out of it until they have
         # something to serve (see _hold_new_services).
         self._held: set[ServiceKey] = set()
@@ -377,6 +381,8 @@ class Monitor:
             ramp = self._next_ramp_step()
             if ramp is not None:
                 deadline = min(deadline, ramp)
+            if self.leaving:
+                deadline = min(deadline, self.clock() + LEAVING_POLL_SECONDS)
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self.clock()))
                 await asyncio.sleep(COALESCE_SECONDS)
@@ -403,6 +409,8 @@ class Monitor:
     async def _apply(self, full: bool) -> Outcome:
         """Compute the desired table and bring the kernel to it."""
         waiters, self._waiters = self._waiters, []
+        if self.leaving:
+            await self._finish_leaving()
         result = self.compute_desired()
         remove = sorted(self._pending_remove, key=str)
         function = self.actuator.reconcile if full else self.actuator.update
@@ -416,6 +424,25 @@ class Monitor:
             if not waiter.done():
                 waiter.set_result(outcome)
         return outcome
+
+    async def _finish_leaving(self) -> None:
+        """Remove the leaving servers that are drained or out of time."""
+        try:
+            kernel: Table = await self._in_ipvs_thread(self._engine.read)
+        except Exception as error:
+            # A local fault: they stay (at weight 0) until the kernel can be read.
+            self.log.warning("drain_unreadable", reason="cannot read the IPVS table: %s" % error)
+            return
+        configured = {service.key for service in self.config.services}
+        for ref, reason in self.leaving.finished(kernel, self.clock()):
+            self.log.info(
+                "server_left",
+                service=ids.service_id(ref.service),
+                server=ids.server_id(*ref.key),
+                reason=reason,
+            )
+            if ref.service not in configured and ref.service not in self.leaving.services():
+                self._pending_remove.add(ref.service)
 
     def _hold_new_services(self, candidates: Iterable[ServiceKey], kernel: Table) -> None:
         """Keep a service that the kernel does not hold yet out of it until a
@@ -485,6 +512,7 @@ class Monitor:
                 )
             )
         result = desired_mod.compute(inputs, self.below_quorum)
+        self.leaving.add_to(result.table)
         self._quorum_events(result)
         self.last_desired = result
         return result
@@ -733,10 +761,20 @@ class Monitor:
         self.config = config
         self._configure(config)
         new_keys = {service.key: service for service in config.services}
+        for ref in self.leaving.start(
+            self.actuator.known, old_keys, new_keys, config.settings.drain_timeout, self.clock()
+        ):
+            self.log.info(
+                "server_leaving",
+                service=ids.service_id(ref.service),
+                server=ids.server_id(*ref.key),
+                reason="no longer in the configuration: weight 0, removed when its established "
+                "connections have finished (at most %gs)" % config.settings.drain_timeout,
+            )
         events = self.board.reload(config, self.clock(), self._present(kernel))
         self._held &= set(new_keys)
         self._hold_new_services(set(new_keys) - set(old_keys), kernel)
-        self._pending_remove |= set(old_keys) - set(new_keys)
+        self._pending_remove |= set(old_keys) - set(new_keys) - self.leaving.services()
         self._pending_remove -= set(new_keys)
         self._ensure_descriptors()
         self.scheduler.sync(self.board)

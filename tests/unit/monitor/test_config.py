@@ -379,6 +379,8 @@ ERROR_CASES = [
     ("global.control_socket", "relative.sock", "global.control_socket: must be an absolute path"),
     ("global.state_file", "", "global.state_file: must be a non-empty string"),
     ("global.reconcile_interval", 0, "global.reconcile_interval: must be greater than 0"),
+    ("global.drain_timeout", -1, "global.drain_timeout: must be at least 0 and at most 86400"),
+    ("global.drain_timeout", "1m", "global.drain_timeout: must be a number"),
     ("global.log_format", "xml", "global.log_format: must be one of json, text"),
     ("global.on_exit", "flush", "global.on_exit: must be one of keep, remove"),
     ("global.script_user", "no body", "global.script_user: must be a user name"),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 KEYS = [
     # every option name the loader knows, so fuzzed data reaches deep paths
     "global", "services", "name", "control_socket", "listen", "state_file", "reconcile_interval",
+    "drain_timeout",
     "log_format", "notify", "script_user", "on_exit", "check_defaults", "address", "port",
     "token_file", "command", "timeout", "interval", "rise", "fall", "fast_interval",
     "down_interval", "jitter", "protocol", "fwmark", "family", "scheduler", "scheduler_flags",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -311,3 +312,90 @@ def test_a_new_service_waits_for_something_to_serve(harness: Harness) -> None:
     assert [e["service"] for e in held] == ["tcp:10.0.0.1:80", "tcp:10.0.0.1:8080"]
     assert released[0]["reason"] == "real server 10.0.2.1:80 is up"
     assert released[1]["reason"] == "every real server checked, none up"
+
+
+def held_connections(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str, int], None]:
+    """hold(address, count): the kernel reports that many established
+    connections on that real server of KEY, whatever is applied to it."""
+    counts: dict[str, int] = {}
+    read = harness.engine.read
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        table = read(*args, **kwargs)
+        entry = table.get(KEY)
+        for key, server in list(entry.real_servers.items()) if entry is not None else ():
+            if server.address in counts:
+                entry.real_servers[key] = dataclasses.replace(
+                    server, active_connections=counts[server.address]
+                )
+        return table
+
+    monkeypatch.setattr(harness.engine, "read", counted)
+    return counts.__setitem__
+
+
+def test_a_server_dropped_by_a_reload_is_drained_first(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weight 0 at once; deleted when its established connections are gone
+    (or at drain_timeout); back in the configuration, it stops leaving."""
+    monkeypatch.setattr(daemon, "LEAVING_POLL_SECONDS", 0.05)
+    harness.write(config_dict(harness.tmp, servers=(1, 2, 3)))
+
+    hold = held_connections(harness, monkeypatch)
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 3, "all up")
+        hold("10.0.2.2", 2)
+        # rs2 and rs3 leave; rs3 has no connection, rs2 has two.
+        config = config_dict(harness.tmp, servers=(1,))
+        config["global"]["drain_timeout"] = 30
+        harness.write(config)
+        assert (await monitor.reload())["ok"]
+        await until(lambda: "10.0.2.3" not in harness.weights(), "rs3 gone")
+        assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 0}
+        await asyncio.sleep(0.3)
+        assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 0}, "held by its connections"
+        hold("10.0.2.2", 0)
+        await until(lambda: harness.weights() == {"10.0.2.1": 1}, "rs2 drained and gone")
+        left = {event["server"]: event["reason"] for event in harness.events("server_left")}
+        assert left["10.0.2.2:80"].startswith("drained") and left["10.0.2.3:80"].startswith(
+            "drained"
+        )
+        # Timeout: connections that never end do not hold a server for ever.
+        harness.write(config_dict(harness.tmp, servers=(1, 2)))
+        assert (await monitor.reload())["ok"]
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "rs2 back")
+        hold("10.0.2.2", 5)
+        config = config_dict(harness.tmp, servers=(1,))
+        config["global"]["drain_timeout"] = 0.3
+        harness.write(config)
+        assert (await monitor.reload())["ok"]
+        await until(lambda: harness.weights() == {"10.0.2.1": 1}, "rs2 gone at the timeout")
+        assert harness.events("server_left")[-1]["reason"] == (
+            "drain_timeout reached with 5 established connection(s)"
+        )
+
+    assert harness.run(scenario) == 0
+
+
+def test_back_in_the_configuration_a_leaving_server_stays(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "LEAVING_POLL_SECONDS", 0.05)
+    harness.write(config_dict(harness.tmp))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 2, "both up")
+        held_connections(harness, monkeypatch)("10.0.2.2", 1)
+        harness.write(config_dict(harness.tmp, servers=(1,)))
+        assert (await monitor.reload())["ok"]
+        await until(lambda: harness.weights().get("10.0.2.2") == 0, "rs2 draining")
+        harness.write(config_dict(harness.tmp))
+        assert (await monitor.reload())["ok"]
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "rs2 serving")
+        assert not monitor.leaving and not harness.events("server_left")
+
+    assert harness.run(scenario) == 0

@@ -182,6 +182,16 @@ def test_one_owner_per_service() -> None:
     assert sources == [(0, ["rs1", "rs2"])]
     # Both are checked, whichever owns them.
     refused([dict(CHECKED, weight=70000), static], "haecs_services[0].weight: must be an integer")
+    # What ipvs_table keeps: the monitored services' keys, fwmark ones too.
+    marked = dict(CHECKED, name="marked", fwmark=7, family="ipv6")
+    for name in ("protocol", "address", "port"):
+        del marked[name]
+    assert _cluster.monitored_keys([CHECKED, static, marked]) == [
+        {"protocol": "tcp", "address": "192.0.2.10", "port": 80},
+        {"fwmark": 7, "family": "ipv6"},
+    ]
+    with pytest.raises(HaecsError, match=re.escape("haecs_services[0].port: ")):
+        _cluster.monitored_keys([dict(CHECKED, port=70000)])
 
 
 def test_the_monitor_config_is_checked_by_the_monitor_and_names_the_variable() -> None:

@@ -832,3 +832,143 @@ def test_table_src_equal_to_the_table_is_not_parsed_again(
     rules.write_text("-A -t 192.0.2.10:80 -s wrr\n")
     with pytest.raises(AssertionError, match="parsed although"):
         run_main(ipvs_table, table_module(params), monkeypatch)
+
+
+def drain_params(**extra: Any) -> Dict[str, Any]:
+    """web's pool replaced by an empty one: 192.0.2.21 leaves."""
+    service = {"address": "192.0.2.10", "port": 80, "scheduler": "rr", "real_servers": []}
+    return dict({"state": "replaced", "services": [service], "drain_timeout": 30}, **extra)
+
+
+class Draining:
+    """A kernel whose leaving server's connections finish after a few reads."""
+
+    def __init__(self, kernel: type, monkeypatch: pytest.MonkeyPatch, counts: List[int]) -> None:
+        self.counts = counts
+        self.sleeps: List[float] = []
+        original = kernel.read
+
+        def read(fake: Any, with_stats: bool = False, only: Any = None) -> Table:
+            table = original(fake, with_stats, only)
+            entry = table.get(WEB)
+            if entry is not None and self.counts:
+                server = entry.real_servers[("192.0.2.21", 80)]
+                active = self.counts.pop(0)
+                entry.real_servers[server.key] = RealServer(
+                    server.address,
+                    server.port,
+                    server.forwarding,
+                    server.weight,
+                    active_connections=active,
+                )
+            return table
+
+        monkeypatch.setattr(kernel, "read", read)
+        monkeypatch.setattr("time.sleep", self.sleeps.append)
+
+
+def test_table_drains_a_leaving_server_before_deleting_it(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table(weight=5)
+    waiting = Draining(kernel, monkeypatch, [3, 3, 1, 0])
+    result = run_main(ipvs_table, table_module(drain_params()), monkeypatch)
+    assert [[op.ipvsadm_line() for op in batch] for batch in kernel.applied] == [
+        ["-e -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 0"],
+        ["-d -t 192.0.2.10:80 -r 192.0.2.21:80"],
+    ]
+    assert waiting.sleeps == [1.0, 1.0]
+    assert result["operations"] == ["-d -t 192.0.2.10:80 -r 192.0.2.21:80"]
+    assert result["drained"]["operations"] == ["-e -t 192.0.2.10:80 -r 192.0.2.21:80 -m -w 0"]
+    assert result["drained"]["real_servers"] == [
+        {"service": "tcp 192.0.2.10:80", "real_server": "192.0.2.21:80", "connections_left": 0}
+    ]
+
+
+def test_table_drain_in_check_mode_waits_for_nothing(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table(weight=5)
+    waiting = Draining(kernel, monkeypatch, [3])
+    module = table_module(drain_params(), check_mode=True)
+    result = run_main(ipvs_table, module, monkeypatch)
+    assert result["changed"] is True and "drained" not in result
+    assert kernel.applied == [] and waiting.sleeps == []
+
+
+def test_table_failed_delete_after_a_drain_gives_the_weight_back(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table(weight=5)
+    Draining(kernel, monkeypatch, [2, 0])
+    original = kernel.apply
+
+    def refuse_deletes(fake: Any, operations: List[Operation]) -> None:
+        if any(op.kind == "delete_real_server" for op in operations):
+            raise IPVSError("kernel refused `-d ...`: No such destination")
+        original(fake, operations)
+
+    monkeypatch.setattr(kernel, "apply", refuse_deletes)
+    result = run_main(ipvs_table, table_module(drain_params()), monkeypatch)
+    assert result["failed"] is True and "refused" in result["msg"]
+    assert kernel.table == web_table(weight=5)
+    assert kernel.table[WEB].real_servers[("192.0.2.21", 80)].weight == 5
+
+
+@pytest.mark.parametrize("timeout", [-1, 86401])
+def test_table_drain_timeout_out_of_range_changes_nothing(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, timeout: int
+) -> None:
+    kernel.table = web_table(weight=5)
+    result = run_main(ipvs_table, table_module(drain_params(drain_timeout=timeout)), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].startswith("drain_timeout: must be from 0 to 86400 seconds"), result["msg"]
+    assert kernel.applied == [] and kernel.reads == 0
+
+
+def test_table_overridden_keeps_what_keep_names(
+    kernel: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel.table = web_table(weight=5)
+    kernel.table[DNS] = VirtualService(Service(DNS, scheduler="rr"))
+    params = {
+        "state": "overridden",
+        "services": [{"address": "192.0.2.10", "port": 8080, "scheduler": "wlc"}],
+        "keep": [{"protocol": "tcp", "address": "192.0.2.10", "port": 80}],
+    }
+    result = run_main(ipvs_table, table_module(params), monkeypatch)
+    assert result["operations"] == ["-A -t 192.0.2.10:8080 -s wlc", "-D -u 192.0.2.10:53"]
+    assert kernel.table[WEB] == web_table(weight=5)[WEB]
+    again = run_main(ipvs_table, table_module(params), monkeypatch)
+    assert again["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"state": "replaced", "services": [], "keep": [{"fwmark": 3}]},
+            "keep: applies only with state overridden, not replaced",
+        ),
+        (
+            {
+                "state": "overridden",
+                "services": [{"address": "192.0.2.10", "port": 80}],
+                "keep": [{"protocol": "tcp", "address": "192.0.2.10", "port": 80}],
+            },
+            "services[0]: tcp 192.0.2.10:80 is also in keep",
+        ),
+        (
+            {"state": "overridden", "services": [], "keep": [{"address": "192.0.2.10"}]},
+            "keep[0].port",
+        ),
+    ],
+)
+def test_table_bad_keep_changes_nothing(
+    kernel: type, monkeypatch: pytest.MonkeyPatch, params: Dict[str, Any], message: str
+) -> None:
+    kernel.table = web_table(weight=5)
+    result = run_main(ipvs_table, table_module(params), monkeypatch)
+    assert result["failed"] is True
+    assert result["msg"].startswith(message), result["msg"]
+    assert kernel.applied == []
