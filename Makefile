@@ -36,6 +36,7 @@ RUFF_DIRS := $(wildcard plugins tests monitor bench)
 LINT_ANSIBLE_DIRS := $(wildcard roles playbooks lab)
 MODULES := $(sort $(basename $(notdir $(wildcard plugins/modules/*.py))))
 FILTERS := $(sort $(basename $(notdir $(wildcard plugins/filter/*.yml))))
+CONNECTIONS := $(sort $(basename $(notdir $(wildcard plugins/connection/*.py))))
 ROLES := $(sort $(notdir $(wildcard roles/*)))
 
 STAGE := $(ROOT)/tests/stage
@@ -260,9 +261,9 @@ lab-test: venv collection ## the lab, plus check mode, idempotence and a refused
 collection-install: venv ## build the tarball, check its files, install it, run a playbook from the installed copy
 	tests/packaging/run
 
-# Targets tagged haecs/host_netns need nothing but nftables and a network
-# namespace: their runme.sh runs natively on this host (UML lacks inet
-# nf_tables), as root.
+# Targets tagged haecs/host_netns need no IPVS, only network namespaces of
+# this host: their runme.sh runs natively, as root (fwmark: UML lacks inet
+# nf_tables; connection_netns: the haecs.lvs.netns connection plugin).
 HOST_NETNS_TARGETS := $(sort $(patsubst tests/integration/targets/%/aliases,%,$(shell grep -l '^haecs/host_netns' tests/integration/targets/*/aliases 2>/dev/null)))
 
 integration-host: venv collection ## integration targets tagged haecs/host_netns, natively in a network namespace
@@ -318,10 +319,10 @@ changelog-lint: venv ## antsibull-changelog lint
 fragments: venv ## write plugins/doc_fragments/ipvs_options.py from tests/docgen/ipvs_options.py
 	$(BIN)/python tests/docgen/ipvs_options.py > plugins/doc_fragments/ipvs_options.py
 
-docs: venv collection ## render modules, filters and roles with ansible-doc into build/docs, lint them with antsibull-docs
+docs: venv collection ## render modules, filters, connections and roles with ansible-doc into build/docs, lint them with antsibull-docs
 	@if [ -z "$(MODULES)" ]; then echo "docs: no modules in plugins/modules yet: skipped"; exit 0; fi; \
 	rm -rf $(DOCS_OUT); mkdir -p $(DOCS_OUT); rc=0; \
-	for p in $(MODULES:%=module:%) $(FILTERS:%=filter:%) $(ROLES:%=role:%); do \
+	for p in $(MODULES:%=module:%) $(FILTERS:%=filter:%) $(CONNECTIONS:%=connection:%) $(ROLES:%=role:%); do \
 	  t=$${p%%:*}; n=$${p#*:}; \
 	  if $(BIN)/ansible-doc -t $$t haecs.lvs.$$n >$(DOCS_OUT)/$$t-$$n.txt 2>$(DOCS_OUT)/$$n.err \
 	     && [ ! -s $(DOCS_OUT)/$$n.err ] && [ -s $(DOCS_OUT)/$$t-$$n.txt ]; then \
