@@ -109,6 +109,7 @@ class Vip:
     create_dummy: bool = False
     nodad: bool = True
     arp_suppress: bool = False
+    link_up: bool = False
 
     @property
     def version(self) -> int:
@@ -162,6 +163,7 @@ def parse_vip(params: Mapping[str, Any]) -> Vip:
         create_dummy=bool(params.get("create_dummy")),
         nodad=params.get("nodad", True) is not False,
         arp_suppress=bool(params.get("arp_suppress")),
+        link_up=bool(params.get("link_up")),
     )
 
 

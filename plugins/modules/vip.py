@@ -54,6 +54,15 @@ options:
         bring it up. Without it, a missing interface is an error.
     type: bool
     default: false
+  link_up:
+    description:
+      - With O(state=present), bring the interface up when it is down (a VIP
+        on a down link receives nothing). Needed for C(tunl0), which the
+        C(ipip) module creates down.
+      - Without it the link's state is left as it is (a link O(create_dummy)
+        creates is always brought up).
+    type: bool
+    default: false
   label:
     description:
       - IPv4 only. Address label, the interface name or C(<interface>:<tag>)
@@ -200,6 +209,7 @@ def argument_spec() -> Dict[str, Any]:
         "interface": {"type": "str", "default": "lo"},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "create_dummy": {"type": "bool", "default": False},
+        "link_up": {"type": "bool", "default": False},
         "label": {"type": "str"},
         "scope": {"type": "str", "choices": ["global", "link", "host"]},
         "nodad": {"type": "bool", "default": True},
@@ -232,7 +242,7 @@ def make_plan(vip: Vip, links: Links) -> Tuple[Plan, Optional[int], bool]:
     plan = plan_addresses(vip, existing)
     if vip.state == "present":
         plan.create_interface = index is None
-        plan.bring_up = index is None
+        plan.bring_up = index is None or (vip.link_up and not up)
         if vip.arp_suppress:
             plan.sysctls = plan_sysctls(vip.interface, read_sysctl)
     return plan, index, up

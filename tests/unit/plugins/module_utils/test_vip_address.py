@@ -21,6 +21,9 @@ def test_defaults_for_a_dr_real_server() -> None:
     )
     v6 = va.parse_vip({"address": "2001:DB8::10"})
     assert (v6.address, v6.prefix_length, v6.scope, v6.nodad) == ("2001:db8::10", 128, None, True)
+    # The link's state is left alone unless link_up asks.
+    assert not vip.link_up
+    assert va.parse_vip({"address": "192.0.2.12", "interface": "tunl0", "link_up": True}).link_up
 
 
 def test_cidr_form() -> None:
