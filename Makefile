@@ -33,7 +33,7 @@ COV_ENGINE := plugins/module_utils/ipvs/*.py,plugins/module_utils/_ipvs*.py
 # Python sources for ruff (directories that exist only).
 RUFF_DIRS := $(wildcard plugins tests monitor bench)
 # Ansible content for ansible-lint (directories that exist only).
-LINT_ANSIBLE_DIRS := $(wildcard roles playbooks lab)
+LINT_ANSIBLE_DIRS := $(wildcard roles playbooks lab extensions/molecule)
 MODULES := $(sort $(basename $(notdir $(wildcard plugins/modules/*.py))))
 FILTERS := $(sort $(basename $(notdir $(wildcard plugins/filter/*.yml))))
 CONNECTIONS := $(sort $(basename $(notdir $(wildcard plugins/connection/*.py))))
@@ -253,6 +253,15 @@ lab: venv collection ## deploy the lab cluster with site.yml and show it balanci
 
 lab-test: venv collection ## the lab, plus check mode, idempotence and a refused bad model (lab/run --test)
 	lab/run --test
+
+# Molecule's scenario extensions/molecule/default on the lab's cluster, in one
+# kernel boot: prepare (lab/topology.yml), check, converge (haecs.lvs.site),
+# idempotence, verify (lab/proof.yml).  Offline.  Molecule keeps its state in
+# ANSIBLE_HOME (build/molecule), fresh for each run.
+.PHONY: molecule
+molecule: venv collection ## molecule test on the lab's cluster (extensions/molecule/README.md)
+	rm -rf $(BUILD)/molecule
+	ANSIBLE_HOME=$(BUILD)/molecule PATH="$(BIN):$$PATH" tests/kernel/with-agent -- molecule test </dev/null 2>&1 | cat
 
 # The collection as a user gets it: ansible-galaxy collection build, the
 # tarball's file list checked (build_ignore), install --offline into an
