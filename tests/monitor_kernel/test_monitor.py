@@ -270,6 +270,9 @@ def test_drift_is_repaired_and_logged(
         lambda: lab.weights() == {rs_address(1): 1, rs_address(2): 1}, 10, "hand changes repaired"
     )
     record("ipvsadm -d/-e by hand -> repaired (reconcile 1 s)", "%.2f s" % took)
+    # The monitor logs the drift once the repair is in the kernel: the table
+    # can be seen repaired a moment before the events are written.
+    wait_for(lambda: len(monitor.events("drift")) >= 2, 5, "drift logged")
     drift = {(event["server"], event["kind"]) for event in monitor.events("drift")}
     assert ("10.1.1.2:80", "missing") in drift and ("10.1.2.2:80", "changed") in drift
     changed = next(event for event in monitor.events("drift") if event["kind"] == "changed")
@@ -326,6 +329,11 @@ def test_restart_keeps_traffic_flowing(
     assert adopted["operations"] == 0 and adopted["kept"] == 3
 
 
+def logged(monitor: Any, since: int, change: str) -> bool:
+    """Whether a table_changed event after the first `since` ones made `change`."""
+    return any(change in event["changes"] for event in monitor.events("table_changed")[since:])
+
+
 def test_reload_good_applies_only_the_difference(
     lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
 ) -> None:
@@ -359,6 +367,12 @@ def test_reload_good_applies_only_the_difference(
     assert "1 kernel operations" in reply.stdout  # -e rs1 weight 4; rs4 waits for its rise
     assert lab.weights()[rs_address(1)] == 4 and not in_table(lab, 3)
     wait_for(lambda: in_table(lab, 4), UP_WITHIN, "rs4 in after its rise")
+    # Logged once in the kernel: the table can show it a moment before.
+    wait_for(
+        lambda: logged(monitor, changes_before, "-a -t 10.0.0.1:80 -r 10.1.4.2:80 -m -w 1"),
+        5,
+        "rs4's addition logged",
+    )
     # On a loaded machine a 0.25 s check of a healthy server can time out and
     # the monitor then (rightly) flaps it; such operations follow a logged
     # server_down and are not the reload's doing.
@@ -380,6 +394,7 @@ def test_reload_good_applies_only_the_difference(
     monitor.write_config(config_with(str(tmp_path), http_service((1,), port=8080)))
     assert monitor.ctl("reload").returncode == 0
     wait_for(lambda: "-A -t 10.0.0.1:80 " not in lab.table(), 10, "old service deleted")
+    wait_for(lambda: logged(monitor, changes_before, "-D -t 10.0.0.1:80"), 5, "deletion logged")
     assert "-A -t 10.0.0.1:8080 -s wrr" in lab.table()
     left = {e["server"]: e["reason"] for e in monitor.events("server_left")}
     assert sorted(left) == ["10.1.1.2:80", "10.1.2.2:80", "10.1.4.2:80"], left
