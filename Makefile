@@ -50,7 +50,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
-        integration lab lab-test collection-install integration-host qemu bench fresh-check \
+        integration lab lab-test lab-shell collection-install integration-host qemu bench fresh-check \
         changelog-lint docs fragments fragment-check test clean distclean
 
 help: ## list the targets
@@ -253,6 +253,9 @@ lab: venv collection ## deploy the lab cluster with site.yml and show it balanci
 
 lab-test: venv collection ## the lab, plus check mode, idempotence and a refused bad model (lab/run --test)
 	lab/run --test
+
+lab-shell: venv collection ## deploy the lab, then a shell beside it: lab HOST COMMAND (lab/run --shell)
+	lab/run --shell
 
 # Molecule's scenario extensions/molecule/default on the lab's cluster, in one
 # kernel boot: prepare (lab/topology.yml), check, converge (haecs.lvs.site),
