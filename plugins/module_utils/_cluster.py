@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ._ipvs_table_params import parse_table
+from ._ipvs_table_params import key_params, parse_table
 from .ipvs.errors import HaecsError
 from .ipvs.model import parse_address, service_order
 from .ipvs.params import (
@@ -154,10 +154,7 @@ def monitored_keys(services: Any) -> List[Dict[str, Any]]:
         key = check_service(
             {name: entry[name] for name in SERVICE_FIELDS if entry.get(name) is not None}, path
         )
-        if key.is_fwmark:
-            keys.append({"fwmark": key.fwmark, "family": key.family})
-        else:
-            keys.append({"protocol": key.protocol, "address": key.address, "port": key.port})
+        keys.append(key_params(key))
     return keys
 
 

@@ -133,15 +133,18 @@ def parse_table(
     return table, listed
 
 
+def key_params(key: ServiceKey) -> Dict[str, Any]:
+    """A service key as module options."""
+    if key.is_fwmark:
+        return {"fwmark": key.fwmark, "family": key.family}
+    return {"protocol": key.protocol, "address": key.address, "port": key.port}
+
+
 def service_params(entry: VirtualService) -> Dict[str, Any]:
     """One service as module options (only what differs from the defaults)."""
     service = entry.service
     key = service.key
-    result: Dict[str, Any] = {}
-    if key.is_fwmark:
-        result.update(fwmark=key.fwmark, family=key.family)
-    else:
-        result.update(protocol=key.protocol, address=key.address, port=key.port)
+    result: Dict[str, Any] = key_params(key)
     result["scheduler"] = service.scheduler
     if service.scheduler_flags:
         result["scheduler_flags"] = list(service.scheduler_flags)

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .ipvs.model import ServiceKey, format_endpoint, normalize_address
+from .ipvs.errors import HaecsError
+from .ipvs.model import format_endpoint, normalize_address
+from .ipvs.params import parse_service_key
 
 FORWARDING_SHORT = {"masq": "nat", "route": "dr", "tunnel": "tun", "local": "local"}
 
 
 def _key(entry: Mapping[str, Any]) -> str:
     """The service's name as the monitor prints it: 'tcp 192.0.2.10:80'."""
-    if entry.get("fwmark"):
-        return str(ServiceKey.for_fwmark(int(entry["fwmark"]), entry.get("family") or "ipv4"))
-    address = normalize_address(str(entry["address"]))
-    return str(ServiceKey.for_address(entry.get("protocol") or "tcp", address, int(entry["port"])))
+    return str(parse_service_key(entry))
 
 
 def _model_names(model: Sequence[Mapping[str, Any]]) -> Dict[str, Tuple[str, bool]]:
@@ -34,7 +33,7 @@ def _model_names(model: Sequence[Mapping[str, Any]]) -> Dict[str, Tuple[str, boo
     for entry in model or ():
         try:
             names[_key(entry)] = (str(entry.get("name", "?")), entry.get("checks") is not None)
-        except (KeyError, TypeError, ValueError):
+        except HaecsError:
             continue  # a bad model is the roles' to report, not the status's
     return names
 

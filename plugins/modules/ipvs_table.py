@@ -489,6 +489,15 @@ def converge_src(
             raise locate(error, src, lines, services) from None
         return operations
 
+    return converged(module, decide, detail, drain_timeout)
+
+
+def converged(
+    module: AnsibleModule, decide: Any, detail: bool, drain_timeout: int
+) -> Dict[str, Any]:
+    """Run `decide` against the table and shape the result.  Counters are not
+    part of this module's result: not read.  Without detail or diff the after
+    table is computed from the plan."""
     run = converge(
         decide,
         module.check_mode,
@@ -584,16 +593,7 @@ def converge_services(
     def decide(current: Table) -> List[Operation]:
         return plan_for(without(current, kept))
 
-    # Counters are not part of this module's result: not read.  Without
-    # detail or diff the after table is computed from the plan.
-    run = converge(
-        decide,
-        module.check_mode,
-        with_stats=False,
-        read_back=detail or bool(module._diff),
-        drain_timeout=drain_timeout,
-    )
-    return shaped_result(run, detail, bool(module._diff))
+    return converged(module, decide, detail, drain_timeout)
 
 
 def invocation(params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
