@@ -227,6 +227,28 @@ def test_refused_change_is_undone_and_named(ipvs) -> None:  # type: ignore[no-un
     assert saved_table() == before
 
 
+def test_undo_never_deletes_what_was_there_before(ipvs) -> None:  # type: ignore[no-untyped-def]
+    """A refused add followed by adds of entries that already exist (refused
+    too, EEXIST) and one new entry: only the new one is undone.  A table
+    read after the batch cannot tell an entry the batch added from one that
+    was there; the kernel's refusals can (found by the lab: a monitor
+    adopting a service took its three real servers out)."""
+    ipvs.apply(plan(ipvs.read(), build(FEATURES[:1])))
+    before = saved_table()
+    existing = next(iter(build(FEATURES[:1]).values()))
+    present = next(iter(existing.real_servers.values()))
+    operations = [
+        Operation(ADD_SERVICE, existing.service),  # exists: EEXIST
+        Operation(ADD_REAL_SERVER, existing.service, present),  # exists: EEXIST
+        Operation(ADD_REAL_SERVER, existing.service, RealServer("10.0.1.77", 8080, "masq")),
+    ]
+    with pytest.raises(IPVSError) as caught:
+        ipvs.apply(operations)
+    assert "File exists" in str(caught.value)
+    assert "the 1 change(s) already made were undone" in str(caught.value), str(caught.value)
+    assert saved_table() == before
+
+
 @pytest.mark.parametrize("chunk_bytes", [64, 32768])
 def test_failure_in_a_later_chunk_is_undone(ipvs, chunk_bytes: int) -> None:  # type: ignore[no-untyped-def]
     before = saved_table()

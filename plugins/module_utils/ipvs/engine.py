@@ -36,6 +36,7 @@ from .codec import (
 )
 from .errors import HaecsError
 from .genl import (
+    Batch,
     GenlSocket,
     NetlinkError,
     nla_nested,
@@ -222,15 +223,22 @@ class IPVS:
             return result
         self.load_modules_for(operations)
         messages = self._encode_all(operations)
-        _sent, failure = self._sock.batch(messages, chunk_bytes)
-        if failure is None:
+        batch = self._sock.batch(messages, chunk_bytes)
+        if not batch.failed:
             result.operations = list(operations)
             return result
-        index, error = failure
-        failed_op = operations[index]
-        done = self._applied_before_failure(operations, messages, index)
+        done = self._applied(operations, batch)
         undo_error = self._undo(done)
-        message = "kernel refused `%s`: %s" % (failed_op.ipvsadm_line(), _explain(error))
+        if batch.errors:
+            index, error = batch.errors[0]
+            failed_op: Optional[Operation] = operations[index]
+            message = "kernel refused `%s`: %s" % (
+                operations[index].ipvsadm_line(),
+                _explain(error),
+            )
+        else:
+            failed_op = None
+            message = "the kernel's answers to a batch were lost (netlink socket overflow)"
         if undo_error:
             raise IPVSError(
                 message + "; undoing the earlier changes also failed: %s" % undo_error, failed_op
@@ -239,28 +247,36 @@ class IPVS:
             message += "; the %d change(s) already made were undone" % len(done)
         raise IPVSError(message, failed_op, rolled_back=True)
 
-    def _applied_before_failure(
-        self, operations: Sequence[Operation], messages: Sequence[Tuple[int, bytes]], failed: int
-    ) -> List[Operation]:
-        # The kernel keeps processing a chunk after a failure, so messages after
-        # the first failure in its chunk may have been applied or refused too:
-        # read the table to know exactly what took effect.
-        applied: List[Operation] = list(operations[:failed])
-        later = operations[failed + 1 :]
-        if later:
-            table = self.read()
-            applied += [op for op in later if _took_effect(op, table)]
-        return applied
+    def _applied(self, operations: Sequence[Operation], batch: Batch) -> List[Operation]:
+        """The operations that took effect: every one sent and not refused.
+
+        The kernel answers each refused message of a chunk and keeps going,
+        so the refusals say exactly what was applied, even for an entry that
+        existed before (a table read could not tell "added now" from "was
+        there": undoing it would delete what the batch never made).  Only
+        when refusals were lost is the table read, and later operations of
+        the failed chunk are then counted by what the table shows.
+        """
+        refused = {index for index, _error in batch.errors}
+        sent = operations[: batch.sent]
+        if not batch.answers_lost:
+            return [op for index, op in enumerate(sent) if index not in refused]
+        first = min(refused, default=0)
+        table = self.read()
+        return list(sent[:first]) + [
+            op for index, op in enumerate(sent) if index > first and _took_effect(op, table)
+        ]
 
     def _undo(self, done: Sequence[Operation]) -> Optional[str]:
         inverse = [undo for op in reversed(done) for undo in op.inverse()]
         if not inverse:
             return None
-        messages = self._encode_all(inverse)
-        _sent, failure = self._sock.batch(messages)
-        if failure is not None:
-            index, error = failure
+        batch = self._sock.batch(self._encode_all(inverse))
+        if batch.errors:
+            index, error = batch.errors[0]
             return "`%s`: %s" % (inverse[index].ipvsadm_line(), _explain(error))
+        if batch.answers_lost:
+            return "the kernel's answers were lost (netlink socket overflow)"
         return None
 
     def _encode_all(self, operations: Sequence[Operation]) -> List[Tuple[int, bytes]]:

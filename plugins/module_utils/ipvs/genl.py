@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 import struct
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import HaecsError
 
@@ -103,6 +103,18 @@ def _cstring(payload: bytes) -> str:
 
 
 # -------------------------------------------------------------------- socket
+
+
+class Batch(NamedTuple):
+    """What one `GenlSocket.batch` did."""
+
+    sent: int  # messages sent (the kernel handled every one of them)
+    errors: List[Tuple[int, NetlinkError]]  # (index, error) of each refused one, in order
+    answers_lost: bool  # the socket overflowed: some refusals may be missing
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors) or self.answers_lost
 
 
 class GenlSocket:
@@ -220,18 +232,15 @@ class GenlSocket:
         self.sock.send(message)
         return [parse_attrs(payload, _GENLHDR.size) for _t, _f, payload in self._replies(seq)]
 
-    def batch(
-        self, messages: Sequence[Tuple[int, bytes]], chunk_bytes: int = 32768
-    ) -> Tuple[int, Optional[Tuple[int, NetlinkError]]]:
+    def batch(self, messages: Sequence[Tuple[int, bytes]], chunk_bytes: int = 32768) -> Batch:
         """Send (seq, message) pairs many per sendmsg, stopping after the chunk
         in which the first error occurs.
 
         The kernel handles a netlink send synchronously and keeps going after
         a failed message, answering only failures (no ACK flag), so after each
-        chunk the socket holds exactly the errors of that chunk.
-
-        Returns (messages sent, first error as (index, error) or None).
-        Messages after a failure in the same chunk were still applied.
+        chunk the socket holds exactly the errors of that chunk: every
+        message sent and not answered with an error was applied (unless
+        the answers overflowed the socket: `answers_lost`).
         """
         index_of = {}
         position = 0
@@ -248,19 +257,29 @@ class GenlSocket:
                 size += len(message)
                 position += 1
             self.sock.send(b"".join(chunk))
-            errors = self._drain_errors()
-            if errors:
-                seq, error = min(errors, key=lambda item: index_of.get(item[0], len(messages)))
-                return position, (index_of.get(seq, start), error)
-        return position, None
+            errors, lost = self._drain_errors()
+            if errors or lost:
+                indexed = sorted(
+                    ((index_of.get(seq, start), error) for seq, error in errors),
+                    key=lambda item: item[0],
+                )
+                return Batch(position, indexed, lost)
+        return Batch(position, [], False)
 
-    def _drain_errors(self) -> List[Tuple[int, NetlinkError]]:
+    def _drain_errors(self) -> Tuple[List[Tuple[int, NetlinkError]], bool]:
+        """The errors the socket holds, and whether some were lost (ENOBUFS)."""
         errors: List[Tuple[int, NetlinkError]] = []
+        lost = False
         while True:
             try:
                 data = self._recv(socket.MSG_DONTWAIT)
             except BlockingIOError:
-                return errors
+                return errors, lost
+            except OSError as error:
+                if error.errno != errno.ENOBUFS:
+                    raise
+                lost = True
+                continue
             for msg_type, flags, seq, payload in messages(data):
                 if msg_type == NLMSG_ERROR:
                     code = -_I32.unpack_from(payload)[0]
