@@ -56,7 +56,11 @@ def monitor_config(
     monitored services, validated by the monitor itself; an error names the
     inventory variable (haecs_services[i]..., monitor_settings...)."""
     monitored, sources = _cluster.monitor_services(services, groups, hostvars)
-    document = {"global": dict(settings), "services": monitored}
+    document = {
+        "global": dict(settings),
+        "services": monitored,
+        "static_services": _cluster.static_keys(services),
+    }
     try:
         load = _monitor_validation()
     except ImportError as error:

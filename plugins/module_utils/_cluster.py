@@ -145,9 +145,19 @@ def cluster_table(
 
 def monitored_keys(services: Any) -> List[Dict[str, Any]]:
     """The key options of the monitored services (what ipvs_table keeps)."""
+    return _keys(services, want_monitored=True)
+
+
+def static_keys(services: Any) -> List[Dict[str, Any]]:
+    """The key options of the static services (what the monitor hands over
+    when one of its services becomes static)."""
+    return _keys(services, want_monitored=False)
+
+
+def _keys(services: Any, want_monitored: bool) -> List[Dict[str, Any]]:
     keys = []
     for index, entry in enumerate(_services(services)):
-        if not monitored(entry):
+        if monitored(entry) != want_monitored:
             continue
         path = "%s[%d]" % (SERVICES_VAR, index)
         _check_entry(entry, path)

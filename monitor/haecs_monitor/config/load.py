@@ -53,7 +53,7 @@ __all__ = [
     "parse_config",
 ]
 
-TOP_KEYS = ("global", "services")
+TOP_KEYS = ("global", "services", "static_services")
 GLOBAL_KEYS = (
     "name",
     "control_socket",
@@ -134,7 +134,8 @@ def _parse(data: object, problems: Problems) -> Optional[MonitorConfig]:
     Reader(top, "", problems).reject_unknown(TOP_KEYS)
     settings, defaults_ok = _global(top.get("global"), problems)
     services = _services(top.get("services"), settings, defaults_ok, problems)
-    return MonitorConfig(settings, tuple(services))
+    static = _static_services(top.get("static_services"), services, problems)
+    return MonitorConfig(settings, tuple(services), static)
 
 
 # ---------------------------------------------------------------- global
@@ -282,6 +283,35 @@ def _service(
         quorum=quorum,
         sorry_servers=tuple(sorry),
     )
+
+
+def _static_services(
+    raw: object, services: list[ServiceConfig], problems: Problems
+) -> frozenset[ServiceKey]:
+    """The keys of services another owner programs (the director role's
+    ipvs_table): a reload that drops one of them hands it over as it is."""
+    if raw is None:
+        return frozenset()
+    entries = as_list(raw, "static_services", problems)
+    if entries is None:
+        return frozenset()
+    monitored = {service.key for service in services}
+    keys: set[ServiceKey] = set()
+    for index, entry in enumerate(entries):
+        path = item("static_services", index)
+        data = as_mapping(
+            entry, path, problems, "a service key (protocol, address, port or fwmark)"
+        )
+        if data is None:
+            continue
+        Reader(data, path, problems).reject_unknown(ipvs_params.SERVICE_KEY_FIELDS, "a service key")
+        key = _engine_call(problems, path, ipvs_params.parse_service_key, data, path)
+        if key is None:
+            continue
+        if key in monitored:
+            problems.add(path, "%s is also in services: a service is monitored or static" % key)
+        keys.add(key)
+    return frozenset(keys)
 
 
 def _quorum(parent: Reader) -> Optional[QuorumConfig]:

@@ -214,6 +214,8 @@ class GlobalSettings:
 class MonitorConfig:
     settings: GlobalSettings
     services: tuple[ServiceConfig, ...] = ()
+    # Services another owner programs: never drained or deleted on a reload.
+    static_services: frozenset[ServiceKey] = frozenset()
 
     def unique_checks(self) -> dict[CheckKey, CheckSpec]:
         """Every check to run, once per dedup_key, in configuration order."""

@@ -146,7 +146,10 @@ class Monitor:
         now = self.clock()
         self.board = HealthBoard(self.config, now, self._present(kernel), self.rand)
         self._hold_new_services([service.key for service in self.config.services], kernel)
-        self._pending_remove |= self.state.managed_gone(s.key for s in self.config.services)
+        self._pending_remove |= (
+            self.state.managed_gone(s.key for s in self.config.services)
+            - self.config.static_services
+        )
         self._ensure_descriptors()
         self.log.info(
             "started",
@@ -761,8 +764,13 @@ class Monitor:
         self.config = config
         self._configure(config)
         new_keys = {service.key: service for service in config.services}
+        self._hand_over(
+            ({key for key in old_keys if key not in new_keys} | self.leaving.services())
+            & config.static_services
+        )
+        owned = {key: old_keys[key] for key in old_keys if key not in config.static_services}
         for ref in self.leaving.start(
-            self.actuator.known, old_keys, new_keys, config.settings.drain_timeout, self.clock()
+            self.actuator.known, owned, new_keys, config.settings.drain_timeout, self.clock()
         ):
             self.log.info(
                 "server_leaving",
@@ -774,8 +782,8 @@ class Monitor:
         events = self.board.reload(config, self.clock(), self._present(kernel))
         self._held &= set(new_keys)
         self._hold_new_services(set(new_keys) - set(old_keys), kernel)
-        self._pending_remove |= set(old_keys) - set(new_keys) - self.leaving.services()
-        self._pending_remove -= set(new_keys)
+        self._pending_remove |= set(owned) - set(new_keys) - self.leaving.services()
+        self._pending_remove -= set(new_keys) | config.static_services
         self._ensure_descriptors()
         self.scheduler.sync(self.board)
         for event in events:
@@ -783,7 +791,12 @@ class Monitor:
                 self._server_transition(event)
         new_checks = set(self.board.checks)
         parsed = self.clock()
-        outcome = await self._wait(self._request_apply())
+        # A service new to the monitor may already be in the kernel (adopted
+        # from another owner): plan it against a fresh read, not against what
+        # the monitor last left there.
+        outcome = await self._wait(
+            self._request_apply(reconcile=bool(set(new_keys) - set(old_keys)))
+        )
         done = self.clock()
         self.reloads["accepted"] += 1
         added = len(set(new_keys) - set(old_keys))
@@ -823,6 +836,21 @@ class Monitor:
                 outcome.error if outcome is not None else "kernel not updated in time"
             )
         return answer
+
+    def _hand_over(self, keys: set[ServiceKey]) -> None:
+        """Hand services over to their static owner: left in the kernel as
+        they are (a leaving one keeps its drained weights until the owner
+        sets them), no longer checked, repaired, drained or deleted."""
+        for key in sorted(keys, key=str):
+            self.leaving.forget(key)
+            self.log.info(
+                "service_handed_over",
+                service=ids.service_id(key),
+                reason="now a static service (static_services): left in the kernel as it is "
+                "for its other owner",
+            )
+        if keys:
+            self._save_state()  # no longer managed: a restart must not delete it
 
     def _restart_only_changes(self, config: MonitorConfig) -> list[str]:
         old, new = self.config.settings, config.settings

@@ -47,6 +47,11 @@ class Leaving:
     def __bool__(self) -> bool:
         return bool(self.servers)
 
+    def forget(self, service: ServiceKey) -> None:
+        """Stop draining the service's servers: another owner has it now."""
+        for ref in [ref for ref in self.servers if ref.service == service]:
+            del self.servers[ref]
+
     def start(
         self,
         known: Optional[Table],

@@ -747,6 +747,38 @@ def test_all_errors_are_collected() -> None:
     ]
 
 
+def test_static_services_are_keys_and_not_monitored_ones() -> None:
+    data = base()
+    data["static_services"] = [
+        {"protocol": "tcp", "address": "10.0.0.1", "port": 8080},
+        {"fwmark": 7, "family": "ipv6"},
+    ]
+    config = parse_config(data)
+    assert config.static_services == {
+        ServiceKey.for_address("tcp", "10.0.0.1", 8080),
+        ServiceKey.for_fwmark(7, "ipv6"),
+    }
+    data["static_services"] = [
+        {"protocol": "tcp", "address": "10.0.0.1", "port": 80},
+        {"protocol": "tcp", "address": "10.0.0.1", "port": 8080, "scheduler": "rr"},
+        {"protocol": "tcp", "address": "nowhere", "port": 80},
+        "tcp 10.0.0.1:80",
+    ]
+    problems = errors_of(data)
+    assert problems[0] == (
+        "static_services[0]: tcp 10.0.0.1:80 is also in services: a service is monitored or static"
+    ), problems
+    assert problems[1].startswith("static_services[1].scheduler: unknown option"), problems
+    assert problems[2].startswith("static_services[2].address: "), problems
+    assert problems[3] == (
+        "static_services[3]: must be a service key (protocol, address, port or fwmark), "
+        "got 'tcp 10.0.0.1:80'"
+    ), problems
+    assert errors_of({"static_services": {"port": 80}}) == [
+        "static_services: must be a list, got {'port': 80}"
+    ]
+
+
 def test_duplicate_services_and_servers() -> None:
     data = base()
     data["services"].append(copy.deepcopy(data["services"][0]))
@@ -867,7 +899,9 @@ def test_yaml_merge_keys_may_override(tmp_path: Any) -> None:
         "services:\n  - <<: *d\n    port: 81\n"
     )
     path = write(tmp_path, text)
-    assert load_errors(path) == ["x-defaults: unknown option; allowed: global, services"]
+    assert load_errors(path) == [
+        "x-defaults: unknown option; allowed: global, services, static_services"
+    ]
     path = write(
         tmp_path,
         "services:\n  - &s {protocol: tcp, port: 80, address: 10.0.0.1}\n  - <<: *s\n    port: 81\n",

@@ -399,3 +399,69 @@ def test_back_in_the_configuration_a_leaving_server_stays(
         assert not monitor.leaving and not harness.events("server_left")
 
     assert harness.run(scenario) == 0
+
+
+def test_a_service_that_becomes_static_is_handed_over_as_it_is(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropped from services and listed in static_services: left in the
+    kernel untouched (not drained, not deleted, no longer repaired), and not
+    deleted after a restart either; dropped without it, it is removed."""
+    monkeypatch.setattr(daemon, "LEAVING_POLL_SECONDS", 0.05)
+    harness.write(config_dict(harness.tmp))
+    static = {"protocol": "tcp", "address": "10.0.0.1", "port": 80}
+
+    async def handover(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 2, "both up")
+        config = config_dict(harness.tmp)
+        config["services"] = []
+        config["static_services"] = [static]
+        config["global"]["drain_timeout"] = 30
+        harness.write(config)
+        answer = await monitor.reload()
+        assert answer["ok"] and answer["operations"] == 0, answer
+        handed = harness.events("service_handed_over")
+        assert [event["service"] for event in handed] == ["tcp:10.0.0.1:80"], handed
+        # Its new owner edits it: the monitor no longer repairs it.
+        entry = harness.engine.table[KEY]
+        server = entry.real_servers[("10.0.2.1", 80)]
+        entry.real_servers[server.key] = dataclasses.replace(server, weight=7)
+        await monitor._wait(monitor._request_apply(reconcile=True))
+        assert harness.weights() == {"10.0.2.1": 7, "10.0.2.2": 2}
+        assert not monitor.leaving and not harness.events("server_leaving")
+        # Monitored again: adopted as it is, the declared weights set.
+        before = len(harness.events("table_changed"))
+        entry.real_servers[server.key] = server
+        harness.write(config_dict(harness.tmp))
+        answer = await monitor.reload()
+        assert answer["ok"] and answer["operations"] == 0, answer
+        assert len(harness.events("table_changed")) == before
+        assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}
+        # Static again, then the new owner's weight.
+        config = config_dict(harness.tmp)
+        config["services"] = []
+        config["static_services"] = [static]
+        harness.write(config)
+        assert (await monitor.reload())["ok"]
+        entry.real_servers[server.key] = dataclasses.replace(server, weight=7)
+
+    assert harness.run(handover) == 0
+
+    async def restarted(monitor: daemon.Monitor) -> None:
+        await monitor._wait(monitor._request_apply(reconcile=True))
+        assert harness.weights() == {"10.0.2.1": 7, "10.0.2.2": 2}
+        config = config_dict(harness.tmp)
+        config["services"] = []
+        harness.write(config)  # no longer static either: it is not the monitor's
+        assert (await monitor.reload())["ok"]
+        await monitor._wait(monitor._request_apply(reconcile=True))
+        assert harness.weights() == {"10.0.2.1": 7, "10.0.2.2": 2}
+
+    assert harness.run(restarted) == 0
+
+    async def restarted_without_it(monitor: daemon.Monitor) -> None:
+        await monitor._wait(monitor._request_apply(reconcile=True))
+
+    assert harness.run(restarted_without_it) == 0
+    assert harness.weights() == {"10.0.2.1": 7, "10.0.2.2": 2}
+    assert not harness.events("service_removed")

@@ -192,6 +192,9 @@ def test_one_owner_per_service() -> None:
     ]
     with pytest.raises(HaecsError, match=re.escape("haecs_services[0].port: ")):
         _cluster.monitored_keys([dict(CHECKED, port=70000)])
+    assert _cluster.static_keys([CHECKED, static, marked]) == [
+        {"protocol": "tcp", "address": static["address"], "port": static["port"]}
+    ]
 
 
 def test_the_monitor_config_is_checked_by_the_monitor_and_names_the_variable() -> None:
@@ -204,6 +207,11 @@ def test_the_monitor_config_is_checked_by_the_monitor_and_names_the_variable() -
     static = dict(WEB, name="static", port=8080)
     document = monitor_config([static, CHECKED], GROUPS, HOSTVARS, {"name": "lab"})
     assert document["global"] == {"name": "lab"} and len(document["services"]) == 1
+    # The static ones are named, so a service that stops being monitored is
+    # handed over to the director role instead of being drained and deleted.
+    assert document["static_services"] == [
+        {"protocol": "tcp", "address": static["address"], "port": 8080}
+    ]
 
     def refused_by_monitor(services: Any, settings: Any, message: str) -> None:
         with pytest.raises(AnsibleFilterError) as caught:
