@@ -6,6 +6,7 @@ Routes::
     GET  /status                             services, servers, health, weights, admin, checks, loop lag
     GET  /events?since=SEQ&limit=N           recent events, oldest first
     GET  /metrics                            Prometheus text format
+    GET  /servers/{service}/{server}         the real server in the kernel now: weight, connections, drained
     GET  /openapi.json                       this API's OpenAPI 3.1 document (no token needed)
     POST /servers/{service}/{server}/drain   weight 0, entry kept
     POST /servers/{service}/{server}/disable entry removed
@@ -24,6 +25,7 @@ without it, so a browser can load it and then send the token.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import os
@@ -33,7 +35,8 @@ import stat
 from collections.abc import Mapping
 from typing import Any, Optional, Protocol
 
-from haecs_monitor.control import dashboard, metrics
+from haecs_monitor.config.model import MonitorConfig
+from haecs_monitor.control import connections, dashboard, metrics
 from haecs_monitor.control.httpd import Request, Response, Server, query_integer
 from haecs_monitor.errors import Ambiguous, HaecsError, NotFound
 
@@ -46,6 +49,12 @@ class ApiError(HaecsError):
 
 class Controller(Protocol):
     """What the API needs from the daemon."""
+
+    config: MonitorConfig  # the running configuration: which servers exist
+
+    @property
+    def admin(self) -> dict[tuple[str, str], str]:
+        """(service id, server id) -> drain | disable; enabled is absent."""
 
     def status(self) -> Mapping[str, Any]: ...
 
@@ -105,8 +114,12 @@ def openapi_document() -> bytes:
 
 
 class Api:
-    def __init__(self, controller: Controller) -> None:
+    def __init__(
+        self, controller: Controller, read_kernel: connections.KernelRead = connections.read_kernel
+    ) -> None:
         self._controller = controller
+        # How GET /servers/{service}/{server} reads the kernel (tests pass a fake).
+        self.read_kernel = read_kernel
         self._server = Server(self.handle, on_error=controller.api_error)
         self.max_connections = self._server.max_connections
         self._token: Optional[bytes] = None
@@ -211,6 +224,8 @@ class Api:
                 return wrong
             result = await self._controller.reload()
             return Response.json(result, 200 if result.get("ok") else 422)
+        if len(segments) == 3 and segments[0] == "servers":
+            return self._only(request, "GET") or await self._server_now(segments[1], segments[2])
         if (
             len(segments) == 4
             and segments[0] == "servers"
@@ -243,6 +258,28 @@ class Api:
         return Response.error(
             405, "use %s for %s" % (method, request.path), {"Allow": ", ".join(allowed)}
         )
+
+    async def _server_now(self, service: str, server: str) -> Response:
+        """The real server as the kernel holds it now (read in a worker thread)."""
+        controller = self._controller
+        loop = asyncio.get_running_loop()
+        try:
+            report = await loop.run_in_executor(
+                None,
+                connections.server_report,
+                controller.config,
+                dict(controller.admin),
+                service,
+                server,
+                self.read_kernel,
+            )
+        except NotFound as error:
+            return Response.error(404, str(error))
+        except Ambiguous as error:
+            return Response.error(409, str(error))
+        except connections.KernelUnreadable as error:
+            return Response.error(503, str(error))
+        return Response.json(report)
 
     def _events(self, request: Request) -> Response:
         since = query_integer(request, "since", 0)

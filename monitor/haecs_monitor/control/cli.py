@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
+from haecs_monitor.control import drain_wait
+
 DEFAULT_NAME = "default"
 SOCKET_TEMPLATE = "/run/haecs/monitor-%s.sock"
 
@@ -92,7 +94,10 @@ $HAECS_TOKEN (never from the command line, where ps would show it).
 
 Exit status: 0 done; 1 the monitor answered with an error or refused
 (reload rejected, unknown server, 4xx/5xx); 2 bad usage, or the monitor
-cannot be reached; 3 check-now: a check is not up; 130 interrupted.
+cannot be reached; 3 check-now: a check is not up; 4 drain --wait: the
+timeout passed with connections left; 130 interrupted.
+
+`haecsctl drain --help` explains drain --wait.
 """
 
 
@@ -160,6 +165,8 @@ def ctl_parser() -> argparse.ArgumentParser:
             metavar="[SERVICE] SERVER",
             help="e.g. tcp:10.0.0.1:80 10.0.2.1:80; SERVER alone means every service that has it",
         )
+        if action == "drain":
+            drain_wait.add_arguments(sub)
     commands.add_parser("reload", help="reread the config (like SIGHUP); a bad config is rejected")
     commands.add_parser("metrics", help="Prometheus metrics")
     return parser
@@ -264,8 +271,6 @@ def ctl_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _ctl(args: argparse.Namespace, send: Send) -> int:
-    from urllib.parse import quote
-
     command = args.command
     if command == "watch":
         return _watch(args, send)
@@ -274,9 +279,15 @@ def _ctl(args: argparse.Namespace, send: Send) -> int:
             print("haecsctl: %s takes [SERVICE] SERVER" % command, file=sys.stderr)
             return 2
         service, server = args.target if len(args.target) == 2 else ("*", args.target[0])
+        if command == "drain":
+            problem = drain_wait.options_problem(args)
+            if problem:
+                print("haecsctl: drain %s" % problem, file=sys.stderr)
+                return 2
+            if args.wait:
+                return drain_wait.drain_and_wait(args, send, service, server)
         action = "check" if command == "check-now" else command
-        url = "/servers/%s/%s/%s" % (quote(service, safe=":*"), quote(server, safe=":"), action)
-        reply = send("POST", url)
+        reply = send("POST", drain_wait.server_path(service, server, action))
     elif command == "reload":
         reply = send("POST", "/reload")
     elif command == "events":
