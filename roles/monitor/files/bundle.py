@@ -5,7 +5,7 @@
 PREFIX (/usr/lib/haecs)/{bin,haecs_monitor} and the engine package under
 PREFIX/ansible_collections/haecs/lvs/plugins/module_utils/ipvs/: nothing else
 of the collection (docs/design/monitor-deploy.md); the commands
-/usr/sbin/haecs-monitor and /usr/sbin/haecsctl (links into PREFIX/bin), and
+/usr/sbin/haecs-monitor, /usr/sbin/haecsctl and /usr/sbin/haecs-sync (links into PREFIX/bin), and
 the folders /etc/haecs and /var/lib/haecs (0700).  Paths are relative to /,
 where the role unpacks it.  The commands in bin/ get
 PYTHON (the director's system Python, with -I) in their first line, so no
@@ -43,7 +43,7 @@ def members(root, prefix):
                 if not name.endswith(".pyc"):
                     path = os.path.join(folder, name)
                     yield inside + "/" + name, path, 0o755 if os.access(path, os.X_OK) else 0o644
-    for command in ("haecs-monitor", "haecsctl"):
+    for command in ("haecs-monitor", "haecsctl", "haecs-sync"):
         yield "usr/sbin/" + command, "/" + base + "/bin/" + command, None
 
 
