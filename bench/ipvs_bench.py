@@ -1,9 +1,13 @@
 """Benchmark the HAECS engine against ipvsadm in the same kernel, same run.
 
 Run inside a kernel with IPVS (make bench does):
-    tests/kernel/run --mem 2G -- bench/python bench/ipvs_bench.py [--sizes 1000x10,10000x10]
+    tests/kernel/run --mem 3G -- bench/python bench/ipvs_bench.py [--sizes 1000x10] [--rounds 5]
 
-For each size it measures whole processes (interpreter start included for
+For each size it runs every case in several rounds, the two tools in
+alternating order (drift in the machine's load falls on both), each round in
+fresh network namespaces, and prints the median over the rounds: the ratio
+is the median of each round's own ratio, with its spread (lowest-highest).
+It measures whole processes (interpreter start included for
 HAECS, fork+exec for ipvsadm) and prints one table with the ratios:
   create   empty -> table        vs  ipvsadm -R (what ipvsadm-restore runs after a flush)
            (each tool in its own network namespace: its own, fresh IPVS table)
@@ -24,11 +28,13 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 from ipvs_worker import desired_table
 
@@ -44,10 +50,21 @@ GOALS = {
     "ansible no-change": 1.0,
 }
 RSS_GOAL_MB = 200
+A = TypeVar("A")
+B = TypeVar("B")
+# The ansible-playbook floor: the same play converging a one-service file.
+FLOOR_RULES = "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 1\n"
 
 
-def run(argv: List[str], stdin: Optional[str] = None) -> Tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB and stdout of one process."""
+class Measured(NamedTuple):
+    seconds: float  # wall
+    rss: int  # peak, KiB
+    output: str
+    cpu: float  # user + system, its waited-for descendants included
+
+
+def run(argv: List[str], stdin: Optional[str] = None) -> Measured:
+    """One whole process, measured."""
     with tempfile.TemporaryFile("w+") as stdin_file:
         stdin_file.write(stdin or "")
         stdin_file.seek(0)
@@ -58,7 +75,7 @@ def run(argv: List[str], stdin: Optional[str] = None) -> Tuple[float, int, str]:
         seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("failed: %s" % " ".join(argv))
-    return seconds, usage.ru_maxrss, output
+    return Measured(seconds, usage.ru_maxrss, output, usage.ru_utime + usage.ru_stime)
 
 
 # Each tool gets its own network namespace, so its own IPVS table.  After a
@@ -84,8 +101,9 @@ PLAYBOOK = """\
 """
 
 
-def ansible_play(scratch: str, rules_text: str, name: str) -> float:
-    """Seconds of one whole ansible-playbook process converging `rules_text`."""
+def ansible_play(scratch: str, rules_text: str, name: str) -> Measured:
+    """One whole ansible-playbook process converging `rules_text` (its CPU
+    time includes its workers' and the module's process)."""
     rules = os.path.join(scratch, name + ".rules")
     with open(rules, "w") as handle:
         handle.write(rules_text)
@@ -99,8 +117,7 @@ def ansible_play(scratch: str, rules_text: str, name: str) -> float:
         "-e", "ansible_python_interpreter=%s" % sys.executable,
         playbook,
     ]  # fmt: skip
-    seconds, _rss, _out = run(inside("ansible", argv))
-    return seconds
+    return run(inside("ansible", argv))
 
 
 def ansible_environment(scratch: str) -> None:
@@ -142,79 +159,148 @@ def saved_table(tool: str) -> List[str]:
     return sorted(result.stdout.splitlines())
 
 
-def measure(services: int, real_servers: int) -> Dict[str, Dict[str, float]]:
+def ordered(round_number: int, first: Callable[[], A], second: Callable[[], B]) -> Tuple[A, B]:
+    """Run both, alternating which goes first, so drift in the machine's load
+    falls on both tools alike; results in the order (first, second)."""
+    if round_number % 2:
+        later = second()
+        return first(), later
+    earlier = first()
+    return earlier, second()
+
+
+def check_same(tool: str, expected: List[str], what: str) -> None:
+    table = saved_table(tool)
+    if table != expected:
+        raise SystemExit(
+            "%s: the %s table differs from ipvsadm's: %s"
+            % (what, tool, sorted(set(table) ^ set(expected))[:6])
+        )
+
+
+def measure_round(
+    round_number: int, services: int, real_servers: int, texts: Dict[str, str]
+) -> Dict[str, Dict[str, Any]]:
+    """One round of every case, each tool in a fresh namespace of its own."""
     python = sys.executable
     worker = os.path.join(HERE, "ipvs_worker.py")
     size = [str(services), str(real_servers)]
-    lines = table_lines(desired_table(services, real_servers))
-    restore = "\n".join(lines) + "\n"
-    changed = desired_table(services, real_servers, changed=True)
-    edits = (
-        "\n".join(
-            line.replace("-a ", "-e ", 1)
-            for line in table_lines(changed)
-            if line.startswith("-a") and " -w 2" in line
-        )
-        + "\n"
-    )
-    results: Dict[str, Dict[str, float]] = {}
+    verify = round_number == 0
+    figures: Dict[str, Dict[str, Any]] = {}
     make_namespaces()
+
+    def ours(mode: str) -> Callable[[], Measured]:
+        return lambda: run(inside("haecs", [python, worker, mode, *size]))
+
+    def theirs(argv: List[str], stdin: Optional[str] = None) -> Callable[[], Measured]:
+        return lambda: run(inside("reference", argv), stdin)
+
+    def figure(ours: Measured, theirs: Measured) -> Dict[str, Any]:
+        return {
+            "haecs": ours.seconds,
+            "reference": theirs.seconds,
+            "haecs_cpu": ours.cpu,
+            "reference_cpu": theirs.cpu,
+            "rss": ours.rss,
+        }
+
+    figures["create"] = figure(
+        *ordered(round_number, ours("create"), theirs(["ipvsadm", "-R"], texts["restore"]))
+    )
+    if verify:
+        check_same("haecs", saved_table("reference"), "create")
+    read_ref = theirs(["ipvsadm", "-Sn"])
+    figures["read"] = figure(*ordered(round_number, ours("read"), read_ref))
+    figures["converge"] = figure(*ordered(round_number + 1, ours("converge"), read_ref))
+    changed, edits = ordered(
+        round_number, ours("change"), theirs(["ipvsadm", "-R"], texts["edits"])
+    )
+    if verify:
+        check_same("haecs", saved_table("reference"), "change")
+    figures["change"] = {
+        **figure(changed, edits),
+        "operations": json.loads(changed.output)["operations"],
+    }
+
+    # ansible-playbook: the floor (a one-service file), then the table, then
+    # the same table again (nothing to change); each above this round's floor,
+    # against the reference of the same round (ipvsadm -R, ipvsadm -Sn).
+    scratch = tempfile.mkdtemp(prefix="haecs-bench-ansible.")
+    ansible_environment(scratch)
+    floor = ansible_play(scratch, FLOOR_RULES, "floor")
+    subprocess.run(inside("ansible", ["ipvsadm", "-C"]), check=True)
+    create = ansible_play(scratch, texts["restore"], "table")
+    if verify:
+        check_same("ansible", sorted(texts["restore"].splitlines()), "ansible-playbook create")
+    unchanged = ansible_play(scratch, texts["restore"], "table")
+    for case, play, reference in (
+        ("ansible create", create, "create"),
+        ("ansible no-change", unchanged, "read"),
+    ):
+        figures[case] = {
+            "haecs": play.seconds - floor.seconds,
+            "haecs_cpu": play.cpu - floor.cpu,
+            "whole": play.seconds,
+            "floor": floor.seconds,
+            "reference": figures[reference]["reference"],
+            "reference_cpu": figures[reference]["reference_cpu"],
+        }
+    shutil.rmtree(scratch, ignore_errors=True)
+    return figures
+
+
+def spread(values: List[float]) -> Dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarise(rounds: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """Per case: the medians over the rounds, and the median ratio with its
+    spread, in wall time and in CPU time (user + system).  The ratio of
+    each round is taken within that round (the same load for both tools);
+    the ansible cases' HAECS figure is the whole play minus the same round's
+    floor."""
+    summary: Dict[str, Dict[str, Any]] = {}
+    for case in rounds[0]:
+        entries = [figures[case] for figures in rounds]
+        extra: Dict[str, Any] = {}
+        for name in ("whole", "floor"):
+            if name in entries[0]:
+                extra[name] = statistics.median(entry[name] for entry in entries)
+        if "rss" in entries[0]:
+            extra["rss"] = max(entry["rss"] for entry in entries)
+        summary[case] = {
+            "haecs": statistics.median(entry["haecs"] for entry in entries),
+            "reference": statistics.median(entry["reference"] for entry in entries),
+            "ratio": spread([entry["haecs"] / entry["reference"] for entry in entries]),
+            "cpu_ratio": spread(
+                [entry["haecs_cpu"] / max(entry["reference_cpu"], 1e-3) for entry in entries]
+            ),
+            **extra,
+        }
+    return summary
+
+
+def measure(services: int, real_servers: int, rounds: int) -> Dict[str, Any]:
+    lines = table_lines(desired_table(services, real_servers))
+    changed = desired_table(services, real_servers, changed=True)
+    edits = [
+        line.replace("-a ", "-e ", 1)
+        for line in table_lines(changed)
+        if line.startswith("-a") and " -w 2" in line
+    ]
+    texts = {"restore": "\n".join(lines) + "\n", "edits": "\n".join(edits) + "\n"}
+    results = []
     try:
-        ref, _, _ = run(inside("reference", ["ipvsadm", "-R"]), restore)
-        ours, rss_create, _ = run(inside("haecs", [python, worker, "create", *size]))
-        if saved_table("haecs") != saved_table("reference"):
-            raise SystemExit("HAECS and ipvsadm -R built different tables")
-        results["create"] = {"haecs": ours, "reference": ref, "rss": rss_create}
-
-        ref, _, _ = run(inside("reference", ["ipvsadm", "-Sn"]))
-        ours, rss_read, _ = run(inside("haecs", [python, worker, "read", *size]))
-        results["read"] = {"haecs": ours, "reference": ref, "rss": rss_read}
-
-        ours, rss_converge, _ = run(inside("haecs", [python, worker, "converge", *size]))
-        results["converge"] = {"haecs": ours, "reference": ref, "rss": rss_converge}
-
-        ref, _, _ = run(inside("reference", ["ipvsadm", "-R"]), edits)
-        ours, rss_change, out = run(inside("haecs", [python, worker, "change", *size]))
-        if saved_table("haecs") != saved_table("reference"):
-            raise SystemExit("HAECS and ipvsadm -R changed the tables differently")
-        results["change"] = {
-            "haecs": ours,
-            "reference": ref,
-            "rss": rss_change,
-            "operations": json.loads(out)["operations"],
-        }
-        # ansible-playbook: the floor (a one-service file), then the table.
-        scratch = tempfile.mkdtemp(prefix="haecs-bench-ansible.")
-        ansible_environment(scratch)
-        floor_text = "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 1\n"
-        # The floor is the fastest of two runs (ansible-playbook's own start
-        # dominates it and varies with the machine's load).
-        floor = min(ansible_play(scratch, floor_text, "floor") for _ in range(2))
-        subprocess.run(inside("ansible", ["ipvsadm", "-C"]), check=True)
-        ours = ansible_play(scratch, restore, "table")
-        # (the reference table has had the change step: compare with the file)
-        theirs, reference = saved_table("ansible"), sorted(lines)
-        if theirs != reference:
-            raise SystemExit(
-                "ansible-playbook did not build the rules file's table: %s"
-                % sorted(set(theirs) ^ set(reference))[:6]
+        for round_number in range(rounds):
+            print(
+                "  %d x %d: round %d of %d" % (services, real_servers, round_number + 1, rounds),
+                file=sys.stderr,
+                flush=True,
             )
-        results["ansible create"] = {
-            "haecs": ours - floor,
-            "reference": results["create"]["reference"],
-            "floor": floor,
-            "whole": ours,
-        }
-        ours = min(ansible_play(scratch, restore, "table") for _ in range(2))
-        results["ansible no-change"] = {
-            "haecs": ours - floor,
-            "reference": results["read"]["reference"],
-            "floor": floor,
-            "whole": ours,
-        }
+            results.append(measure_round(round_number, services, real_servers, texts))
     finally:
         remove_namespaces()
-    return results
+    return {"summary": summarise(results), "rounds": results}
 
 
 def main() -> None:
@@ -224,23 +310,45 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="1000x10,10000x10", help="SERVICESxREAL_SERVERS, comma separated"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds per size (median printed)"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds: must be at least 1")
     resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
     report = {}
-    print("HAECS engine vs ipvsadm, same kernel, same run (%s)" % os.uname().release, flush=True)
-    row = "%-9s %-17s %10s %10s %8s %-8s %-8s %9s"
-    header = row % ("entries", "case", "HAECS s", "ipvsadm s", "ratio", "goal", "", "peak RSS")
+    print(
+        "HAECS engine vs ipvsadm, same kernel, same run (%s), median of %d interleaved rounds"
+        % (os.uname().release, args.rounds),
+        flush=True,
+    )
+    row = "%-9s %-17s %9s %10s %7s %-13s %-8s %-8s %7s %-13s %s"
+    header = row % (
+        "entries",
+        "case",
+        "HAECS s",
+        "ipvsadm s",
+        "ratio",
+        "spread",
+        "goal",
+        "",
+        "CPU",
+        "CPU spread",
+        "",
+    )
     print(header)
     print("-" * len(header))
     for spec in args.sizes.split(","):
         services, real_servers = (int(part) for part in spec.split("x"))
         entries = services * (real_servers + 1)
-        results = measure(services, real_servers)
+        results = measure(services, real_servers, args.rounds)
         report[spec] = results
-        for case, figures in results.items():
-            ratio = figures["haecs"] / figures["reference"]
+        summary = results["summary"]
+        for case, figures in summary.items():
             goal = GOALS.get(case)
+            ratio, cpu = figures["ratio"], figures["cpu_ratio"]
             print(
                 row
                 % (
@@ -248,21 +356,29 @@ def main() -> None:
                     case,
                     "%.3f" % figures["haecs"],
                     "%.3f" % figures["reference"],
-                    "%.2fx" % ratio,
+                    "%.2fx" % ratio["median"],
+                    "%.2f-%.2fx" % (ratio["min"], ratio["max"]),
                     "<= %.2fx" % goal if goal is not None else "",
-                    ("met" if ratio <= goal else "NOT MET") if goal is not None else "",
-                    "%.0f MB" % (figures["rss"] / 1024)
+                    ("met" if ratio["median"] <= goal else "NOT MET") if goal is not None else "",
+                    "%.2fx" % cpu["median"],
+                    "%.2f-%.2fx" % (cpu["min"], cpu["max"]),
+                    "peak RSS %.0f MB" % (figures["rss"] / 1024)
                     if "rss" in figures
                     else "whole %.2f s, floor %.2f s" % (figures["whole"], figures["floor"]),
                 ),
                 flush=True,
             )
-        peak = max(figures.get("rss", 0) for figures in results.values()) / 1024
+        peak = max(figures.get("rss", 0) for figures in summary.values()) / 1024
         if entries >= 100000:
             print(
                 "%-9s %-17s peak RSS %.0f MB, goal < %d MB for 110,000 entries: %s"
                 % ("", "rss", peak, RSS_GOAL_MB, "met" if peak < RSS_GOAL_MB else "NOT MET")
             )
+    print(
+        "ratio: the median of each round's HAECS / ipvsadm in wall time (the goal applies to it); "
+        "spread: its lowest and highest; CPU: the same in user + system time; "
+        "ansible cases: above the same round's floor"
+    )
     if args.json:
         with open(args.json, "w") as output:
             json.dump(report, output, indent=2)
