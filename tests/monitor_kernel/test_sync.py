@@ -15,7 +15,9 @@ NETNS = "haecs-sync-test"
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", NETNS, *argv], capture_output=True, text=True)
+    return subprocess.run(
+        ["ip", "netns", "exec", NETNS, *argv], capture_output=True, text=True, check=False
+    )
 
 
 def daemons() -> list[str]:
@@ -28,7 +30,7 @@ def daemons() -> list[str]:
 
 @pytest.fixture
 def namespace(tmp_path: object) -> Iterator[None]:
-    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
     subprocess.run(["ip", "netns", "add", NETNS], check=True)
     for argv in (
         ["ip", "link", "set", "lo", "up"],
@@ -40,7 +42,7 @@ def namespace(tmp_path: object) -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
 
 
 def notify(tmp: str, *event: str) -> subprocess.CompletedProcess[str]:
