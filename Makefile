@@ -50,7 +50,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
-        integration lab lab-test lab-shell collection-install integration-host qemu bench fresh-check \
+        integration lab lab-test lab-shell lab-failover collection-install integration-host qemu bench fresh-check \
         changelog-lint docs fragments fragment-check test clean distclean
 
 help: ## list the targets
@@ -246,8 +246,8 @@ kernel-engine: venv collection ## pytest tests/kernel_engine inside tests/kernel
 integration: venv collection ## tests/integration/run (all targets in one kernel)
 	tests/integration/run
 
-# The lab: a client, a director and three real servers in namespaces of the
-# test kernel, deployed by playbooks/site.yml from lab/inventory.yml.
+# The lab: a client, a director pair and three real servers in namespaces of
+# the test kernel, deployed by playbooks/site.yml from lab/inventory.yml.
 lab: venv collection ## deploy the lab cluster with site.yml and show it balancing (lab/run)
 	lab/run
 
@@ -256,6 +256,9 @@ lab-test: venv collection ## the lab, plus check mode, idempotence and a refused
 
 lab-shell: venv collection ## deploy the lab, then a shell beside it: lab HOST COMMAND (lab/run --shell)
 	lab/run --shell
+
+lab-failover: venv collection ## the lab, then the VRRP master crashes under load: takeover time, lost requests (lab/run --failover)
+	lab/run --failover
 
 # Molecule's scenario extensions/molecule/default on the lab's cluster, in one
 # kernel boot: prepare (lab/topology.yml), check, converge (haecs.lvs.site),

@@ -11,6 +11,10 @@ PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 8080
 
 
 class Answer(http.server.BaseHTTPRequestHandler):
+    # Keep-alive: a client may send many requests on one connection (the
+    # failover test's long-lived connection).
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
         self.send_response(200)
         self.send_header("Content-Length", str(len(NAME)))

@@ -96,6 +96,7 @@ class FilterModule:
         return {
             "cluster_table": _reported(_cluster.cluster_table),
             "director_vips": _reported(_cluster.director_vips),
+            "ha_instances": _reported(_cluster.ha_instances),
             "real_server_vips": _reported(_cluster.real_server_vips),
             "ipvsadm_rules": _reported(_cluster.ipvsadm_rules),
             "monitor_config": _reported(monitor_config),

@@ -16,6 +16,7 @@ Runs on the controller (the role's filters); plain Python, no Ansible import.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._ipvs_table_params import key_params, parse_table
@@ -305,3 +306,67 @@ def ipvsadm_rules(table: Sequence[Mapping[str, Any]]) -> str:
         for server_key in sorted(entry.real_servers):
             lines.append(entry.real_servers[server_key].ipvsadm_line(key))
     return "".join(line + "\n" for line in lines)
+
+
+HA_EXTRA_VAR = "ha_extra_vips"
+MAX_INTERFACE = 15  # IFNAMSIZ - 1
+
+
+def ha_instances(
+    services: Any, interface: Optional[str], extra: Any, first_router_id: Any
+) -> List[Dict[str, Any]]:
+    """The VRRP instances of a director pair: one per interface that holds
+    VIPs (the services' VIPs as director_vips finds them, then `extra`
+    addresses such as a NAT gateway), in interface order, with consecutive
+    virtual_router_ids from `first_router_id`."""
+    by_interface: Dict[str, List[str]] = {}
+    for vip in director_vips(services, interface):
+        host = ipaddress.ip_address(vip["address"])
+        by_interface.setdefault(vip["interface"], []).append(
+            "%s/%d" % (host.compressed, host.max_prefixlen)
+        )
+    if not isinstance(extra, list):
+        raise _fail(
+            HA_EXTRA_VAR, "must be a list of {address, interface}, got %s" % type(extra).__name__
+        )
+    seen = {address.split("/")[0] for addresses in by_interface.values() for address in addresses}
+    for index, entry in enumerate(extra):
+        path = "%s[%d]" % (HA_EXTRA_VAR, index)
+        if not isinstance(entry, Mapping) or set(entry) != {"address", "interface"}:
+            raise _fail(path, "must be a mapping with address and interface, got %r" % (entry,))
+        try:
+            network = ipaddress.ip_interface(str(entry["address"]))
+        except ValueError:
+            raise _fail(
+                path + ".address",
+                "must be an address with a prefix length, got %r" % (entry["address"],),
+            ) from None
+        where = entry["interface"]
+        if not isinstance(where, str) or not 0 < len(where) <= MAX_INTERFACE or "/" in where:
+            raise _fail(path + ".interface", "must be an interface name, got %r" % (where,))
+        if str(network.ip) in seen:
+            raise _fail(path + ".address", "%s is already a VIP" % network.ip)
+        seen.add(str(network.ip))
+        by_interface.setdefault(where, []).append(network.with_prefixlen)
+    if not by_interface:
+        raise _fail(SERVICES_VAR, "declares no VIP for the pair to carry")
+    if isinstance(first_router_id, str) and first_router_id.strip().isdigit():
+        first_router_id = int(first_router_id)
+    if isinstance(first_router_id, bool) or not isinstance(first_router_id, int):
+        raise _fail("ha_router_id", "must be an integer, got %r" % (first_router_id,))
+    last = first_router_id + len(by_interface) - 1
+    if first_router_id < 1 or last > 255:
+        raise _fail(
+            "ha_router_id",
+            "must be from 1 to %d (%d instances, one per interface, take consecutive ids up to 255), got %d"
+            % (256 - len(by_interface), len(by_interface), first_router_id),
+        )
+    return [
+        {
+            "name": "haecs_%s" % name.replace("-", "_").replace(".", "_"),
+            "interface": name,
+            "router_id": first_router_id + index,
+            "vips": by_interface[name],
+        }
+        for index, name in enumerate(sorted(by_interface))
+    ]

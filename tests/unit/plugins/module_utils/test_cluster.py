@@ -240,3 +240,66 @@ def test_the_monitor_config_is_checked_by_the_monitor_and_names_the_variable() -
         AnsibleFilterError, match=re.escape("hostvars[rs2].haecs_real_server_overrides.web.weight")
     ):
         monitor_config([CHECKED], GROUPS, per_server, {"name": "lab"})
+
+
+def test_ha_instances_one_per_interface_with_the_gateway() -> None:
+    web = dict(WEB, name="web", address="192.0.2.10")
+    dr = dict(WEB, name="dr", address="192.0.2.11", vip_interface="dmz")
+    six = dict(WEB, name="six", address="2001:db8::10")
+    gateway = [{"address": "10.10.0.1/24", "interface": "back"}]
+    assert _cluster.ha_instances([web, dr, six], "front", gateway, 51) == [
+        {"name": "haecs_back", "interface": "back", "router_id": 51, "vips": ["10.10.0.1/24"]},
+        {"name": "haecs_dmz", "interface": "dmz", "router_id": 52, "vips": ["192.0.2.11/32"]},
+        {
+            "name": "haecs_front",
+            "interface": "front",
+            "router_id": 53,
+            "vips": ["192.0.2.10/32", "2001:db8::10/128"],
+        },
+    ]
+    assert _cluster.ha_instances([web], "front", [], "7")[0]["router_id"] == 7
+
+    def refused(extra: Any, router_id: Any, message: str, services: Any = None) -> None:
+        with pytest.raises(HaecsError) as caught:
+            _cluster.ha_instances(
+                [web] if services is None else services, "front", extra, router_id
+            )
+        assert str(caught.value) == message
+
+    refused(
+        [],
+        0,
+        "ha_router_id: must be from 1 to 255 (1 instances, one per interface, take consecutive ids up to 255), got 0",
+    )
+    refused(
+        gateway,
+        255,
+        "ha_router_id: must be from 1 to 254 (2 instances, one per interface, take consecutive ids up to 255), got 255",
+    )
+    refused([], "x", "ha_router_id: must be an integer, got 'x'")
+    refused(
+        [{"address": "10.10.0.x/24", "interface": "back"}],
+        51,
+        "ha_extra_vips[0].address: must be an address with a prefix length, got '10.10.0.x/24'",
+    )
+    refused(
+        [{"address": "192.0.2.10/24", "interface": "back"}],
+        51,
+        "ha_extra_vips[0].address: 192.0.2.10 is already a VIP",
+    )
+    refused(
+        [{"address": "10.10.0.1/24", "interface": "a/b"}],
+        51,
+        "ha_extra_vips[0].interface: must be an interface name, got 'a/b'",
+    )
+    refused(
+        [{"address": "10.10.0.1/24"}],
+        51,
+        "ha_extra_vips[0]: must be a mapping with address and interface, got {'address': '10.10.0.1/24'}",
+    )
+    refused(
+        {"address": "10.10.0.1/24"},
+        51,
+        "ha_extra_vips: must be a list of {address, interface}, got dict",
+    )
+    refused([], 51, "haecs_services: declares no VIP for the pair to carry", services=[])

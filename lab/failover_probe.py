@@ -1,0 +1,74 @@
+"""The failover test's client (lab/failover.yml), in the client's namespace.
+
+    python3 failover_probe.py VIP STOP_FILE
+
+Two things at once until STOP_FILE exists, then one JSON line:
+- a loop of new connections to http://VIP/ (one request each, every 20 ms):
+  answered and failed requests, and the time from the first to the last
+  failure (the outage as the clients saw it);
+- one long-lived keep-alive connection opened at the start, a request on it
+  every 100 ms: whether it still works after the failover (the sync daemon
+  carried its entry to the new master) and stays on the same real server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+
+VIP, STOP = sys.argv[1], sys.argv[2]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+result: dict[str, dict[str, object]] = {}
+
+
+def stopped() -> bool:
+    return os.path.exists(STOP)
+
+
+def loop() -> None:
+    ok = failed = 0
+    first = last = None
+    while not stopped():
+        try:
+            with opener.open("http://%s/" % VIP, timeout=1) as answer:
+                answer.read()
+            ok += 1
+        except OSError:
+            failed += 1
+            now = time.monotonic()
+            first = first if first is not None else now
+            last = now
+        time.sleep(0.02)
+    outage = (last - first) if first is not None and last is not None else 0.0
+    result["loop"] = {"ok": ok, "failed": failed, "outage_seconds": round(outage, 2)}
+
+
+def long_lived() -> None:
+    connection = http.client.HTTPConnection(VIP, 80, timeout=10)
+    answers: dict[str, int] = {}
+    failed = 0
+    error = ""
+    while not stopped():
+        try:
+            connection.request("GET", "/")
+            name = connection.getresponse().read().decode().strip()
+            answers[name] = answers.get(name, 0) + 1
+        except (OSError, http.client.HTTPException) as problem:
+            failed += 1
+            error = "%s: %s" % (type(problem).__name__, problem)
+            break  # a broken connection stays broken: that is the finding
+        time.sleep(0.1)
+    result["long_lived"] = {"answers": answers, "failed": failed, "error": error}
+
+
+threads = [threading.Thread(target=loop), threading.Thread(target=long_lived)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(result))
