@@ -16,6 +16,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.haecs.lvs.plugins.module_utils import _cluster
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.errors import HaecsError
+from ansible_collections.haecs.lvs.plugins.module_utils.nft.boot import boot_batch
 
 # The monitor ships inside the collection (monitor/): its own validation
 # checks the configuration on the controller, before any host is touched.
@@ -96,6 +97,8 @@ class FilterModule:
         return {
             "cluster_table": _reported(_cluster.cluster_table),
             "director_vips": _reported(_cluster.director_vips),
+            "director_marks": _reported(_cluster.director_marks),
+            "fwmark_boot": _reported(boot_batch),
             "ha_instances": _reported(_cluster.ha_instances),
             "real_server_vips": _reported(_cluster.real_server_vips),
             "ipvsadm_rules": _reported(_cluster.ipvsadm_rules),

@@ -29,13 +29,17 @@ from .ipvs.params import (
     check_real_server,
     check_service,
 )
+from .nft.params import parse_desired
 
 SERVICES_VAR = "haecs_services"
 ADDRESS_VAR = "haecs_real_server_address"
 OVERRIDES_VAR = "haecs_real_server_overrides"
 
 # What a service entry may hold besides the ipvs_table service options.
-MODEL_FIELDS = ("name", "real_servers_group", "vip_interface")
+MODEL_FIELDS = ("name", "real_servers_group", "vip_interface", "marks")
+# An fwmark service's marks: the packets (VIP, protocol, ports) the director
+# marks with its fwmark (haecs.lvs.fwmark's rules).
+MARK_FIELDS = ("address", "protocol", "ports")
 # A service with checks belongs to the monitor (one owner per service): these
 # go to the monitor's configuration, as its service keys.
 MONITOR_FIELDS = ("checks", "check_defaults", "on_failure", "slow_start", "quorum", "sorry_servers")
@@ -81,6 +85,101 @@ def _check_entry(entry: Mapping[str, Any], path: str) -> None:
         raise _fail(
             "%s.real_servers_group" % path, "required: the inventory group of its real servers"
         )
+    _marks(entry, path)
+
+
+def _options(value: Any, path: str, allowed: Sequence[str], what: str) -> None:
+    """VALUE is a mapping of ALLOWED options only (WHAT names it in messages)."""
+    if not isinstance(value, Mapping):
+        raise _fail(path, "must be a mapping; %s takes %s" % (what, ", ".join(allowed)))
+    for option in value:
+        if option not in allowed:
+            raise _fail(
+                "%s.%s" % (path, option),
+                "unknown option; %s takes %s" % (what, ", ".join(allowed)),
+            )
+
+
+def _marks(entry: Mapping[str, Any], path: str) -> List[Dict[str, Any]]:
+    """An fwmark service's `marks` as haecs.lvs.fwmark rules (each checked by
+    the module's own parser), [] for a service without marks."""
+    marks = entry.get("marks")
+    if marks is None:
+        return []
+    where = "%s.marks" % path
+    if entry.get("fwmark") is None:
+        raise _fail(where, "only for a service keyed by fwmark (the mark its rules set)")
+    if not isinstance(marks, list) or not marks:
+        raise _fail(where, "must be a non-empty list of {address, protocol, ports}")
+    family = entry.get("family") or "ipv4"
+    rules: List[Dict[str, Any]] = []
+    for index, mark in enumerate(marks):
+        here = "%s[%d]" % (where, index)
+        _options(mark, here, MARK_FIELDS, "a mark")
+        try:
+            host = ipaddress.ip_address(str(mark.get("address")))
+        except ValueError:
+            raise _fail(
+                here + ".address",
+                "required: the VIP, an IPv4 or IPv6 address, got %r" % (mark.get("address"),),
+            ) from None
+        if "ipv%d" % host.version != family:
+            raise _fail(
+                here + ".address",
+                "%s is IPv%d but the service's family is %s" % (host, host.version, family),
+            )
+        rule = {"mark": entry["fwmark"], "destination": host.compressed, "ports": mark.get("ports")}
+        if mark.get("protocol") is not None:
+            rule["protocol"] = mark["protocol"]
+        for number, other in enumerate(rules):
+            if other["destination"] == rule["destination"] and other.get(
+                "protocol", "tcp"
+            ) == rule.get("protocol", "tcp"):
+                raise _fail(
+                    here,
+                    "the same address and protocol as %s[%d]: list their ports in one mark"
+                    % (where, number),
+                )
+        try:
+            parse_desired([rule])
+        except ValidationError as error:
+            field = error.field.replace("rules[0].destination", here + ".address")
+            raise ValidationError(field.replace("rules[0]", here), error.rule) from None
+        rules.append(rule)
+    return rules
+
+
+def _vip_addresses(entry: Mapping[str, Any], path: str) -> List[str]:
+    """The VIPs of a service: its address, or the addresses its marks match."""
+    marks = _marks(entry, path)
+    if entry.get("address") is not None:
+        return [str(entry["address"])]
+    return sorted({rule["destination"] for rule in marks})
+
+
+def director_marks(services: Any) -> List[Dict[str, Any]]:
+    """Every fwmark service's marks, as the `rules` of haecs.lvs.fwmark,
+    checked together: two services may not mark the same packets."""
+    rules: List[Dict[str, Any]] = []
+    origins: List[str] = []
+    for index, entry in enumerate(_services(services)):
+        path = "%s[%d]" % (SERVICES_VAR, index)
+        _check_entry(entry, path)
+        for number, rule in enumerate(_marks(entry, path)):
+            rules.append(rule)
+            origins.append("%s.marks[%d]" % (path, number))
+    try:
+        parse_desired(rules)
+    except ValidationError as error:
+        message = error.rule
+        for number in sorted(range(len(origins)), reverse=True):  # rules[10] before rules[1]
+            message = message.replace("rules[%d]" % number, origins[number])
+        head = error.field.split(".", 1)[0]
+        where = (
+            origins[int(head[len("rules[") : -1])] if head.startswith("rules[") else SERVICES_VAR
+        )
+        raise _fail(where, message) from None
+    return rules
 
 
 def _host_address(host: str, hostvars: Mapping[str, Any]) -> str:
@@ -113,14 +212,7 @@ def _overrides(host: str, name: str, hostvars: Mapping[str, Any]) -> Tuple[Dict[
         raise _fail(path, "must be a mapping of service name to options")
     mine = value.get(name) or {}
     path = "%s.%s" % (path, name)
-    if not isinstance(mine, Mapping):
-        raise _fail(path, "must be a mapping of real-server options")
-    for option in mine:
-        if option not in OVERRIDE_FIELDS:
-            raise _fail(
-                "%s.%s" % (path, option),
-                "unknown option; an override takes %s" % ", ".join(OVERRIDE_FIELDS),
-            )
+    _options(mine, path, OVERRIDE_FIELDS, "an override")
     return dict(mine), path
 
 
@@ -256,21 +348,19 @@ def director_vips(services: Any, interface: Optional[str]) -> List[Dict[str, Any
     `vip_interface` or INTERFACE."""
     vips: Dict[str, Dict[str, Any]] = {}
     for index, entry in enumerate(_services(services)):
-        address = entry.get("address")
-        if address is None:
-            continue
-        where = entry.get("vip_interface") or interface
-        if not where:
-            raise _fail(
-                "%s[%d].vip_interface" % (SERVICES_VAR, index),
-                "required when director_vip_interface is not set",
-            )
-        previous = vips.setdefault(str(address), {"address": str(address), "interface": where})
-        if previous["interface"] != where:
-            raise _fail(
-                "%s[%d].vip_interface" % (SERVICES_VAR, index),
-                "%s is on %s for an earlier service" % (address, previous["interface"]),
-            )
+        for address in _vip_addresses(entry, "%s[%d]" % (SERVICES_VAR, index)):
+            where = entry.get("vip_interface") or interface
+            if not where:
+                raise _fail(
+                    "%s[%d].vip_interface" % (SERVICES_VAR, index),
+                    "required when director_vip_interface is not set",
+                )
+            previous = vips.setdefault(address, {"address": address, "interface": where})
+            if previous["interface"] != where:
+                raise _fail(
+                    "%s[%d].vip_interface" % (SERVICES_VAR, index),
+                    "%s is on %s for an earlier service" % (address, previous["interface"]),
+                )
     return [vips[address] for address in sorted(vips)]
 
 
@@ -289,9 +379,9 @@ def real_server_vips(
             continue
         overrides, _path = _overrides(host, entry["name"], hostvars)
         forwarding = overrides.get("forwarding", entry.get("forwarding", "route"))
-        address = entry.get("address")
-        if forwarding in ("route", "tunnel") and address is not None:
-            vips.setdefault(str(address), forwarding)
+        if forwarding in ("route", "tunnel"):
+            for address in _vip_addresses(entry, path):
+                vips.setdefault(address, forwarding)
     return [{"address": address, "forwarding": vips[address]} for address in sorted(vips)]
 
 

@@ -30,6 +30,16 @@ DIRECTOR = render(
         {"address": "2001:db8::10", "interface": "eth0"},
     ],
     director_rules_file="/etc/ipvsadm.rules",
+    director_marks=[{"mark": 42, "destination": "192.0.2.20", "ports": [80, 443]}],
+    director_marks_file="/etc/haecs/director-marks.json",
+)
+DIRECTOR_WITHOUT_MARKS = render(
+    "director",
+    "haecs-director.service.j2",
+    director_vips=[{"address": "192.0.2.10", "interface": "eth0"}],
+    director_rules_file="/etc/ipvsadm.rules",
+    director_marks=[],
+    director_marks_file="/etc/haecs/director-marks.json",
 )
 REAL_SERVER = render(
     "real_server",
@@ -42,17 +52,24 @@ REAL_SERVER = render(
 )
 
 
-def test_the_director_unit_puts_the_vips_back_then_restores_the_table() -> None:
+def test_the_director_unit_puts_the_vips_and_marks_back_then_restores_the_table() -> None:
     lines = DIRECTOR.splitlines()
     starts = [line for line in lines if line.startswith("ExecStart=")]
     assert starts == [
         "ExecStart=/usr/sbin/ip address replace 192.0.2.10/32 dev eth0",
         "ExecStart=/usr/sbin/ip address replace 2001:db8::10/128 dev eth0",
+        "ExecStart=/usr/sbin/nft -j -f /etc/haecs/director-marks.json",
         "ExecStart=/usr/sbin/ipvsadm-restore",
     ]
     assert "StandardInput=file:/etc/ipvsadm.rules" in lines
     assert "WantedBy=multi-user.target" in lines
-    assert any(line.startswith("After=") and "systemd-sysctl.service" in line for line in lines)
+    after = next(line for line in lines if line.startswith("After="))
+    # The distribution's nftables.service flushes the ruleset: the marks go in after it.
+    assert "systemd-sysctl.service" in after and "nftables.service" in after
+    without = [
+        line for line in DIRECTOR_WITHOUT_MARKS.splitlines() if line.startswith("ExecStart=")
+    ]
+    assert not any("nft" in line for line in without)
 
 
 def test_the_real_server_unit_puts_the_vips_and_the_route_back() -> None:
@@ -76,5 +93,11 @@ def test_the_units_verify(tmp_path: Any, name: str, text: str) -> None:
     rules = tmp_path / "ipvsadm.rules"
     rules.write_text("")
     unit = tmp_path / name
-    unit.write_text(text.replace("/etc/ipvsadm.rules", str(rules)))
+    marks = tmp_path / "director-marks.json"
+    marks.write_text("{}")
+    unit.write_text(
+        text.replace("/etc/ipvsadm.rules", str(rules)).replace(
+            "/etc/haecs/director-marks.json", str(marks)
+        )
+    )
     verify(str(unit))

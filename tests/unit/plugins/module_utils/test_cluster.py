@@ -303,3 +303,105 @@ def test_ha_instances_one_per_interface_with_the_gateway() -> None:
         "ha_extra_vips: must be a list of {address, interface}, got dict",
     )
     refused([], 51, "haecs_services: declares no VIP for the pair to carry", services=[])
+
+
+SHOP = {
+    "name": "shop",
+    "fwmark": 42,
+    "persistence_timeout": 300,
+    "forwarding": "route",
+    "real_servers_group": "web",
+    "marks": [
+        {"address": "192.0.2.20", "ports": [443, 80]},
+        {"address": "192.0.2.20", "protocol": "udp", "ports": [443]},
+    ],
+}
+
+
+def test_an_fwmark_service_marks_its_ports_holds_its_vip_and_its_real_servers_take_it() -> None:
+    assert _cluster.director_marks([WEB, SHOP]) == [
+        {"mark": 42, "destination": "192.0.2.20", "ports": [443, 80]},
+        {"mark": 42, "destination": "192.0.2.20", "ports": [443], "protocol": "udp"},
+    ]
+    assert _cluster.director_vips([WEB, SHOP], "eth0") == [
+        {"address": "192.0.2.10", "interface": "eth0"},
+        {"address": "192.0.2.20", "interface": "eth0"},
+    ]
+    # Direct routing: the real servers hold the VIP the marks match.
+    assert _cluster.real_server_vips([WEB, SHOP], "rs1", GROUPS, HOSTVARS) == [
+        {"address": "192.0.2.20", "forwarding": "route"}
+    ]
+    # The IPVS service is keyed by the mark only: the marks stay in the model.
+    (table,) = _cluster.cluster_table([SHOP], GROUPS, HOSTVARS)
+    assert "marks" not in table
+    assert table["fwmark"] == 42
+    assert [server["address"] for server in table["real_servers"]] == ["10.10.0.11", "10.10.0.12"]
+    assert _cluster.director_marks([WEB]) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"marks": []}, "haecs_services[1].marks: must be a non-empty list"),
+        ({"marks": [{"address": "192.0.2.20"}]}, "haecs_services[1].marks[0].ports: is required"),
+        (
+            {"marks": [{"address": "192.0.2.20", "ports": [80, 70000]}]},
+            "haecs_services[1].marks[0].ports[1]: must be a port",
+        ),
+        (
+            {"marks": [{"address": "192.0.2.20", "ports": [80], "protocol": "icmp"}]},
+            "haecs_services[1].marks[0].protocol: must be one of tcp, udp, sctp",
+        ),
+        (
+            {"marks": [{"address": "shop.example", "ports": [80]}]},
+            "haecs_services[1].marks[0].address: required: the VIP",
+        ),
+        (
+            {"marks": [{"address": "2001:db8::20", "ports": [80]}]},
+            "haecs_services[1].marks[0].address: 2001:db8::20 is IPv6 but the service's family is ipv4",
+        ),
+        (
+            {"marks": [{"address": "192.0.2.20", "ports": [80], "port": 80}]},
+            "haecs_services[1].marks[0].port: unknown option; a mark takes address, protocol, ports",
+        ),
+        (
+            {
+                "marks": [
+                    {"address": "192.0.2.20", "ports": [80]},
+                    {"address": "192.0.2.20", "ports": [443]},
+                ]
+            },
+            "haecs_services[1].marks[1]: the same address and protocol as haecs_services[1].marks[0]",
+        ),
+        (
+            {"fwmark": None, "address": "192.0.2.20", "port": 80},
+            "haecs_services[1].marks: only for a service keyed by fwmark",
+        ),
+    ],
+)
+def test_bad_marks_are_refused_naming_the_variable(change: dict[str, Any], message: str) -> None:
+    shop = {key: value for key, value in {**SHOP, **change}.items() if value is not None}
+    for derive in (
+        lambda: _cluster.director_marks([WEB, shop]),
+        lambda: _cluster.director_vips([WEB, shop], "eth0"),
+        lambda: _cluster.real_server_vips([WEB, shop], "rs1", GROUPS, HOSTVARS),
+        lambda: _cluster.cluster_table([WEB, shop], GROUPS, HOSTVARS),
+    ):
+        with pytest.raises(HaecsError, match="^" + re.escape(message)):
+            derive()
+
+
+def test_two_services_may_not_mark_the_same_packets() -> None:
+    other = {
+        **SHOP,
+        "name": "other",
+        "fwmark": 43,
+        "marks": [{"address": "192.0.2.20", "ports": [8000, 443]}],
+    }
+    with pytest.raises(
+        HaecsError,
+        match=re.escape(
+            "haecs_services[1].marks[0]: overlaps haecs_services[0].marks[0] (tcp 192.0.2.20 port 443) with a different mark (42, 43)"
+        ),
+    ):
+        _cluster.director_marks([SHOP, other])

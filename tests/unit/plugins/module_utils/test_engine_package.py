@@ -62,7 +62,7 @@ def test_the_engine_imports_with_ansible_absent(tmp_path: Path) -> None:
 def test_the_firewall_mark_layers_import_with_ansible_absent(tmp_path: Path) -> None:
     done = _probe(tmp_path, "nft")
     assert done.returncode == 0, done.stderr
-    assert set(done.stdout.split()) == {"model", "params", "read", "plan", "apply"}
+    assert set(done.stdout.split()) == {"model", "params", "read", "plan", "apply", "boot"}
 
 
 def test_the_blocker_would_catch_an_ansible_import(tmp_path: Path) -> None:
