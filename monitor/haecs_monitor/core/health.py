@@ -369,13 +369,20 @@ class HealthBoard:
         present: Collection[ServerRef],
         old_checks: Mapping[CheckKey, CheckHealth],
         old_servers: Mapping[ServerRef, ServerHealth],
+        old_config: Optional[MonitorConfig] = None,
     ) -> None:
+        # A service the reload took over unchanged (the same object, see
+        # config/sections.py) keeps its servers' health objects as they are.
+        unchanged = (
+            {id(service) for service in old_config.services} if old_config is not None else set()
+        )
         users: dict[CheckKey, list[ServerRef]] = {}
-        entries: list[tuple[ServerRef, RealServerConfig, float]] = []
+        entries: list[tuple[ServerRef, RealServerConfig, float, bool]] = []
         for service in config.services:
+            same = id(service) in unchanged
             for real_server in service.real_servers:
                 ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-                entries.append((ref, real_server, service.slow_start))
+                entries.append((ref, real_server, service.slow_start, same))
                 for spec in real_server.checks:
                     users.setdefault(spec.dedup_key, []).append(ref)
         present_set = set(present)
@@ -383,10 +390,16 @@ class HealthBoard:
         def initially_up(spec: CheckSpec) -> bool:
             return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
 
-        specs = [spec for _ref, real_server, _since in entries for spec in real_server.checks]
+        specs = [
+            spec for _ref, real_server, _since, _same in entries for spec in real_server.checks
+        ]
         checks = migrate_checks(old_checks, specs, initially_up, now)
         servers: dict[ServerRef, ServerHealth] = {}
-        for ref, real_server, slow_start in entries:
+        for ref, real_server, slow_start, same in entries:
+            kept_server = old_servers.get(ref) if same else None
+            if kept_server is not None and kept_server.config is real_server:
+                servers[ref] = kept_server
+                continue
             own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
             server = ServerHealth(ref, real_server, own, slow_start)
             previous = old_servers.get(ref)
@@ -444,10 +457,10 @@ class HealthBoard:
         one that starts down).
         """
         old_servers = self.servers
-        self._build(config, now, present, self.checks, old_servers)
+        self._build(config, now, present, self.checks, old_servers, self.config)
         events: list[Event] = []
         for ref, server in self.servers.items():
-            if ref in old_servers:
+            if ref in old_servers and server is not old_servers[ref]:
                 transition = server.evaluate(now)
                 if transition is not None:
                     events.append(transition)

@@ -32,6 +32,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Servic
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
 from haecs_monitor.config.model import CheckKey, CheckSpec, ServiceConfig
+from haecs_monitor.config.sections import SectionMemory
 from haecs_monitor.control import report
 from haecs_monitor.control.api import Api, ApiError
 from haecs_monitor.control.metrics import Histogram
@@ -71,8 +72,12 @@ class Monitor:
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         log_format: Optional[str] = None,
+        sections: Optional[SectionMemory] = None,
     ) -> None:
         self.config_path = config_path
+        # What the last load made of each service section (config/sections.py);
+        # None when `config` was not loaded with one: the first reload reads all.
+        self.sections = sections if sections is not None else SectionMemory()
         self._log_format_override = log_format
         self.check_names: dict[CheckKey, str] = {}
         self.config = config
@@ -736,7 +741,9 @@ class Monitor:
         loop = asyncio.get_running_loop()
         started = self.clock()
         try:
-            config: MonitorConfig = await loop.run_in_executor(None, load_config, self.config_path)
+            config: MonitorConfig = await loop.run_in_executor(
+                None, load_config, self.config_path, self.sections
+            )
         except ConfigError as error:
             self.reloads["rejected"] += 1
             self.log.error(
@@ -746,6 +753,8 @@ class Monitor:
                 reason="%d error(s); the running configuration is kept" % len(error.errors),
             )
             return {"ok": False, "errors": error.errors}
+        if config is self.config:
+            return self._unchanged(started)
         warnings = self._restart_only_changes(config)
         # The kernel is the prior of checks that are new; when every check
         # carries its state over, there is nothing to read.
@@ -801,7 +810,11 @@ class Monitor:
         self.reloads["accepted"] += 1
         added = len(set(new_keys) - set(old_keys))
         removed = len(set(old_keys) - set(new_keys))
-        changed = sum(1 for key in set(new_keys) & set(old_keys) if new_keys[key] != old_keys[key])
+        changed = sum(
+            1
+            for key in set(new_keys) & set(old_keys)
+            if new_keys[key] is not old_keys[key] and new_keys[key] != old_keys[key]
+        )
         operations = len(outcome.operations) if outcome is not None else 0
         summary = (
             "reload OK: %d services (%d added, %d removed, %d changed), checks %d kept, %d started, %d stopped, "
@@ -836,6 +849,21 @@ class Monitor:
                 outcome.error if outcome is not None else "kernel not updated in time"
             )
         return answer
+
+    def _unchanged(self, started: float) -> Mapping[str, Any]:
+        """The file is the one running, byte for byte: nothing to do."""
+        self.reloads["accepted"] += 1
+        summary = "reload OK: %d services, the file is unchanged, 0 kernel operations" % len(
+            self.config.services
+        )
+        self.log.info(
+            "config_reloaded",
+            config=self.config_path,
+            reason=summary,
+            load_seconds=round(self.clock() - started, 3),
+            apply_seconds=0.0,
+        )
+        return {"ok": True, "summary": summary, "operations": 0, "warnings": []}
 
     def _hand_over(self, keys: set[ServiceKey]) -> None:
         """Hand services over to their static owner: left in the kernel as
@@ -901,6 +929,7 @@ def run_daemon(
     config: MonitorConfig,
     log_level: str = "info",
     log_format: Optional[str] = None,
+    sections: Optional[SectionMemory] = None,
 ) -> int:
     """Open the kernel's IPVS, run the monitor until it stops; the exit status."""
     from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS, IPVSError
@@ -913,7 +942,9 @@ def run_daemon(
         return 1
 
     async def main() -> int:
-        monitor = Monitor(config_path, config, engine, log, log_format=log_format)
+        monitor = Monitor(
+            config_path, config, engine, log, log_format=log_format, sections=sections
+        )
         return await monitor.run()
 
     try:
