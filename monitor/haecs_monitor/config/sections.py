@@ -63,3 +63,19 @@ class SectionMemory:
 
     def __len__(self) -> int:
         return len(self._valid)
+
+
+def checks_unchanged(old: MonitorConfig, new: MonitorConfig) -> bool:
+    """Whether `new` has the same checks as `old`, in the same order (then
+    what is derived from `unique_checks()`, such as their names, holds)."""
+    if len(old.services) != len(new.services):
+        return False
+    for before, after in zip(old.services, new.services):
+        if after is before:
+            continue
+        if after.key != before.key or len(after.real_servers) != len(before.real_servers):
+            return False
+        for was, now in zip(before.real_servers, after.real_servers):
+            if now.checks != was.checks:
+                return False
+    return True

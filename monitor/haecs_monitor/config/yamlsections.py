@@ -27,11 +27,13 @@ from haecs_monitor.errors import HaecsError
 # A service section to validate: its digest, and how to get its data.
 SectionSource = tuple[Digest, Callable[[], object]]
 
-_SERVICES_KEY = re.compile(r"services:[ ]*(#.*)?\n?")
-_ITEM = re.compile(r"( *)-(?: |\n|$)")
-_NEUTRAL = re.compile(r"[ ]*(#.*)?\n?")  # blank or comment only
-# Line breaks other than \n too: YAML counts some that str.split would not.
-_DECLINE = re.compile(r"[&*\t\r\x85\u2028\u2029]|<<|^(---|\.\.\.|%)", re.MULTILINE)
+_SERVICES_KEY = re.compile(r"^services:[ ]*(?:#.*)?$", re.MULTILINE)
+_FIRST_ITEM = re.compile(r"^( *)-(?: |$)", re.MULTILINE)
+_NEUTRAL_LINES = re.compile(r"(?:[ ]*(?:#.*)?\n)*")  # blank or comment only
+# Anchors, aliases, merge keys, tabs, and line breaks other than \n (YAML
+# counts some that a cut at \n would not): `in` scans for each fast.
+_DECLINE_TEXT = ("&", "*", "<<", "\t", "\r", "\x85", "\u2028", "\u2029")
+_DECLINE_LINE = re.compile(r"^(?:---|\.\.\.|%)", re.MULTILINE)  # documents, directives
 # The head's stand-in for the services block (it keeps the key's place).
 PLACEHOLDER = "services: []\n"
 
@@ -49,40 +51,35 @@ class Sections:
 def split_services(text: str) -> Optional[Sections]:
     """The head and the service sections of `text`, or None when it does not
     have the plain shape (then it is read whole)."""
-    if text.lstrip().startswith("{") or _DECLINE.search(text):
+    if text.lstrip().startswith("{") or any(mark in text for mark in _DECLINE_TEXT):
         return None
-    lines = [line + "\n" for line in text.split("\n")]
-    lines[-1] = lines[-1][:-1]
-    starts = [index for index, line in enumerate(lines) if _SERVICES_KEY.fullmatch(line)]
-    if len(starts) != 1:
+    if _DECLINE_LINE.search(text):
         return None
-    key = starts[0]
-    first = next((i for i in range(key + 1, len(lines)) if not _NEUTRAL.fullmatch(lines[i])), None)
-    if first is None:
+    keys = list(_SERVICES_KEY.finditer(text))
+    if len(keys) != 1:
         return None
-    opening = _ITEM.match(lines[first])
-    if opening is None:
+    after_key = keys[0].end() + 1
+    first = _FIRST_ITEM.search(text, after_key)
+    if first is None or not _NEUTRAL_LINES.fullmatch(text, after_key, first.start()):
         return None
-    indent = len(opening.group(1))
-    items: list[list[str]] = []
-    end = len(lines)
-    for index in range(first, len(lines)):
-        line = lines[index]
-        if _NEUTRAL.fullmatch(line):
-            items[-1].append(line)
-            continue
-        depth = len(line) - len(line.lstrip(" "))
-        if depth == indent and _ITEM.match(line):
-            items.append([line])
-        elif depth > indent:
-            items[-1].append(line)
-        elif depth == 0:
-            end = index
-            break
-        else:
-            return None  # less indented than the items, inside the block
-    head = "".join(lines[:key]) + PLACEHOLDER + "".join(lines[end:])
-    return Sections(head, [_source("".join(item)) for item in items])
+    indent = len(first.group(1))
+    # The block ends at the first line written at column 0 that is not one of its items.
+    end_pattern = r"^[^ #\n]" if indent else r"^(?!-(?: |$))[^ #\n]"
+    ending = re.compile(end_pattern, re.MULTILINE).search(text, first.start())
+    end = ending.start() if ending is not None else len(text)
+    block = text[first.start() : end]
+    # A line less indented than the items, or at their indentation but not
+    # an item, is not the plain shape.
+    stray = r"^ {%d}(?:[^ #\n-]|-[^ \n])" % indent
+    if indent > 1:
+        stray += r"|^ {1,%d}[^ #\n]" % (indent - 1)
+    if re.search(stray, block, re.MULTILINE):
+        return None
+    item = re.compile(r"^ {%d}-(?: |$)" % indent, re.MULTILINE)
+    starts = [found.start() for found in item.finditer(block)] + [len(block)]
+    head = text[: keys[0].start()] + PLACEHOLDER + text[end:]
+    sections = [_source(block[a:b]) for a, b in zip(starts, starts[1:])]
+    return Sections(head, sections)
 
 
 def _source(text: str) -> SectionSource:

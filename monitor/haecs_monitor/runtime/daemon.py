@@ -32,7 +32,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Servic
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
 from haecs_monitor.config.model import CheckKey, CheckSpec, ServiceConfig
-from haecs_monitor.config.sections import SectionMemory
+from haecs_monitor.config.sections import SectionMemory, checks_unchanged
 from haecs_monitor.control import report
 from haecs_monitor.control.api import Api, ApiError
 from haecs_monitor.control.metrics import Histogram
@@ -231,14 +231,31 @@ class Monitor:
 
     # ------------------------------------------------------------- settings
 
-    def _configure(self, config: MonitorConfig) -> None:
+    def _configure(self, config: MonitorConfig, names_hold: bool = False) -> None:
         settings = config.settings
         self.log.set_format(self._log_format_override or settings.log_format)
         if settings.notify is not None:
             self.notifier.configure(settings.notify.command, settings.notify.timeout)
         else:
             self.notifier.configure((), 10.0)
-        self.check_names = report.check_names(config)
+        if not names_hold:
+            self.check_names = report.check_names(config)
+
+    def _new_probes(self, config: MonitorConfig) -> bool:
+        """Whether `config` has a check whose probe the running one lacks."""
+        assert self.board is not None
+        running = {service.key: service for service in self.config.services}
+        specs = [
+            spec
+            for service in config.services
+            if running.get(service.key) is not service
+            for real_server in service.real_servers
+            for spec in real_server.checks
+        ]
+        if not specs:
+            return False
+        known = {health.spec.probe_key for health in self.board.checks.values()}
+        return any(spec.probe_key not in known for spec in specs)
 
     def _present(self, kernel: Table) -> set[ServerRef]:
         """Configured servers the kernel holds and serves now (the health prior).
@@ -757,10 +774,10 @@ class Monitor:
             return self._unchanged(started)
         warnings = self._restart_only_changes(config)
         # The kernel is the prior of checks that are new; when every check
-        # carries its state over, there is nothing to read.
-        known_probes = {health.spec.probe_key for health in self.board.checks.values()}
+        # carries its state over, there is nothing to read.  Only a service
+        # the load did not take over as it was (sections.py) can bring one.
         kernel: Table = {}
-        if any(spec.probe_key not in known_probes for spec in config.unique_checks().values()):
+        if self._new_probes(config):
             try:
                 kernel = await self._in_ipvs_thread(self._engine.read)
             except Exception as error:
@@ -770,8 +787,9 @@ class Monitor:
                 return {"ok": False, "errors": [message]}
         old_keys = {service.key: service for service in self.config.services}
         old_checks = set(self.board.checks)
+        names_hold = checks_unchanged(self.config, config)
         self.config = config
-        self._configure(config)
+        self._configure(config, names_hold)
         new_keys = {service.key: service for service in config.services}
         self._hand_over(
             ({key for key in old_keys if key not in new_keys} | self.leaving.services())

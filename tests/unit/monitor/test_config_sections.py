@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
-from haecs_monitor.config.sections import SectionMemory
+from haecs_monitor.config.sections import SectionMemory, checks_unchanged
 from haecs_monitor.config.yamlsections import split_services
 
 
@@ -150,3 +150,17 @@ def test_split_declines_what_could_tie_sections_together() -> None:
     assert sections is not None
     assert sections.head == "global: {}\nservices: []\nstatic_services: []\n"
     assert [parse() for _digest, parse in sections.services] == [{"a": 1}, {"b": 2}]
+
+
+def test_checks_unchanged_tells_a_weight_from_a_check(tmp_path: Path) -> None:
+    weight = config_data()
+    weight["services"][1]["real_servers"][0]["weight"] = 7
+    first, second = reload_of(tmp_path / "a.yml", weight, "yaml")
+    assert checks_unchanged(first, second)
+    check = config_data()
+    check["services"][1]["checks"] = [{"type": "tcp", "port": 81}]
+    first, second = reload_of(tmp_path / "b.yml", check, "yaml")
+    assert not checks_unchanged(first, second)
+    fewer = config_data(services=2)
+    first, second = reload_of(tmp_path / "c.yml", fewer, "yaml")
+    assert not checks_unchanged(first, second)
