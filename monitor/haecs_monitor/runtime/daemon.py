@@ -755,6 +755,7 @@ class Monitor:
     async def _reload(self, source: str) -> Mapping[str, Any]:
         assert self.board is not None
         self.log.info("reload_requested", source=source, config=self.config_path)
+        self.looplag.open_window()
         loop = asyncio.get_running_loop()
         started = self.clock()
         try:
@@ -848,6 +849,7 @@ class Monitor:
                 operations,
             )
         )
+        loop_lag = round(self.looplag.close_window(), 3)
         self.log.info(
             "config_reloaded",
             config=self.config_path,
@@ -855,12 +857,14 @@ class Monitor:
             warnings=warnings or None,
             load_seconds=round(parsed - started, 3),
             apply_seconds=round(done - parsed, 3),
+            loop_lag_seconds=loop_lag,
         )
         answer: dict[str, Any] = {
             "ok": True,
             "summary": summary,
             "operations": operations,
             "warnings": warnings,
+            "loop_lag_seconds": loop_lag,
         }
         if outcome is None or outcome.error:
             answer["kernel_error"] = (
@@ -874,14 +878,22 @@ class Monitor:
         summary = "reload OK: %d services, the file is unchanged, 0 kernel operations" % len(
             self.config.services
         )
+        loop_lag = round(self.looplag.close_window(), 3)
         self.log.info(
             "config_reloaded",
             config=self.config_path,
             reason=summary,
             load_seconds=round(self.clock() - started, 3),
             apply_seconds=0.0,
+            loop_lag_seconds=loop_lag,
         )
-        return {"ok": True, "summary": summary, "operations": 0, "warnings": []}
+        return {
+            "ok": True,
+            "summary": summary,
+            "operations": 0,
+            "warnings": [],
+            "loop_lag_seconds": loop_lag,
+        }
 
     def _hand_over(self, keys: set[ServiceKey]) -> None:
         """Hand services over to their static owner: left in the kernel as
