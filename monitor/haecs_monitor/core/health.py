@@ -321,18 +321,30 @@ def migrate_checks(
     changed timing (same probe_key) carries its state over; any other starts
     afresh, up when `initially_up(spec)` says its servers are in the kernel.
     """
-    by_probe: dict[CheckKey, CheckHealth] = {}
-    for health in old.values():
-        by_probe.setdefault(health.spec.probe_key, health)
+    return _migrate(old, [(spec.dedup_key, spec) for spec in specs], initially_up, now)
+
+
+def _migrate(
+    old: Mapping[CheckKey, CheckHealth],
+    keyed: Iterable[tuple[CheckKey, CheckSpec]],
+    initially_up: Callable[[CheckSpec], bool],
+    now: float,
+) -> dict[CheckKey, CheckHealth]:
+    """`migrate_checks` with each spec's dedup_key taken once by the caller."""
+    by_probe: Optional[dict[CheckKey, CheckHealth]] = None  # only when a key is new
     result: dict[CheckKey, CheckHealth] = {}
-    for spec in specs:
-        key = spec.dedup_key
+    for key, spec in keyed:
         if key in result:
             continue
         kept = old.get(key)
         if kept is not None:
             result[key] = kept
-        elif spec.probe_key in by_probe:
+            continue
+        if by_probe is None:
+            by_probe = {}
+            for health in old.values():
+                by_probe.setdefault(health.spec.probe_key, health)
+        if spec.probe_key in by_probe:
             result[key] = by_probe[spec.probe_key].carried_to(spec)
         else:
             result[key] = CheckHealth(spec, initially_up(spec), now)
@@ -378,22 +390,22 @@ class HealthBoard:
         )
         users: dict[CheckKey, list[ServerRef]] = {}
         entries: list[tuple[ServerRef, RealServerConfig, float, bool]] = []
+        keyed: list[tuple[CheckKey, CheckSpec]] = []
         for service in config.services:
             same = id(service) in unchanged
             for real_server in service.real_servers:
                 ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
                 entries.append((ref, real_server, service.slow_start, same))
                 for spec in real_server.checks:
-                    users.setdefault(spec.dedup_key, []).append(ref)
+                    key = spec.dedup_key
+                    users.setdefault(key, []).append(ref)
+                    keyed.append((key, spec))
         present_set = set(present)
 
         def initially_up(spec: CheckSpec) -> bool:
             return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
 
-        specs = [
-            spec for _ref, real_server, _since, _same in entries for spec in real_server.checks
-        ]
-        checks = migrate_checks(old_checks, specs, initially_up, now)
+        checks = _migrate(old_checks, keyed, initially_up, now)
         servers: dict[ServerRef, ServerHealth] = {}
         for ref, real_server, slow_start, same in entries:
             kept_server = old_servers.get(ref) if same else None
