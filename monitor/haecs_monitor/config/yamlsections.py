@@ -78,8 +78,28 @@ def split_services(text: str) -> Optional[Sections]:
     item = re.compile(r"^ {%d}-(?: |$)" % indent, re.MULTILINE)
     starts = [found.start() for found in item.finditer(block)] + [len(block)]
     head = text[: keys[0].start()] + PLACEHOLDER + text[end:]
-    sections = [_source(block[a:b]) for a, b in zip(starts, starts[1:])]
+    sections = [_source(_trimmed(block[a:b], indent)) for a, b in zip(starts, starts[1:])]
     return Sections(head, sections)
+
+
+def _trimmed(section: str, indent: int) -> str:
+    """The section without the comments and blank lines that end it, so that
+    editing a comment between two services changes neither.  Only comments
+    at most as indented as the items (never a block scalar's text), and blank
+    lines only where there is no block scalar (`|+` keeps them as text)."""
+    lines = section.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    keep_blank = "|" in section or ">" in section
+    while len(lines) > 1:
+        line = lines[-1]
+        text = line.lstrip(" ")
+        if not text and keep_blank:
+            break
+        if text and not (text.startswith("#") and len(line) - len(text) <= indent):
+            break
+        lines.pop()
+    return "\n".join(lines) + "\n"
 
 
 def _source(text: str) -> SectionSource:

@@ -124,6 +124,8 @@ SAME_AS_A_WHOLE_READ = {
     '  - address: 10.0.0.1\n    port: 80\n    persistence_engine: "sip\n  - x"\n',
     "comments and blank lines": "# top\nservices:\n\n  # first\n  - address: 10.0.0.1\n"
     "    port: 80\n# between\n  - address: 10.0.0.2\n    port: 80\nglobal: {}\n",
+    "a block scalar that keeps its blank lines": "services:\n  - address: 10.0.0.1\n"
+    "    port: 80\n    persistence_engine: |+\n      sip\n\n# after\n  - address: 10.0.0.2\n",
 }
 
 
@@ -164,3 +166,15 @@ def test_checks_unchanged_tells_a_weight_from_a_check(tmp_path: Path) -> None:
     fewer = config_data(services=2)
     first, second = reload_of(tmp_path / "c.yml", fewer, "yaml")
     assert not checks_unchanged(first, second)
+
+
+def test_a_comment_edited_between_services_changes_neither(tmp_path: Path) -> None:
+    path = tmp_path / "m.yml"
+    memory = SectionMemory()
+    text = yaml.safe_dump(config_data())
+    path.write_text(text)
+    first = load_config(str(path), memory)
+    marker = "- address: 10.0.0.2"
+    path.write_text(text.replace(marker, "# the second\n\n" + marker) + "# the end\n")
+    second = load_config(str(path), memory)
+    assert all(new is old for new, old in zip(second.services, first.services))
