@@ -10,6 +10,7 @@ exactly what the Ansible modules accept.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable, Optional, TypeVar
 
@@ -35,7 +36,14 @@ from haecs_monitor.config.model import (
     ServiceConfig,
 )
 from haecs_monitor.config.reader import Problems, Reader, as_list, as_mapping, item, shown
+from haecs_monitor.config.sections import Digest, SectionMemory, data_digest, digest_of
 from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
+from haecs_monitor.config.yamlsections import (
+    Sections,
+    SectionSource,
+    Unsplittable,
+    split_services,
+)
 
 __all__ = [
     "CheckKey",
@@ -89,8 +97,13 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
 
 
-def load_config(path: str) -> MonitorConfig:
-    """Read and validate the YAML file at `path`."""
+def load_config(path: str, memory: Optional[SectionMemory] = None) -> MonitorConfig:
+    """Read and validate the YAML file at `path`.
+
+    With `memory` (what the last load of this file made), an unchanged file
+    returns the very same configuration object, and unchanged service
+    sections are not read again (sections.py).
+    """
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
@@ -104,27 +117,83 @@ def load_config(path: str) -> MonitorConfig:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(["%s: not UTF-8 text (byte %d)" % (path, error.start)]) from None
+    file_digest = digest_of(text)
+    if memory is not None and memory.config is not None and memory.file_digest == file_digest:
+        return memory.config
+    if memory is not None:
+        sections = split_services(text)
+        if sections is not None:
+            try:
+                return _parse_sections(sections, path, memory, file_digest)
+            except Unsplittable:
+                memory.failed()  # read the whole file instead: its errors name the lines
     try:
         data = load_yaml(text, path)
     except YAMLProblem as error:
+        if memory is not None:
+            memory.failed()
         raise ConfigError([str(error)]) from None
-    return parse_config(data)
+    return parse_config(data, memory, file_digest)
 
 
-def parse_config(data: object) -> MonitorConfig:
+def parse_config(
+    data: object, memory: Optional[SectionMemory] = None, file_digest: Optional[Digest] = None
+) -> MonitorConfig:
     """Validate already-parsed data (a mapping with `global` and `services`)."""
+    return _validated(lambda problems: _parse(data, problems, memory), memory, file_digest)
+
+
+def _validated(
+    parse: Callable[[Problems], Optional[MonitorConfig]],
+    memory: Optional[SectionMemory],
+    file_digest: Optional[Digest],
+) -> MonitorConfig:
     problems = Problems()
     try:
-        config = _parse(data, problems)
+        config = parse(problems)
     except RecursionError:
         problems.add("", "the configuration is nested too deeply")
         config = None
     if problems or config is None:
+        if memory is not None:
+            memory.failed()
         raise ConfigError(problems.messages or ["the configuration is invalid"])
+    if memory is not None:
+        memory.loaded(file_digest, config)
     return config
 
 
-def _parse(data: object, problems: Problems) -> Optional[MonitorConfig]:
+def _parse_sections(
+    sections: Sections, path: str, memory: SectionMemory, file_digest: Digest
+) -> MonitorConfig:
+    """A YAML file cut into its service sections: only new sections are parsed."""
+    try:
+        head = load_yaml(sections.head, path)
+    except YAMLProblem:
+        raise Unsplittable() from None
+
+    def parse(problems: Problems) -> Optional[MonitorConfig]:
+        return _parse(head, problems, memory, sections.services)
+
+    return _validated(parse, memory, file_digest)
+
+
+def _data_sections(raw: object) -> Optional[list[SectionSource]]:
+    if not isinstance(raw, list):
+        return None
+    return [(data_digest(entry), functools.partial(_same, entry)) for entry in raw]
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _parse(
+    data: object,
+    problems: Problems,
+    memory: Optional[SectionMemory] = None,
+    text_sections: Optional[list[SectionSource]] = None,
+) -> Optional[MonitorConfig]:
     if data is None:
         problems.add("", "the configuration is empty: expected a mapping with global and services")
         return None
@@ -133,7 +202,19 @@ def _parse(data: object, problems: Problems) -> Optional[MonitorConfig]:
         return None
     Reader(top, "", problems).reject_unknown(TOP_KEYS)
     settings, defaults_ok = _global(top.get("global"), problems)
-    services = _services(top.get("services"), settings, defaults_ok, problems)
+    if memory is None:
+        services = _services(top.get("services"), settings, defaults_ok, problems)
+    else:
+        sources = (
+            text_sections if text_sections is not None else _data_sections(top.get("services"))
+        )
+        if sources is None:  # not a list: _services says what is wrong
+            services = _services(top.get("services"), settings, defaults_ok, problems)
+        else:
+            context = data_digest(top.get("global"))
+            services = _remembered_services(
+                sources, memory, context, settings, defaults_ok, problems
+            )
     static = _static_services(top.get("static_services"), services, problems)
     return MonitorConfig(settings, tuple(services), static)
 
@@ -225,6 +306,35 @@ def _services(
     for index, entry in enumerate(entries):
         path = item("services", index)
         service = _service(entry, path, settings, defaults_ok, problems)
+        if service is None:
+            continue
+        if service.key in seen:
+            problems.add(path, "duplicate of %s (%s)" % (seen[service.key], service.key))
+            continue
+        seen[service.key] = path
+        services.append(service)
+    return services
+
+
+def _remembered_services(
+    sources: list[SectionSource],
+    memory: SectionMemory,
+    context: Digest,
+    settings: GlobalSettings,
+    defaults_ok: bool,
+    problems: Problems,
+) -> list[ServiceConfig]:
+    """As `_services`, taking each unchanged section's service from `memory`."""
+    services: list[ServiceConfig] = []
+    seen: dict[ServiceKey, str] = {}
+    for index, (digest, entry) in enumerate(sources):
+        path = item("services", index)
+        service = memory.recall(digest, context)
+        if service is None:
+            found = problems.found
+            service = _service(entry(), path, settings, defaults_ok, problems)
+            if service is not None and problems.found == found:
+                memory.remember(digest, context, service)
         if service is None:
             continue
         if service.key in seen:

@@ -73,7 +73,18 @@ class CheckSpec:
     @property
     def dedup_key(self) -> CheckKey:
         """Identical checks (type, target, options and timing) share one key."""
-        return (self.probe_key, self.timing)
+        # The timing as a plain tuple: a reload takes every check's key
+        # several times, and building a CheckTiming each time was most of it.
+        timing = (
+            self.interval,
+            self.timeout,
+            self.rise,
+            self.fall,
+            self.fast_interval,
+            self.down_interval,
+            self.jitter,
+        )
+        return (self.type, self.address, self.port, self.params, timing)
 
     @property
     def probe_key(self) -> CheckKey:

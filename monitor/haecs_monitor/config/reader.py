@@ -49,8 +49,10 @@ class Problems:
     def __init__(self) -> None:
         self.messages: list[str] = []
         self._seen: set[str] = set()
+        self.found = 0  # every problem found, a repeated message too
 
     def add(self, path: str, rule: str) -> None:
+        self.found += 1
         message = "%s: %s" % (path, rule) if path else rule
         if message not in self._seen:
             self._seen.add(message)

@@ -59,11 +59,13 @@ def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
     args = monitor_parser().parse_args(argv)
     try:
         from haecs_monitor.config.load import ConfigError, load_config
+        from haecs_monitor.config.sections import SectionMemory
     except ImportError as error:
         print("haecs-monitor: missing Python library: %s" % error, file=sys.stderr)
         return 2
+    sections = SectionMemory()  # a reload reads again only the sections that changed
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, sections)
     except ConfigError as error:
         for message in error.errors:
             print(message, file=sys.stdout if args.check else sys.stderr)
@@ -80,7 +82,11 @@ def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
     from haecs_monitor.runtime.daemon import run_daemon
 
     return run_daemon(
-        os.path.abspath(args.config), config, log_level=args.log_level, log_format=args.log_format
+        os.path.abspath(args.config),
+        config,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        sections=sections,
     )
 
 

@@ -155,7 +155,10 @@ def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, Servi
         outcome = _server(item, spec.on_failure, sorry)
         servers[item.server.key] = outcome
         if outcome.in_table:
-            entry.real_servers[item.server.key] = replace(item.server, weight=outcome.weight)
+            server = item.server
+            if server.weight != outcome.weight:
+                server = replace(server, weight=outcome.weight)
+            entry.real_servers[server.key] = server
     if sorry:
         for sorry_server in spec.sorry_servers:
             entry.real_servers[sorry_server.key] = sorry_server

@@ -321,18 +321,30 @@ def migrate_checks(
     changed timing (same probe_key) carries its state over; any other starts
     afresh, up when `initially_up(spec)` says its servers are in the kernel.
     """
-    by_probe: dict[CheckKey, CheckHealth] = {}
-    for health in old.values():
-        by_probe.setdefault(health.spec.probe_key, health)
+    return _migrate(old, [(spec.dedup_key, spec) for spec in specs], initially_up, now)
+
+
+def _migrate(
+    old: Mapping[CheckKey, CheckHealth],
+    keyed: Iterable[tuple[CheckKey, CheckSpec]],
+    initially_up: Callable[[CheckSpec], bool],
+    now: float,
+) -> dict[CheckKey, CheckHealth]:
+    """`migrate_checks` with each spec's dedup_key taken once by the caller."""
+    by_probe: Optional[dict[CheckKey, CheckHealth]] = None  # only when a key is new
     result: dict[CheckKey, CheckHealth] = {}
-    for spec in specs:
-        key = spec.dedup_key
+    for key, spec in keyed:
         if key in result:
             continue
         kept = old.get(key)
         if kept is not None:
             result[key] = kept
-        elif spec.probe_key in by_probe:
+            continue
+        if by_probe is None:
+            by_probe = {}
+            for health in old.values():
+                by_probe.setdefault(health.spec.probe_key, health)
+        if spec.probe_key in by_probe:
             result[key] = by_probe[spec.probe_key].carried_to(spec)
         else:
             result[key] = CheckHealth(spec, initially_up(spec), now)
@@ -369,24 +381,37 @@ class HealthBoard:
         present: Collection[ServerRef],
         old_checks: Mapping[CheckKey, CheckHealth],
         old_servers: Mapping[ServerRef, ServerHealth],
+        old_config: Optional[MonitorConfig] = None,
     ) -> None:
+        # A service the reload took over unchanged (the same object, see
+        # config/sections.py) keeps its servers' health objects as they are.
+        unchanged = (
+            {id(service) for service in old_config.services} if old_config is not None else set()
+        )
         users: dict[CheckKey, list[ServerRef]] = {}
-        entries: list[tuple[ServerRef, RealServerConfig, float]] = []
+        entries: list[tuple[ServerRef, RealServerConfig, float, bool]] = []
+        keyed: list[tuple[CheckKey, CheckSpec]] = []
         for service in config.services:
+            same = id(service) in unchanged
             for real_server in service.real_servers:
                 ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-                entries.append((ref, real_server, service.slow_start))
+                entries.append((ref, real_server, service.slow_start, same))
                 for spec in real_server.checks:
-                    users.setdefault(spec.dedup_key, []).append(ref)
+                    key = spec.dedup_key
+                    users.setdefault(key, []).append(ref)
+                    keyed.append((key, spec))
         present_set = set(present)
 
         def initially_up(spec: CheckSpec) -> bool:
             return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
 
-        specs = [spec for _ref, real_server, _since in entries for spec in real_server.checks]
-        checks = migrate_checks(old_checks, specs, initially_up, now)
+        checks = _migrate(old_checks, keyed, initially_up, now)
         servers: dict[ServerRef, ServerHealth] = {}
-        for ref, real_server, slow_start in entries:
+        for ref, real_server, slow_start, same in entries:
+            kept_server = old_servers.get(ref) if same else None
+            if kept_server is not None and kept_server.config is real_server:
+                servers[ref] = kept_server
+                continue
             own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
             server = ServerHealth(ref, real_server, own, slow_start)
             previous = old_servers.get(ref)
@@ -444,10 +469,10 @@ class HealthBoard:
         one that starts down).
         """
         old_servers = self.servers
-        self._build(config, now, present, self.checks, old_servers)
+        self._build(config, now, present, self.checks, old_servers, self.config)
         events: list[Event] = []
         for ref, server in self.servers.items():
-            if ref in old_servers:
+            if ref in old_servers and server is not old_servers[ref]:
                 transition = server.evaluate(now)
                 if transition is not None:
                     events.append(transition)

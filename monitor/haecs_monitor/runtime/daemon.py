@@ -32,6 +32,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Servic
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
 from haecs_monitor.config.model import CheckKey, CheckSpec, ServiceConfig
+from haecs_monitor.config.sections import SectionMemory, checks_unchanged
 from haecs_monitor.control import report
 from haecs_monitor.control.api import Api, ApiError
 from haecs_monitor.control.metrics import Histogram
@@ -71,8 +72,12 @@ class Monitor:
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         log_format: Optional[str] = None,
+        sections: Optional[SectionMemory] = None,
     ) -> None:
         self.config_path = config_path
+        # What the last load made of each service section (config/sections.py);
+        # None when `config` was not loaded with one: the first reload reads all.
+        self.sections = sections if sections is not None else SectionMemory()
         self._log_format_override = log_format
         self.check_names: dict[CheckKey, str] = {}
         self.config = config
@@ -226,14 +231,31 @@ class Monitor:
 
     # ------------------------------------------------------------- settings
 
-    def _configure(self, config: MonitorConfig) -> None:
+    def _configure(self, config: MonitorConfig, names_hold: bool = False) -> None:
         settings = config.settings
         self.log.set_format(self._log_format_override or settings.log_format)
         if settings.notify is not None:
             self.notifier.configure(settings.notify.command, settings.notify.timeout)
         else:
             self.notifier.configure((), 10.0)
-        self.check_names = report.check_names(config)
+        if not names_hold:
+            self.check_names = report.check_names(config)
+
+    def _new_probes(self, config: MonitorConfig) -> bool:
+        """Whether `config` has a check whose probe the running one lacks."""
+        assert self.board is not None
+        running = {service.key: service for service in self.config.services}
+        specs = [
+            spec
+            for service in config.services
+            if running.get(service.key) is not service
+            for real_server in service.real_servers
+            for spec in real_server.checks
+        ]
+        if not specs:
+            return False
+        known = {health.spec.probe_key for health in self.board.checks.values()}
+        return any(spec.probe_key not in known for spec in specs)
 
     def _present(self, kernel: Table) -> set[ServerRef]:
         """Configured servers the kernel holds and serves now (the health prior).
@@ -733,10 +755,13 @@ class Monitor:
     async def _reload(self, source: str) -> Mapping[str, Any]:
         assert self.board is not None
         self.log.info("reload_requested", source=source, config=self.config_path)
+        self.looplag.open_window()
         loop = asyncio.get_running_loop()
         started = self.clock()
         try:
-            config: MonitorConfig = await loop.run_in_executor(None, load_config, self.config_path)
+            config: MonitorConfig = await loop.run_in_executor(
+                None, load_config, self.config_path, self.sections
+            )
         except ConfigError as error:
             self.reloads["rejected"] += 1
             self.log.error(
@@ -746,12 +771,14 @@ class Monitor:
                 reason="%d error(s); the running configuration is kept" % len(error.errors),
             )
             return {"ok": False, "errors": error.errors}
+        if config is self.config:
+            return self._unchanged(started)
         warnings = self._restart_only_changes(config)
         # The kernel is the prior of checks that are new; when every check
-        # carries its state over, there is nothing to read.
-        known_probes = {health.spec.probe_key for health in self.board.checks.values()}
+        # carries its state over, there is nothing to read.  Only a service
+        # the load did not take over as it was (sections.py) can bring one.
         kernel: Table = {}
-        if any(spec.probe_key not in known_probes for spec in config.unique_checks().values()):
+        if self._new_probes(config):
             try:
                 kernel = await self._in_ipvs_thread(self._engine.read)
             except Exception as error:
@@ -761,17 +788,20 @@ class Monitor:
                 return {"ok": False, "errors": [message]}
         old_keys = {service.key: service for service in self.config.services}
         old_checks = set(self.board.checks)
+        names_hold = checks_unchanged(self.config, config)
+        old_static = self.config.static_services
         self.config = config
-        self._configure(config)
+        self._configure(config, names_hold)
         new_keys = {service.key: service for service in config.services}
         self._hand_over(
             ({key for key in old_keys if key not in new_keys} | self.leaving.services())
             & config.static_services
         )
         owned = {key: old_keys[key] for key in old_keys if key not in config.static_services}
-        for ref in self.leaving.start(
+        leavers = self.leaving.start(
             self.actuator.known, owned, new_keys, config.settings.drain_timeout, self.clock()
-        ):
+        )
+        for ref in leavers:
             self.log.info(
                 "server_leaving",
                 service=ids.service_id(ref.service),
@@ -794,14 +824,32 @@ class Monitor:
         # A service new to the monitor may already be in the kernel (adopted
         # from another owner): plan it against a fresh read, not against what
         # the monitor last left there.
-        outcome = await self._wait(
-            self._request_apply(reconcile=bool(set(new_keys) - set(old_keys)))
+        # Every service taken over as it was, no server changing state: the
+        # desired table is the one in the kernel, and planning 30,000 entries
+        # to find nothing would hold the loop for nothing.
+        same_table = (
+            len(new_keys) == len(old_keys)
+            and all(new_keys.get(key) is service for key, service in old_keys.items())
+            and not events
+            and not leavers
+            and config.static_services == old_static
+        )
+        outcome = (
+            Outcome()
+            if same_table
+            else await self._wait(
+                self._request_apply(reconcile=bool(set(new_keys) - set(old_keys)))
+            )
         )
         done = self.clock()
         self.reloads["accepted"] += 1
         added = len(set(new_keys) - set(old_keys))
         removed = len(set(old_keys) - set(new_keys))
-        changed = sum(1 for key in set(new_keys) & set(old_keys) if new_keys[key] != old_keys[key])
+        changed = sum(
+            1
+            for key in set(new_keys) & set(old_keys)
+            if new_keys[key] is not old_keys[key] and new_keys[key] != old_keys[key]
+        )
         operations = len(outcome.operations) if outcome is not None else 0
         summary = (
             "reload OK: %d services (%d added, %d removed, %d changed), checks %d kept, %d started, %d stopped, "
@@ -817,6 +865,7 @@ class Monitor:
                 operations,
             )
         )
+        loop_lag = round(self.looplag.close_window(), 3)
         self.log.info(
             "config_reloaded",
             config=self.config_path,
@@ -824,18 +873,43 @@ class Monitor:
             warnings=warnings or None,
             load_seconds=round(parsed - started, 3),
             apply_seconds=round(done - parsed, 3),
+            loop_lag_seconds=loop_lag,
         )
         answer: dict[str, Any] = {
             "ok": True,
             "summary": summary,
             "operations": operations,
             "warnings": warnings,
+            "loop_lag_seconds": loop_lag,
         }
         if outcome is None or outcome.error:
             answer["kernel_error"] = (
                 outcome.error if outcome is not None else "kernel not updated in time"
             )
         return answer
+
+    def _unchanged(self, started: float) -> Mapping[str, Any]:
+        """The file is the one running, byte for byte: nothing to do."""
+        self.reloads["accepted"] += 1
+        summary = "reload OK: %d services, the file is unchanged, 0 kernel operations" % len(
+            self.config.services
+        )
+        loop_lag = round(self.looplag.close_window(), 3)
+        self.log.info(
+            "config_reloaded",
+            config=self.config_path,
+            reason=summary,
+            load_seconds=round(self.clock() - started, 3),
+            apply_seconds=0.0,
+            loop_lag_seconds=loop_lag,
+        )
+        return {
+            "ok": True,
+            "summary": summary,
+            "operations": 0,
+            "warnings": [],
+            "loop_lag_seconds": loop_lag,
+        }
 
     def _hand_over(self, keys: set[ServiceKey]) -> None:
         """Hand services over to their static owner: left in the kernel as
@@ -901,6 +975,7 @@ def run_daemon(
     config: MonitorConfig,
     log_level: str = "info",
     log_format: Optional[str] = None,
+    sections: Optional[SectionMemory] = None,
 ) -> int:
     """Open the kernel's IPVS, run the monitor until it stops; the exit status."""
     from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVS, IPVSError
@@ -913,7 +988,9 @@ def run_daemon(
         return 1
 
     async def main() -> int:
-        monitor = Monitor(config_path, config, engine, log, log_format=log_format)
+        monitor = Monitor(
+            config_path, config, engine, log, log_format=log_format, sections=sections
+        )
         return await monitor.run()
 
     try:

@@ -72,7 +72,7 @@ class Leaving:
         started = []
         for key, before in old.items():
             entry = known.get(key)
-            if entry is None:
+            if entry is None or new.get(key) is before:  # unchanged: none of it leaves
                 continue
             staying = {rs.key for rs in new[key].real_servers} if key in new else set()
             for real_server in before.real_servers:

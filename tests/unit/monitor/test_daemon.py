@@ -465,3 +465,62 @@ def test_a_service_that_becomes_static_is_handed_over_as_it_is(
     assert harness.run(restarted_without_it) == 0
     assert harness.weights() == {"10.0.2.1": 7, "10.0.2.2": 2}
     assert not harness.events("service_removed")
+
+
+def test_a_reload_changes_only_what_the_file_changed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.write(config_dict(harness.tmp, servers=(1, 2, 3)))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 3, "all up")
+        applied = len(harness.engine.applied)
+        # The same file again: not read further than its digest, no apply.
+        for _ in range(2):
+            result = await monitor.reload()
+            assert result["ok"] and result["operations"] == 0, result
+        assert "unchanged" in result["summary"]
+        assert len(harness.engine.applied) == applied
+        # Other bytes, the same services: nothing to plan, no apply asked.
+        requests = []
+        request_apply = monitor._request_apply
+
+        def counted(reconcile: bool = False) -> Any:
+            requests.append(reconcile)
+            return request_apply(reconcile)
+
+        monkeypatch.setattr(monitor, "_request_apply", counted)
+        with open(harness.path, "a") as handle:
+            handle.write("# edited, no service changed\n")
+        result = await monitor.reload()
+        assert result["ok"] and result["operations"] == 0, result
+        assert "unchanged" not in result["summary"] and requests == [], (result, requests)
+        # One weight: exactly one kernel operation, the other servers kept.
+        kept = monitor.config.services[0].real_servers[0]
+        data = config_dict(harness.tmp, servers=(1, 2, 3))
+        data["services"][0]["real_servers"][1]["weight"] = 9
+        harness.write(data)
+        result = await monitor.reload()
+        assert result["ok"] and result["operations"] == 1 and requests == [False], result
+        assert [op.kind for op in harness.engine.applied[-1]] == ["set_real_server"]
+        assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 9, "10.0.2.3": 3}
+        assert monitor.config.services[0].real_servers[0] == kept
+        # A new service: only its own operations.
+        data["services"].append(
+            {
+                "address": "10.0.0.2",
+                "port": 80,
+                "scheduler": "rr",
+                "real_servers": [{"address": "10.0.3.1", "forwarding": "masq"}],
+            }
+        )
+        harness.write(data)
+        applied = len(harness.engine.applied)
+        result = await monitor.reload()
+        assert result["ok"], result
+        new_key = ServiceKey.for_address("tcp", "10.0.0.2", 80)
+        await until(lambda: new_key in harness.engine.table, "new service created")
+        added = [op for ops in harness.engine.applied[applied:] for op in ops]
+        assert {op.service.key for op in added} == {new_key}
+
+    assert harness.run(scenario) == 0

@@ -400,3 +400,25 @@ def test_paths_setup_maps_the_engine_without_the_link_farm(tmp_path: Any) -> Non
         [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
     )
     assert result.stdout.strip() == "IPVS", result.stderr
+
+
+def test_loop_lag_window_holds_the_worst_lag_of_one_piece_of_work() -> None:
+    async def main() -> tuple[float, float, float]:
+        import time
+
+        lag = LoopLag(EventLog(io.StringIO()), period=0.02)
+        lag.start()
+        await asyncio.sleep(0.05)
+        time.sleep(0.3)  # before the window: not counted
+        await asyncio.sleep(0.05)
+        lag.open_window()
+        await asyncio.sleep(0.05)
+        quiet = lag.close_window()
+        lag.open_window()
+        time.sleep(0.15)  # a stall still under way when the window closes
+        stalled = lag.close_window()
+        await lag.stop()
+        return quiet, stalled, lag.max
+
+    quiet, stalled, worst = asyncio.run(main())
+    assert quiet < 0.1 <= stalled < 0.25 <= worst

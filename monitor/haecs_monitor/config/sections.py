@@ -1,0 +1,81 @@
+"""Validated service sections, remembered by a digest of what was written.
+
+A reload of a large configuration usually changes a few services, or none.
+Each service section whose digest (of its text, or of its parsed data) and
+context (the `global` section it was validated under) match the last load
+is not parsed or validated again: the `ServiceConfig` the last load made
+from it is returned as it is, so the daemon also sees by identity which
+services did not change.  Only sections that validated without a problem
+are remembered, so a section that had one is always read again and
+reported.  The memory holds one load: each load replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+from haecs_monitor.config.model import MonitorConfig, ServiceConfig
+
+Digest = bytes
+
+
+def digest_of(text: str) -> Digest:
+    """A short digest of `text`; equal digests mean equal text."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def data_digest(data: object) -> Digest:
+    """A digest of parsed data.  `repr` tells apart what validates differently
+    (1, 1.0, True and "1"); equal data written in another key order only
+    costs a second validation."""
+    return digest_of("%s:%r" % (type(data).__name__, data))
+
+
+class SectionMemory:
+    """What the last load made of each section, and of the whole file."""
+
+    def __init__(self) -> None:
+        self._valid: dict[tuple[Digest, Digest], ServiceConfig] = {}
+        self._pending: dict[tuple[Digest, Digest], ServiceConfig] = {}
+        self.file_digest: Optional[Digest] = None
+        self.config: Optional[MonitorConfig] = None
+
+    def recall(self, section: Digest, context: Digest) -> Optional[ServiceConfig]:
+        """The service made from an identical section in the same context last time."""
+        found = self._valid.get((section, context))
+        if found is not None:
+            self._pending[(section, context)] = found
+        return found
+
+    def remember(self, section: Digest, context: Digest, service: ServiceConfig) -> None:
+        self._pending[(section, context)] = service
+
+    def loaded(self, file_digest: Optional[Digest], config: MonitorConfig) -> None:
+        """A load succeeded: its sections replace the last load's."""
+        self._valid, self._pending = self._pending, {}
+        self.file_digest = file_digest
+        self.config = config
+
+    def failed(self) -> None:
+        """A load was refused: forget what it read, keep the last good load."""
+        self._pending = {}
+
+    def __len__(self) -> int:
+        return len(self._valid)
+
+
+def checks_unchanged(old: MonitorConfig, new: MonitorConfig) -> bool:
+    """Whether `new` has the same checks as `old`, in the same order (then
+    what is derived from `unique_checks()`, such as their names, holds)."""
+    if len(old.services) != len(new.services):
+        return False
+    for before, after in zip(old.services, new.services):
+        if after is before:
+            continue
+        if after.key != before.key or len(after.real_servers) != len(before.real_servers):
+            return False
+        for was, now in zip(before.real_servers, after.real_servers):
+            if now.checks != was.checks:
+                return False
+    return True
