@@ -58,12 +58,14 @@ def check_summary(config: Any) -> str:
 def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
     args = monitor_parser().parse_args(argv)
     try:
+        from haecs_monitor.config.forked import load_config_in_child
         from haecs_monitor.config.load import ConfigError, load_config
     except ImportError as error:
         print("haecs-monitor: missing Python library: %s" % error, file=sys.stderr)
         return 2
     try:
-        config = load_config(args.config)
+        # The daemon keeps only the loaded model, not what loading it took.
+        config = load_config(args.config) if args.check else load_config_in_child(args.config)
     except ConfigError as error:
         for message in error.errors:
             print(message, file=sys.stdout if args.check else sys.stderr)
