@@ -9,7 +9,9 @@ real servers and the same TCP check timing:
       processes from /proc/PID/stat over a fixed window);
   (b) detection latency from closing a real server's listener to the kernel
       table change (table polled through the engine every ~10 ms), p50/p99;
-  (c) RSS of the daemon with 5,000 real servers;
+  (c) RSS of the daemon with an empty configuration, 5,000 and 30,000 real
+      servers (--rss-sizes), and the memory per real server: the slope
+      (RSS at N - RSS empty) / N, for both daemons;
   (d) SIGHUP reload of 2,000 virtual services x 15 real servers, nothing
       changed: time to "reload done" and the kernel operations it caused;
       for HAECS also, in one process, YAML and JSON: the same file, the file
@@ -35,7 +37,14 @@ How each figure is measured (also in the --json document):
   (b) a kill closes one listener (connection refused); up to --concurrent
       kills are in flight at random phases; after detection the listeners
       reopen and both daemons must put the servers back before the next round.
-  (c) VmRSS (keepalived: both processes summed), largest of 1 s samples.
+  (c) VmRSS (keepalived: both processes summed), largest of 1 s samples over
+      1.5 check intervals once every server is in the table; the interval is
+      --rss-interval, longer at large sizes so that both daemons run at most
+      --rss-check-rate checks a second.  "Empty" is one virtual service
+      without real servers (keepalived starts its checker process only for a
+      virtual server).  A size at which a daemon cannot run is reported with
+      the largest RSS sampled before it stopped, and both daemons are then
+      measured at --rss-fallback-servers as well.
   (d) HAECS: SIGHUP to its "config_reloaded" log line; kernel operations from
       haecs_kernel_operations_total.  keepalived: SIGHUP to its checker's
       "Reload complete" line; kernel operations by a second reload under
@@ -679,7 +688,7 @@ def haecs_yaml(data: dict[str, Any]) -> str:
             "    scheduler: %(scheduler)s" % service,
             "    on_failure: %(on_failure)s" % service,
             "    checks: [{type: tcp}]",
-            "    real_servers:",
+            "    real_servers:" if service["real_servers"] else "    real_servers: []",
         ]
         lines += [
             "      - {address: %(address)s, port: %(port)d, forwarding: %(forwarding)s, "
@@ -711,8 +720,15 @@ def write_keepalived_config(path: str, layout: Layout, timing: Timing) -> None:
         handle.write("".join(parts))
 
 
-def start(kind: str, ipvs: Any, layout: Layout, timing: Timing) -> Daemon:
-    """Start one daemon on an empty table (HAECS: the table loaded, it adopts)."""
+def start(
+    kind: str,
+    ipvs: Any,
+    layout: Layout,
+    timing: Timing,
+    spawned: Optional[Callable[[Daemon], None]] = None,
+) -> Daemon:
+    """Start one daemon on an empty table (HAECS: the table loaded, it adopts);
+    `spawned` is called as soon as its process runs."""
     flush()
     daemon: Daemon
     if kind == "haecs":
@@ -721,6 +737,8 @@ def start(kind: str, ipvs: Any, layout: Layout, timing: Timing) -> Daemon:
     else:
         daemon = Keepalived(layout, timing)
     try:
+        if spawned is not None:
+            spawned(daemon)
         seconds = daemon.ready(ipvs, layout)
     except BaseException:
         daemon.stop(fast=True)
@@ -750,8 +768,10 @@ class Options:
     latency_per_service: int
     kills: int
     concurrent: int
-    rss_servers: int
+    rss_sizes: tuple[int, ...]
     rss_interval: float
+    rss_check_rate: float
+    rss_fallback_servers: int
     reload_services: int
     reload_per_service: int
     reload_interval: float
@@ -944,43 +964,116 @@ def phase_latency(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, A
     return result
 
 
+def rss_layout(servers: int) -> Layout:
+    """`servers` real servers as services of 10; 0: one service without any."""
+    if servers == 0:
+        return Layout(1, 0, BULK_PORT)
+    return Layout(max(1, servers // 10), min(10, servers), BULK_PORT)
+
+
+def rss_timing(opts: Options, servers: int) -> Timing:
+    interval = max(opts.rss_interval, servers / opts.rss_check_rate)
+    return Timing(interval, min(opts.timing.timeout, interval / 2), opts.timing.fall)
+
+
 def phase_rss(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
-    layout = Layout(max(1, opts.rss_servers // 10), min(10, opts.rss_servers), BULK_PORT)
-    timing = Timing(
-        opts.rss_interval, min(opts.timing.timeout, opts.rss_interval / 2), opts.timing.fall
-    )
     result: dict[str, Any] = {
-        "layout": "%d services x %d real servers (%d), interval %gs"
-        % (layout.services, layout.per_service, layout.servers, timing.interval),
         "how": "VmRSS of the daemon's processes (keepalived: parent + checker child, summed), "
-        "sampled every second for 1.5 intervals after every server is in the table; the "
-        "largest sample",
+        "sampled every second for 1.5 check intervals (at least 10 s) after every server is "
+        "in the table; the largest sample.  Empty: one virtual service without real servers.  "
+        "Per real server: (RSS at N - RSS empty) / N",
+        "sizes": {},
     }
-    for kind in KINDS:
-        daemon = start(kind, ipvs, layout, timing)
-        samples: list[dict[str, int]] = []
-        try:
-            until = time.monotonic() + max(10.0, 1.5 * timing.interval)
-            while time.monotonic() < until:
-                samples.append(daemon.memory())
-                time.sleep(1.0)
-            daemon.check_alive()
-            accepted = servers.accepted()
-        finally:
-            stop(daemon)
-        peak = max(samples, key=lambda sample: sample.get("VmRSS", 0))
-        result[kind] = {
-            "rss_mb": round(peak.get("VmRSS", 0) / MB, 1),
-            "pss_mb": round(peak["Pss"] / MB, 1) if "Pss" in peak else None,
-            "hwm_mb": round(peak.get("VmHWM", 0) / MB, 1),
-            "processes": len(daemon.pids()),
-            "real_server_connections_so_far": accepted,
-        }
+    sizes = list(opts.rss_sizes)
+    index = 0
+    while index < len(sizes):
+        count = sizes[index]
+        index += 1
+        entry: dict[str, Any] = {}
+        for kind in KINDS:
+            entry[kind] = measure_rss(kind, ipvs, servers, count, rss_timing(opts, count))
+        entry["layout"] = "%d services x %d real servers, interval %gs" % (
+            rss_layout(count).services,
+            rss_layout(count).per_service,
+            rss_timing(opts, count).interval,
+        )
+        result["sizes"][str(count)] = entry
+        failed = any("error" in entry[kind] for kind in KINDS)
+        fallback = opts.rss_fallback_servers
+        if failed and count > 0 and 0 < fallback < count and fallback not in sizes:
+            log("  (c) %d real servers could not be measured; %d as well" % (count, fallback))
+            sizes.append(fallback)
+    result["per_real_server_kb"] = rss_slopes(result["sizes"])
+    for count, slope in sorted(result["per_real_server_kb"].items(), key=lambda item: int(item[0])):
         log(
-            "  (c) %s: RSS %.1f MB (PSS %s MB, peak HWM %.1f MB)"
-            % (daemon.name, result[kind]["rss_mb"], result[kind]["pss_mb"], result[kind]["hwm_mb"])
+            "  (c) per real server at %s: HAECS %s KB, keepalived %s KB, ratio %s"
+            % (count, slope["haecs"], slope["keepalived"], slope["ratio"])
         )
     return result
+
+
+def measure_rss(
+    kind: str, ipvs: Any, servers: RealServers, count: int, timing: Timing
+) -> dict[str, Any]:
+    """One daemon at one size: its RSS, or why it could not run there."""
+    watches: list[MemoryWatch] = []
+    try:
+        daemon = start(
+            kind, ipvs, rss_layout(count), timing, lambda d: watches.append(MemoryWatch(d))
+        )
+    except BenchError as error:
+        memory = watches[0].stop() if watches else {}
+        flush()
+        log("  (c) %s at %d real servers: FAILED: %s" % (kind, count, str(error).splitlines()[0]))
+        return {
+            "error": str(error),
+            "largest_rss_mb_before_it_stopped": memory.get("peak_rss_mb"),
+            "host_max_map_count": host_max_map_count(),
+        }
+    samples: list[dict[str, int]] = []
+    try:
+        until = time.monotonic() + max(10.0, 1.5 * timing.interval)
+        while time.monotonic() < until:
+            samples.append(daemon.memory())
+            time.sleep(1.0)
+        daemon.check_alive()
+        accepted = servers.accepted()
+    finally:
+        stop(daemon)
+        watches[0].stop()
+    peak = max(samples, key=lambda sample: sample.get("VmRSS", 0))
+    found: dict[str, Any] = {
+        "rss_mb": round(peak.get("VmRSS", 0) / MB, 1),
+        "pss_mb": round(peak["Pss"] / MB, 1) if "Pss" in peak else None,
+        "hwm_mb": round(peak.get("VmHWM", 0) / MB, 1),
+        "processes": len(daemon.pids()),
+        "real_server_connections_so_far": accepted,
+    }
+    log(
+        "  (c) %s at %d real servers: RSS %.1f MB (PSS %s MB, peak HWM %.1f MB)"
+        % (daemon.name, count, found["rss_mb"], found["pss_mb"], found["hwm_mb"])
+    )
+    return found
+
+
+def rss_slopes(sizes: dict[str, Any]) -> dict[str, dict[str, Optional[float]]]:
+    """KB per real server at each measured size: (RSS at N - RSS empty) / N."""
+    empty = sizes.get("0", {})
+    slopes: dict[str, dict[str, Optional[float]]] = {}
+    for count, entry in sizes.items():
+        if int(count) == 0:
+            continue
+        slope: dict[str, Optional[float]] = {}
+        for kind in KINDS:
+            base, at = empty.get(kind, {}), entry.get(kind, {})
+            if "rss_mb" in base and "rss_mb" in at:
+                slope[kind] = round((at["rss_mb"] - base["rss_mb"]) * 1024 / int(count), 2)
+            else:
+                slope[kind] = None
+        h, k = slope["haecs"], slope["keepalived"]
+        slope["ratio"] = round(h / k, 2) if h is not None and k else None
+        slopes[count] = slope
+    return slopes
 
 
 IPVS_WRITE_COMMANDS = {
@@ -1352,6 +1445,67 @@ class Figure:
         }
 
 
+def failure_summary(error: str) -> str:
+    """The first line of a daemon's failure, and UML's word when UML killed it."""
+    first = error.splitlines()[0] if error else "failed"
+    return first + (" (%s)" % UML_HOST_OOM if UML_HOST_OOM in error else "")
+
+
+def rss_figures(opts: Options, rss: Optional[dict[str, Any]], why: str) -> list[Figure]:
+    """(c): RSS at every size, and memory per real server against keepalived's."""
+    out: list[Figure] = []
+    sizes = rss["sizes"] if rss else {str(count): {} for count in opts.rss_sizes}
+    slopes = rss["per_real_server_kb"] if rss else {}
+    for count in sorted(sizes, key=int):
+        entry = sizes[count]
+        h, k = (entry.get(kind, {}).get("rss_mb") for kind in KINDS)
+        label = "(c) RSS, %s real servers" % ("empty: no" if count == "0" else f"{int(count):,}")
+        failed = "; ".join(
+            "%s: %s (largest RSS sampled before: %s MB; host vm.max_map_count %s)"
+            % (
+                kind,
+                failure_summary(entry[kind]["error"]),
+                entry[kind]["largest_rss_mb_before_it_stopped"],
+                entry[kind]["host_max_map_count"],
+            )
+            for kind in KINDS
+            if "error" in entry.get(kind, {})
+        )
+        goal, met = (
+            ("< 150 MB", h < 150 if h is not None else None) if count == "5000" else ("", None)
+        )
+        out.append(
+            Figure(
+                "rss_mb_%s" % count,
+                label,
+                "MB",
+                h,
+                k,
+                goal,
+                met,
+                failed or (why if not rss else ""),
+            )
+        )
+        if count == "0":
+            continue
+        slope = slopes.get(count, {})
+        h, k = slope.get("haecs"), slope.get("keepalived")
+        met = None if h is None or not k else h <= 1.5 * k
+        out.append(
+            Figure(
+                "rss_per_real_server_kb_%s" % count,
+                "(c) per real server at %s, (RSS - empty) / N" % f"{int(count):,}",
+                "KB",
+                h,
+                k,
+                "<= 1.5x keepalived",
+                met,
+                failed or (why if not rss else ("" if h is not None else "no empty figure")),
+            )
+        )
+    return out
+
+
 def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> list[Figure]:
     timing = opts.timing
     out: list[Figure] = []
@@ -1442,13 +1596,7 @@ def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> li
                     missing("latency"),
                 )
             )
-    rss = phases.get("rss")
-    label = "(c) RSS, %d real servers" % opts.rss_servers
-    if rss:
-        h, k = rss["haecs"]["rss_mb"], rss["keepalived"]["rss_mb"]
-        out.append(Figure("rss_mb", label, "MB", h, k, "< 150 MB", h < 150))
-    else:
-        out.append(Figure("rss_mb", label, "MB", None, None, "< 150 MB", None, missing("rss")))
+    out.extend(rss_figures(opts, phases.get("rss"), missing("rss")))
     reload = phases.get("reload")
     size = "%d x %d" % (opts.reload_services, opts.reload_per_service)
     if reload and "full_size_not_measured_why" in reload:
@@ -1707,8 +1855,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--latency-per-service", type=int, default=5)
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=5, help="kills in flight at once")
-    parser.add_argument("--rss-servers", type=int, default=5000)
+    parser.add_argument(
+        "--rss-sizes",
+        default="0,5000,30000",
+        help="(c) real server counts, comma-separated (0: one service without real servers)",
+    )
     parser.add_argument("--rss-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--rss-check-rate",
+        type=float,
+        default=1000.0,
+        help="(c) at most this many checks a second: the interval grows with the size",
+    )
+    parser.add_argument(
+        "--rss-fallback-servers",
+        type=int,
+        default=20000,
+        help="(c) size also measured when a daemon cannot run at a larger one (0: none)",
+    )
     parser.add_argument("--reload-services", type=int, default=2000)
     parser.add_argument("--reload-per-service", type=int, default=15)
     parser.add_argument("--reload-interval", type=float, default=60.0)
@@ -1736,7 +1900,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             ("cpu_seconds", 5.0),
             ("cpu_rounds", 1),
             ("kills", 6),
-            ("rss_servers", 500),
+            ("rss_sizes", "0,200,500"),
             ("rss_interval", 2.0),
             ("reload_services", 100),
             ("reload_per_service", 5),
@@ -1750,6 +1914,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if not args.timeout < args.interval:
         parser.error("--timeout must be less than --interval (the monitor requires it)")
     args.phases = phases
+    try:
+        args.rss_sizes = tuple(int(part) for part in args.rss_sizes.split(",") if part.strip())
+    except ValueError:
+        parser.error("--rss-sizes: comma-separated real server counts")
+    if any(count < 0 for count in args.rss_sizes):
+        parser.error("--rss-sizes: counts must be 0 or more")
     return args
 
 
@@ -1763,8 +1933,10 @@ def options(args: argparse.Namespace) -> Options:
         latency_per_service=args.latency_per_service,
         kills=args.kills,
         concurrent=args.concurrent,
-        rss_servers=args.rss_servers,
+        rss_sizes=args.rss_sizes,
         rss_interval=args.rss_interval,
+        rss_check_rate=args.rss_check_rate,
+        rss_fallback_servers=args.rss_fallback_servers,
         reload_services=args.reload_services,
         reload_per_service=args.reload_per_service,
         reload_interval=args.reload_interval,

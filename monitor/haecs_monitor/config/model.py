@@ -7,9 +7,10 @@ monitor's settings and the fully resolved checks of every real server.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import Optional, Union
+from dataclasses import dataclass, field
+from typing import Optional, Union, cast
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
@@ -49,7 +50,22 @@ class CheckTiming:
     jitter: float = 0.1  # fraction of the delay, spreads checks over time
 
 
-@dataclass(frozen=True)
+@functools.lru_cache(maxsize=1024)
+def shared_timing(
+    interval: float,
+    timeout: float,
+    rise: int,
+    fall: int,
+    fast_interval: float,
+    down_interval: float,
+    jitter: float,
+) -> CheckTiming:
+    """One CheckTiming object for every check with these values (they are
+    part of every check's key, and most checks share their timing)."""
+    return CheckTiming(interval, timeout, rise, fall, fast_interval, down_interval, jitter)
+
+
+@dataclass(frozen=True, slots=True)
 class CheckSpec:
     """One check of one endpoint, fully resolved (defaults applied, target known).
 
@@ -69,13 +85,12 @@ class CheckSpec:
     address: str
     port: int
     params: Params = ()
+    # Built once: the key is what every table of checks (health, scheduler,
+    # metrics, names) is indexed by, so they all share this one object.
+    _dedup_key: CheckKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def dedup_key(self) -> CheckKey:
-        """Identical checks (type, target, options and timing) share one key."""
-        # The timing as a plain tuple: a reload takes every check's key
-        # several times, and building a CheckTiming each time was most of it.
-        timing = (
+    def __post_init__(self) -> None:
+        timing = shared_timing(
             self.interval,
             self.timeout,
             self.rise,
@@ -84,25 +99,23 @@ class CheckSpec:
             self.down_interval,
             self.jitter,
         )
-        return (self.type, self.address, self.port, self.params, timing)
+        probe_key = (self.type, self.address, self.port, self.params)
+        object.__setattr__(self, "_dedup_key", (probe_key, timing))
+
+    @property
+    def dedup_key(self) -> CheckKey:
+        """Identical checks (type, target, options and timing) share one key."""
+        return self._dedup_key
 
     @property
     def probe_key(self) -> CheckKey:
         """What is probed and how, without the timing: checks with equal probe
         keys always get the same result."""
-        return (self.type, self.address, self.port, self.params)
+        return cast(CheckKey, self._dedup_key[0])
 
     @property
     def timing(self) -> CheckTiming:
-        return CheckTiming(
-            self.interval,
-            self.timeout,
-            self.rise,
-            self.fall,
-            self.fast_interval,
-            self.down_interval,
-            self.jitter,
-        )
+        return cast(CheckTiming, self._dedup_key[1])
 
     def param(self, name: str, default: ParamValue = None) -> ParamValue:
         for key, value in self.params:
@@ -151,7 +164,7 @@ class CheckSpec:
         return "%s %s" % (self.type, format_endpoint(self.address, self.port))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RealServerConfig:
     server: RealServer  # as configured: `weight` is the configured weight
     checks: tuple[CheckSpec, ...] = ()  # empty: no checks, the server counts as up

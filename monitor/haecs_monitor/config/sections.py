@@ -61,6 +61,11 @@ class SectionMemory:
         """A load was refused: forget what it read, keep the last good load."""
         self._pending = {}
 
+    def adopt(self, other: SectionMemory) -> None:
+        """Take over what `other` remembers (a load done in another process)."""
+        self._valid, self._pending = other._valid, other._pending
+        self.file_digest, self.config = other.file_digest, other.config
+
     def __len__(self) -> int:
         return len(self._valid)
 

@@ -58,6 +58,7 @@ def check_summary(config: Any) -> str:
 def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
     args = monitor_parser().parse_args(argv)
     try:
+        from haecs_monitor.config.forked import load_config_in_child
         from haecs_monitor.config.load import ConfigError, load_config
         from haecs_monitor.config.sections import SectionMemory
     except ImportError as error:
@@ -65,7 +66,11 @@ def monitor_main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     sections = SectionMemory()  # a reload reads again only the sections that changed
     try:
-        config = load_config(args.config, sections)
+        # The daemon keeps only the loaded model, not what loading it took.
+        if args.check:
+            config = load_config(args.config, sections)
+        else:
+            config = load_config_in_child(args.config, sections)
     except ConfigError as error:
         for message in error.errors:
             print(message, file=sys.stdout if args.check else sys.stderr)

@@ -71,6 +71,8 @@ def render(families: Iterable[Family]) -> str:
 class Histogram:
     """A cumulative histogram of durations (seconds)."""
 
+    __slots__ = ("buckets", "counts", "sum", "total")
+
     BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
     def __init__(self, buckets: tuple[float, ...] = BUCKETS) -> None:

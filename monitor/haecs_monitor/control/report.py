@@ -40,7 +40,7 @@ class MonitorView(Protocol):
     notifier: Notifier
     api: Api
     check_names: dict[CheckKey, str]
-    state_changes: Counter[tuple[str, str, str]]
+    state_changes: Counter[tuple[ServerRef, str]]  # (server, new state)
     reloads: Counter[str]
     last_error: Optional[str]
     last_reconcile: Optional[float]
@@ -266,7 +266,12 @@ def families(monitor: MonitorView) -> list[metrics.Family]:
     for listener in ("unix", "tcp"):
         refused.add(monitor.api.refused_connections.get(listener, 0), listener=listener)
     changes = metrics.Family("haecs_state_changes_total", "counter", "Real server state changes")
-    for (service_id, server_id, state), count in sorted(monitor.state_changes.items()):
+    # Counted by the board's own ServerRef (no strings kept per server); named here.
+    named = sorted(
+        (ids.service_id(ref.service), ids.server_id(ref.address, ref.port), state, count)
+        for (ref, state), count in monitor.state_changes.items()
+    )
+    for service_id, server_id, state, count in named:
         changes.add(count, service=service_id, server=server_id, state=state)
     lag = metrics.Family(
         "haecs_loop_lag_seconds", "gauge", "How late the event loop woke up last time"

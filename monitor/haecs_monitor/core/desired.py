@@ -92,7 +92,7 @@ class ServiceInput:
         return self.service.key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerOutcome:
     """What became of one real server, and why (for status and logs)."""
 
@@ -153,12 +153,15 @@ def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, Servi
     servers: dict[ServerKey, ServerOutcome] = {}
     for item in spec.servers:
         outcome = _server(item, spec.on_failure, sorry)
-        servers[item.server.key] = outcome
+        key = item.server.key
+        servers[key] = outcome
         if outcome.in_table:
-            server = item.server
-            if server.weight != outcome.weight:
-                server = replace(server, weight=outcome.weight)
-            entry.real_servers[server.key] = server
+            # The configured object itself where the weight is the same: the
+            # desired table is rebuilt on every apply and kept until the next.
+            same = item.server.weight == outcome.weight
+            entry.real_servers[key] = (
+                item.server if same else replace(item.server, weight=outcome.weight)
+            )
     if sorry:
         for sorry_server in spec.sorry_servers:
             entry.real_servers[sorry_server.key] = sorry_server

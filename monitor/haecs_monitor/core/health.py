@@ -54,7 +54,7 @@ DOWN = "down"
 RandomSource = Callable[[], float]  # uniform in [0, 1), like random.random
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ServerRef:
     """One real server of one service (a server in two services is two refs)."""
 
@@ -116,6 +116,22 @@ def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
 
 class CheckHealth:
     """The rise/fall state of one check, shared by every server that uses it."""
+
+    __slots__ = (
+        "changed_at",
+        "confirmed",
+        "detail",
+        "failures",
+        "history",
+        "last_checked",
+        "last_unknown",
+        "spec",
+        "successes",
+        "unknown_streak",
+        "unknowns",
+        "up",
+        "weight",
+    )
 
     def __init__(self, spec: CheckSpec, up: bool, now: float) -> None:
         self.spec = spec
@@ -225,6 +241,8 @@ class CheckHealth:
 
 class ServerHealth:
     """One real server of one service: up when all its checks are up."""
+
+    __slots__ = ("checks", "config", "ramp_start", "ref", "slow_start", "up")
 
     def __init__(
         self,

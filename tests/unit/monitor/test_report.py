@@ -10,12 +10,13 @@ from typing import Any
 
 from haecs_monitor.config.load import parse_config
 from haecs_monitor.control import report
+from haecs_monitor.core.health import ServerRef
 from haecs_monitor.kernel.actuator import Actuator
 from haecs_monitor.runtime.events import EventLog
 from haecs_monitor.runtime.looplag import LoopLag
 from haecs_monitor.runtime.notify import Notifier
 from monitor_fakes import FakeEngine
-from test_daemon import config_dict
+from test_daemon import KEY, config_dict
 
 
 def view(tmp: str, **changes: Any) -> Any:
@@ -41,7 +42,7 @@ def view(tmp: str, **changes: Any) -> Any:
         checks_total=Counter(),
         check_durations={},
         last_duration={},
-        state_changes=Counter({("tcp:10.0.0.1:80", "10.0.2.1:80", "down"): 4}),
+        state_changes=Counter({(ServerRef(KEY, "10.0.2.1", 80), "down"): 4}),
         reloads=Counter({"accepted": 2, "rejected": 1}),
         last_error=None,
         last_reconcile=1010.0,

@@ -120,17 +120,60 @@ def test_scheduler_runs_one_task_per_check_and_stops_them(monkeypatch: pytest.Mo
         )
         scheduler.sync(board)
         scheduler.sync(board)  # again: no second task for a check
-        assert len(scheduler._tasks) == len(board.checks)
+        assert scheduler.scheduled() == len(board.checks)
         for _attempt in range(200):
             if len(observed) >= len(board.checks):
                 break
             await asyncio.sleep(0.01)
         await scheduler.stop()
-        assert scheduler._tasks == {}
+        assert scheduler.scheduled() == 0
 
     asyncio.run(main())
     assert observed and set(observed) == {"up"}
     assert seen
+
+
+def test_a_check_holds_no_task_between_runs_and_runs_at_its_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: list[tuple[str, float]] = []
+
+    async def probe(spec: Any, address: str, port: int) -> CheckResult:
+        runs.append((address, asyncio.get_running_loop().time()))
+        return CheckResult(True, None, "connected")
+
+    monkeypatch.setattr(scheduler_mod, "CHECKS", {"tcp": probe})
+
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        # first delay 0.1 x interval, then exactly the interval (no jitter)
+        board = HealthBoard(
+            config(interval=0.3, fast_interval=0.3, down_interval=0.3, timeout=0.1),
+            loop.time(),
+            set(),
+            lambda: 0.1,
+        )
+        scheduler = scheduler_mod.CheckScheduler(
+            EventLog(io.StringIO()), loop.time, lambda *args: None
+        )
+        started = loop.time()
+        scheduler.sync(board)
+        await asyncio.sleep(0.15)  # every check ran once, none is due again yet
+        tasks_between_runs = len(asyncio.all_tasks()) - 1  # this one
+        await asyncio.sleep(0.3)
+        await scheduler.stop()
+        return tasks_between_runs, started
+
+    tasks_between_runs, started = asyncio.run(main())
+    assert tasks_between_runs == 0
+    by_address: dict[str, list[float]] = {}
+    for address, at in runs:
+        by_address.setdefault(address, []).append(at - started)
+    assert sorted(by_address) == ["10.0.2.1", "10.0.2.2"]
+    for times in by_address.values():
+        assert len(times) == 2
+        assert times[0] >= 0.03  # a tenth of the interval
+        assert times[1] - times[0] >= 0.3  # the interval
 
 
 def test_a_crashing_check_is_unknown_not_down(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,82 @@
+"""The daemon's configuration loaded in a forked child: the same model, the same errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import yaml
+from haecs_monitor.config import forked
+from haecs_monitor.config.load import ConfigError, load_config
+from haecs_monitor.config.sections import SectionMemory
+from test_daemon import config_dict
+
+
+def write(tmp: str, document: dict[str, Any]) -> str:
+    path = os.path.join(tmp, "monitor.yml")
+    with open(path, "w") as handle:
+        yaml.safe_dump(document, handle)
+    return path
+
+
+def counting_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths this process loaded itself (a child's loads are not seen here)."""
+    loads: list[str] = []
+
+    def counted(path: str, sections: Any = None) -> Any:
+        loads.append(path)
+        return load_config(path, sections)
+
+    monkeypatch.setattr(forked, "load_config", counted)
+    return loads
+
+
+def test_the_child_loads_the_same_model(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(str(tmp_path), config_dict(str(tmp_path), servers=(1, 2, 3)))
+    loads = counting_loads(monkeypatch)
+    config = forked.load_config_in_child(path)
+    assert loads == []
+    assert config == load_config(path)
+    specs = config.unique_checks()
+    assert len(specs) == 3
+    assert all(spec.dedup_key == key for key, spec in specs.items())
+
+
+def test_an_invalid_config_gives_the_same_errors(tmp_path: Any) -> None:
+    document = config_dict(str(tmp_path))
+    document["services"][0]["real_servers"][1]["weight"] = "heavy"
+    document["services"][0]["real_servers"][0]["weight"] = -1
+    path = write(str(tmp_path), document)
+    with pytest.raises(ConfigError) as in_process:
+        load_config(path)
+    with pytest.raises(ConfigError) as in_child:
+        forked.load_config_in_child(path)
+    assert len(in_child.value.errors) == 2
+    assert in_child.value.errors == in_process.value.errors
+
+
+def test_a_failing_child_falls_back_to_loading_here(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(str(tmp_path), config_dict(str(tmp_path)))
+
+    def crash(_path: str, _sections: Any) -> bytes:
+        raise RuntimeError("a bug in the child")
+
+    monkeypatch.setattr(forked, "_loaded_message", crash)
+    loads = counting_loads(monkeypatch)
+    assert forked.load_config_in_child(path) == load_config(path)
+    assert loads == [path]
+
+
+def test_the_section_memory_comes_back_from_the_child(tmp_path: Any) -> None:
+    """The first reload after the start reads again only what changed: the
+    child's section memory is the daemon's, holding the model's own objects."""
+    path = write(str(tmp_path), config_dict(str(tmp_path), servers=(1, 2, 3)))
+    sections = SectionMemory()
+    config = forked.load_config_in_child(path, sections)
+    assert len(sections) == len(config.services) > 0
+    assert sections.config is config
+    again = load_config(path, sections)  # the same file: recalled, not read
+    assert again is config
