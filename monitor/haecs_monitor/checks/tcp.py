@@ -5,7 +5,7 @@ Two methods, one meaning (`syn.method` picks, per address family):
 - "syn" (with CAP_NET_RAW, as the monitor's unit runs): one SYN from a raw
   socket, answered by SYN-ACK (up), RST (down) or nothing in time (timed
   out).  Two system calls a check instead of about nine; see `checks.syn`
-  and docs/design/monitor-checks.md.
+  and docs/design/monitor-deploy.md ("The tcp check: SYN probing").
 - "connect" (the fallback): a bare non-blocking socket and
   `loop.sock_connect`, up when the three-way handshake completes.  No
   asyncio transport or protocol objects per check, which costs a quarter

@@ -8,5 +8,6 @@
     prober   the raw socket: send, read, time out
     method   which method (syn or connect) a family uses, and why
 
-See docs/design/monitor-checks.md ("SYN probing") for the design and its trade-off.
+See docs/design/monitor-deploy.md ("The tcp check: SYN probing") for the
+design and its trade-off.
 """
