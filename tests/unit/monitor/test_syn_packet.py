@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 
@@ -164,36 +163,41 @@ def test_filter_size_is_bounded() -> None:
 
 
 def test_only_the_exact_answer_resolves_a_probe() -> None:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        pending = Pending()
-        future: asyncio.Future[bool | None] = loop.create_future()
-        key = (DST4, 8080, 40000)
-        pending.add(key, 0xFFFFFFFF, future)  # ack wraps to 0
-        synack = packet.SYN | packet.ACK
-        assert not pending.answer(packet.Reply(DST4, 8080, 40000, 0xFFFFFFFF, synack))  # our seq
-        assert not pending.answer(packet.Reply(DST4, 8080, 40001, 0, synack))  # other port
-        assert not pending.answer(packet.Reply(DST4, 8081, 40000, 0, synack))  # other service
-        assert not pending.answer(packet.Reply(SRC4, 8080, 40000, 0, synack))  # other host
-        assert not pending.answer(packet.Reply(DST4, 8080, 40000, 0, packet.SYN))  # no ACK
-        assert not future.done()
-        assert pending.answer(packet.Reply(DST4, 8080, 40000, 0, synack))
-        assert future.result() is True
-        # a duplicate (retransmitted SYN-ACK) changes nothing
-        assert not pending.answer(packet.Reply(DST4, 8080, 40000, 0, packet.RST | packet.ACK))
-        pending.remove(key, future)
-        assert len(pending) == 0 and not pending.busy(key)
+    pending = Pending()
+    got: list[tuple[bool, float]] = []
 
-        refused: asyncio.Future[bool | None] = loop.create_future()
-        pending.add(key, 41, refused)
-        assert pending.answer(packet.Reply(DST4, 8080, 40000, 42, packet.RST | packet.ACK))
-        assert refused.result() is False
-        # remove() of a finished probe leaves a newer one on the same key alone
-        newer: asyncio.Future[bool | None] = loop.create_future()
-        pending.add(key, 99, newer)
-        pending.remove(key, refused)
-        assert pending.busy(key)
-        pending.cancel_all()
-        assert newer.cancelled() and len(pending) == 0
+    def resolve(answer: bool, when: float) -> None:
+        got.append((answer, when))
 
-    asyncio.run(main())
+    key = (DST4, 8080, 40000)
+    pending.add(key, 0xFFFFFFFF, resolve)  # ack wraps to 0
+    synack = packet.SYN | packet.ACK
+    assert pending.match(packet.Reply(DST4, 8080, 40000, 0xFFFFFFFF, synack)) is None  # our seq
+    assert pending.match(packet.Reply(DST4, 8080, 40001, 0, synack)) is None  # other port
+    assert pending.match(packet.Reply(DST4, 8081, 40000, 0, synack)) is None  # other service
+    assert pending.match(packet.Reply(SRC4, 8080, 40000, 0, synack)) is None  # other host
+    assert pending.match(packet.Reply(DST4, 8080, 40000, 0, packet.SYN)) is None  # no ACK
+    assert pending.busy(key)
+    assert pending.match(packet.Reply(DST4, 8080, 40000, 0, synack)) == (resolve, True)
+    # answered: off the table, so a duplicate (retransmitted SYN-ACK) matches nothing
+    assert not pending.busy(key) and len(pending) == 0
+    assert pending.match(packet.Reply(DST4, 8080, 40000, 0, packet.RST | packet.ACK)) is None
+
+    pending.add(key, 41, resolve)
+    assert pending.match(packet.Reply(DST4, 8080, 40000, 42, packet.RST | packet.ACK)) == (
+        resolve,
+        False,
+    )
+
+    # remove() by an older probe leaves a newer one on the same key alone
+    def newer(answer: bool, when: float) -> None:
+        raise AssertionError("not called")
+
+    pending.add(key, 99, newer)
+    pending.remove(key, resolve)
+    assert pending.busy(key)
+    pending.remove(key, newer)
+    assert not pending.busy(key)
+    pending.add(key, 7, newer)
+    pending.clear()
+    assert len(pending) == 0 and got == []

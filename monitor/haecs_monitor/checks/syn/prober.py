@@ -21,7 +21,7 @@ from typing import Optional
 
 from haecs_monitor.checks.base import CheckResult, down, os_error, timed_out, up
 from haecs_monitor.checks.syn import bpf, packet
-from haecs_monitor.checks.syn.pending import Answer, Pending
+from haecs_monitor.checks.syn.pending import Key, Pending, Resolve
 from haecs_monitor.checks.syn.ports import PortPool
 from haecs_monitor.checks.syn.route import SOURCE_MAX_AGE, source_address
 from haecs_monitor.config.model import CheckSpec
@@ -29,8 +29,9 @@ from haecs_monitor.config.model import CheckSpec
 RECEIVE_BUFFER = 4 << 20  # answers queued while the loop is busy
 READS_PER_WAKEUP = 256
 
-_UP = up("SYN-ACK: listening")
-_REFUSED = down("refused (RST)")
+UP = up("SYN-ACK: listening")
+REFUSED = down("refused (RST)")
+_NO_KEY: Key = (b"", 0, 0)
 
 
 class Target:
@@ -97,7 +98,7 @@ class SynProber:
                 self.loop.remove_reader(self._sock.fileno())
             self._sock.close()
         self._ports.close()
-        self._pending.cancel_all()
+        self._pending.clear()
 
     def target(self, address: str, port: int) -> Target:
         """The cached target; OSError when ADDRESS is not one of this family."""
@@ -109,47 +110,71 @@ class SynProber:
     def forget(self, address: str, port: int) -> None:
         self._targets.pop((address, port), None)
 
-    async def probe(self, spec: CheckSpec, target: Target) -> CheckResult:
-        loop = self.loop
-        now = loop.time()
+    def send(
+        self, target: Target, now: float, resolve: Resolve
+    ) -> tuple[Optional[CheckResult], Key]:
+        """Send one SYN to TARGET; RESOLVE gets its answer.  A result instead
+        when it could not be sent (no route: down; a local fault: unknown).
+        The caller times the probe out: `cancel(key, resolve)`."""
         if self._ipv4 and (target.template is None or target.expires <= now):
             try:
                 source = source_address(self.family, target.address)
             except OSError as error:
-                return os_error("route", error)
+                return os_error("route", error), _NO_KEY
             target.template = packet.SynTemplate(source, target.packed, target.port)
             target.expires = now + SOURCE_MAX_AGE
         our_port = self._ports.take()
         key = (target.packed, target.port, our_port)
         if self._pending.busy(key):  # every port of the pool busy towards this target
-            return os_error("send", OSError(11, "all probe ports busy towards this target"))
+            return os_error("send", OSError(11, "all probe ports busy towards this target")), key
         seq = self._random.getrandbits(32)
         if target.template is not None:
             segment = target.template.build(our_port, seq)
         else:  # IPv6: the kernel fills in the checksum (IPV6_CHECKSUM)
             segment = packet.syn_segment(our_port, target.port, seq)
-        future: asyncio.Future[Answer] = loop.create_future()
-        self._pending.add(key, seq, future)
+        self._pending.add(key, seq, resolve)
         try:
             self._sock.sendto(segment, (target.address, self._destination_port))
         except OSError as error:
-            self._pending.remove(key, future)
-            return os_error("send", error)
+            self._pending.remove(key, resolve)
+            return os_error("send", error), key
+        return None, key
+
+    def cancel(self, key: Key, resolve: Resolve, timed_out: bool, target: Target) -> None:
+        """Stop waiting for a probe; after a timeout, learn TARGET's source
+        address again at the next probe (a route may have changed)."""
+        self._pending.remove(key, resolve)
+        if timed_out:
+            target.expires = 0.0
+
+    async def probe(self, spec: CheckSpec, target: Target) -> CheckResult:
+        """One probe as a coroutine: send, wait for the answer or the timeout."""
+        loop = self.loop
+        now = loop.time()
+        future: asyncio.Future[Optional[bool]] = loop.create_future()
+
+        def resolve(answer: bool, _when: float) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        failed, key = self.send(target, now, resolve)
+        if failed is not None:
+            return failed
         timer = loop.call_at(now + spec.timeout, _expire, future)
         try:
             answer = await future
         finally:
             timer.cancel()
-            self._pending.remove(key, future)
+            self.cancel(key, resolve, future.done() and future.result() is None, target)
         if answer is None:
-            target.expires = 0.0  # learn the source address again next time
             return timed_out(spec, now)
-        return _UP if answer else _REFUSED
+        return UP if answer else REFUSED
 
     def _on_readable(self) -> None:
         sock = self._sock
-        answer = self._pending.answer
+        match = self._pending.match
         ipv4 = self._ipv4
+        answers: list[tuple[Resolve, bool]] = []
         for _unused in range(READS_PER_WAKEUP):
             try:
                 if ipv4:
@@ -159,14 +184,24 @@ class SynProber:
                     peer = socket.inet_pton(self.family, sender[0].partition("%")[0])
                     reply = packet.parse_segment(peer, data)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:
-                return  # nothing this socket can tell us now; probes time out
+                break  # nothing this socket can tell us now; probes time out
             if reply is not None:
-                answer(reply)
+                matched = match(reply)
+                if matched is not None:
+                    answers.append(matched)
+        if answers:
+            now = self.loop.time()  # one clock read for the lot
+            for resolve, answer in answers:
+                resolve(answer, now)
+
+    def read_now(self) -> None:
+        """Read what has arrived (before timing probes out)."""
+        self._on_readable()
 
 
-def _expire(future: asyncio.Future[Answer]) -> None:
+def _expire(future: asyncio.Future[Optional[bool]]) -> None:
     if not future.done():
         future.set_result(None)
 
