@@ -12,13 +12,14 @@ import asyncio
 from collections import Counter
 from typing import Callable, Optional
 
-from haecs_monitor.checks import CHECKS
+from haecs_monitor.checks import CHECKS, tcp
 from haecs_monitor.checks.base import CheckFunction, CheckResult, timed_out, unknown, within
 from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.model import CheckKey, CheckSpec
 from haecs_monitor.control.metrics import Histogram
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.syn_driver import SynDriver
 
 CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
 # A check whose timeout the event loop noticed later than its deadline by at
@@ -40,6 +41,7 @@ class CheckScheduler:
         self._board: Optional[HealthBoard] = None
         self._tasks: dict[CheckKey, asyncio.Task[None]] = {}
         self._stopping = False
+        self._driver: Optional[SynDriver] = None  # the tcp checks that go by SYN
         # metrics, by unique check
         self.checks_total: Counter[tuple[CheckKey, str]] = Counter()  # by result.outcome
         self.check_durations: dict[CheckKey, Histogram] = {}
@@ -50,21 +52,38 @@ class CheckScheduler:
         ] = {}
 
     def sync(self, board: HealthBoard) -> None:
-        """One task per check of BOARD: start new ones, cancel dropped ones."""
+        """Run every check of BOARD: tcp checks that can go by SYN in the
+        SYN driver, every other one in a task of its own; stop dropped ones."""
         self._board = board
         loop = asyncio.get_running_loop()
+        by_syn: set[CheckKey] = set()
+        if CHECKS.get("tcp") is tcp.check:  # (a test may put its own probe there)
+            by_syn = {
+                key
+                for key, health in board.checks.items()
+                if SynDriver.prober_for(loop, health.spec) is not None
+            }
         for key in list(self._tasks):
-            if key not in board.checks:
+            if key not in board.checks or key in by_syn:
                 self._tasks.pop(key).cancel()
+        for key in list(self.check_durations):
+            if key not in board.checks:
                 self.check_durations.pop(key, None)
                 self.last_duration.pop(key, None)
+        if by_syn or self._driver is not None:
+            if self._driver is None:
+                self._driver = SynDriver(loop, blame_late_loop, self._observe)
+            self._driver.sync(board, by_syn)
         for key in board.checks:
-            if key not in self._tasks:
+            if key not in self._tasks and key not in by_syn:
                 self._tasks[key] = loop.create_task(self._loop(board, key), name="check")
 
     async def stop(self) -> None:
         """Cancel every check task and wait until all have ended."""
         self._stopping = True
+        if self._driver is not None:
+            self._driver.stop()
+            self._driver = None
         # asyncio.wait_for (Python < 3.12) can swallow a cancel() that lands
         # as the check finishes; the loops also end on their own once
         # stopping, and we cancel again until every task has ended.
