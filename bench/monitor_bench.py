@@ -24,11 +24,12 @@ one wildcard listener on port 80 serving every address.  Forwarding is NAT;
 no traffic goes through the virtual services.
 
 How each figure is measured (also in the --json document):
-  (a) checks = SYN-ACKs the real servers sent during the window (Tcp
-      OutSegs of their namespace, one segment per check of an open port for
-      a completed connect and a SYN probe alike, so the same counter for
-      both); cross-checks: connections accepted (0 for HAECS's SYN probes,
-      which complete no connection), HAECS's haecs_checks_total,
+  (a) checks = handshakes the real servers' listeners answered during the
+      window: PassiveOpens + AttemptFails of their namespace's Tcp counters
+      (a completed connect counts once in PassiveOpens, a SYN probe, reset
+      in SYN-RECV, once in AttemptFails: the same counter for both);
+      cross-checks: connections accepted (0 for HAECS's SYN probes, which
+      complete no connection), HAECS's haecs_checks_total,
       and for keepalived servers x window / delay_loop.  keepalived's CPU is
       its parent plus its checker child.
   (b) a kill closes one listener (connection refused); up to --concurrent
@@ -238,7 +239,7 @@ def real_server_main() -> int:
             "errors": errors[:5],
             "t": time.monotonic(),
             "accepted": accepted,
-            "out_segments": tcp_out_segments(),
+            "handshakes": tcp_handshakes(),
             "listeners": len(listeners),
         }
 
@@ -265,11 +266,14 @@ def real_server_main() -> int:
                 accepted += 1
 
 
-def tcp_out_segments() -> int:
-    """Tcp OutSegs of this process's network namespace (/proc/net/snmp)."""
+def tcp_handshakes() -> int:
+    """PassiveOpens + AttemptFails of this process's network namespace
+    (/proc/net/snmp): every SYN a listener answered, whether the client
+    completed the handshake (a connect) or reset it (a SYN probe)."""
     with open("/proc/net/snmp") as handle:
         rows = [line.split() for line in handle if line.startswith("Tcp:")]
-    return int(rows[1][rows[0].index("OutSegs")])
+    names, values = rows[0], rows[1]
+    return int(values[names.index("PassiveOpens")]) + int(values[names.index("AttemptFails")])
 
 
 class RealServers:
@@ -298,9 +302,9 @@ class RealServers:
         return int(self.call(op="count")["accepted"])
 
     def counts(self) -> tuple[int, int]:
-        """(connections accepted, TCP segments sent) so far."""
+        """(connections accepted, handshakes answered) so far."""
         reply = self.call(op="count")
-        return int(reply["accepted"]), int(reply["out_segments"])
+        return int(reply["accepted"]), int(reply["handshakes"])
 
     def stop(self) -> None:
         if self.proc.stdin is not None:
@@ -1281,9 +1285,9 @@ def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> li
                 "<= 1.0x keepalived",
                 None if h is None or k is None else h <= k,
                 notes=[
-                    "checks counted as SYN-ACKs the real servers sent in the window "
-                    "(Tcp OutSegs of their namespace: same counter for both); "
-                    "cross-checks in details"
+                    "checks counted as handshakes the real servers answered in the "
+                    "window (PassiveOpens + AttemptFails of their namespace: the same "
+                    "counter for a connect and a SYN probe); cross-checks in details"
                 ],
             )
         )
