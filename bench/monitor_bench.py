@@ -30,8 +30,12 @@ one wildcard listener on port 80 serving every address.  Forwarding is NAT;
 no traffic goes through the virtual services.
 
 How each figure is measured (also in the --json document):
-  (a) checks = connections the real servers accepted during the window (one
-      counter, same for both); cross-checks: HAECS's haecs_checks_total,
+  (a) checks = handshakes the real servers' listeners answered during the
+      window: PassiveOpens + AttemptFails of their namespace's Tcp counters
+      (a completed connect counts once in PassiveOpens, a SYN probe, reset
+      in SYN-RECV, once in AttemptFails: the same counter for both);
+      cross-checks: connections accepted (0 for HAECS's SYN probes, which
+      complete no connection), HAECS's haecs_checks_total,
       and for keepalived servers x window / delay_loop.  keepalived's CPU is
       its parent plus its checker child.
   (b) a kill closes one listener (connection refused); up to --concurrent
@@ -248,6 +252,7 @@ def real_server_main() -> int:
             "errors": errors[:5],
             "t": time.monotonic(),
             "accepted": accepted,
+            "handshakes": tcp_handshakes(),
             "listeners": len(listeners),
         }
 
@@ -274,6 +279,16 @@ def real_server_main() -> int:
                 accepted += 1
 
 
+def tcp_handshakes() -> int:
+    """PassiveOpens + AttemptFails of this process's network namespace
+    (/proc/net/snmp): every SYN a listener answered, whether the client
+    completed the handshake (a connect) or reset it (a SYN probe)."""
+    with open("/proc/net/snmp") as handle:
+        rows = [line.split() for line in handle if line.startswith("Tcp:")]
+    names, values = rows[0], rows[1]
+    return int(values[names.index("PassiveOpens")]) + int(values[names.index("AttemptFails")])
+
+
 class RealServers:
     """The harness's handle on the listener process."""
 
@@ -298,6 +313,11 @@ class RealServers:
 
     def accepted(self) -> int:
         return int(self.call(op="count")["accepted"])
+
+    def counts(self) -> tuple[int, int]:
+        """(connections accepted, handshakes answered) so far."""
+        reply = self.call(op="count")
+        return int(reply["accepted"]), int(reply["handshakes"])
 
     def stop(self) -> None:
         if self.proc.stdin is not None:
@@ -795,11 +815,11 @@ def phase_cpu(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
                 time.sleep(2 * timing.interval + 1)  # past the first spread-out checks
                 before_metrics = daemon.metrics() if isinstance(daemon, Haecs) else {}
                 tm0 = time.monotonic()
-                accepted0 = servers.accepted()
+                accepted0, segments0 = servers.counts()
                 cpu0, t0 = daemon.cpu(), time.monotonic()
                 time.sleep(opts.cpu_seconds)
                 cpu1, t1 = daemon.cpu(), time.monotonic()
-                accepted1 = servers.accepted()
+                accepted1, segments1 = servers.counts()
                 after_metrics = daemon.metrics() if isinstance(daemon, Haecs) else {}
                 tm1 = time.monotonic()
                 daemon.check_alive()
@@ -807,12 +827,13 @@ def phase_cpu(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
                 stop(daemon)
             window = t1 - t0
             cpu = cpu1 - cpu0
-            checks = accepted1 - accepted0
+            checks = segments1 - segments0
             entry: dict[str, Any] = {
                 "round": round_number + 1,
                 "window_seconds": round(window, 2),
                 "cpu_seconds": round(cpu, 3),
-                "checks_accepted_by_real_servers": checks,
+                "checks_answered_by_real_servers": checks,
+                "connections_accepted_by_real_servers": accepted1 - accepted0,
                 "checks_expected": round(layout.servers * window / timing.interval),
             }
             if isinstance(daemon, Haecs):
@@ -840,7 +861,7 @@ def phase_cpu(opts: Options, ipvs: Any, servers: RealServers) -> dict[str, Any]:
     }
     for kind in KINDS:
         cpu = sum(entry["cpu_seconds"] for entry in rounds[kind])
-        checks = sum(entry["checks_accepted_by_real_servers"] for entry in rounds[kind])
+        checks = sum(entry["checks_answered_by_real_servers"] for entry in rounds[kind])
         result[kind] = round(cpu / checks * 10000, 4) if checks else None
     return result
 
@@ -1528,8 +1549,9 @@ def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> li
                 "<= 1.0x keepalived",
                 None if h is None or k is None else h <= k,
                 notes=[
-                    "checks counted as connections the real servers accepted "
-                    "in the window (same counter for both); cross-checks in details"
+                    "checks counted as handshakes the real servers answered in the "
+                    "window (PassiveOpens + AttemptFails of their namespace: the same "
+                    "counter for a connect and a SYN probe); cross-checks in details"
                 ],
             )
         )

@@ -76,7 +76,50 @@ async def checker(
         await asyncio.sleep(max(0.0, check.interval - (loop.time() - started)))
 
 
-async def run(count: int, seconds: float, interval: float, streams: bool = False) -> dict[str, Any]:
+class _Health:
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+
+
+class _Board:
+    """What the scheduler asks of a HealthBoard: checks, first and next delay."""
+
+    def __init__(self, specs: list[CheckSpec], interval: float) -> None:
+        self.checks = {("tcp", index): _Health(spec) for index, spec in enumerate(specs)}
+        self._interval = interval
+        self._count = len(specs)
+
+    def first_delay(self, key: Any) -> float:
+        return float(self._interval * key[1] / self._count)
+
+    def next_delay(self, key: Any) -> float:
+        return float(self._interval)
+
+
+async def through_scheduler(
+    specs: list[CheckSpec], seconds: float, interval: float, counts: dict[str, int]
+) -> None:
+    """The daemon's way: runtime.scheduler.CheckScheduler over a stand-in board."""
+    import io
+
+    from haecs_monitor.runtime.events import EventLog
+    from haecs_monitor.runtime.scheduler import CheckScheduler
+
+    def observe(key: Any, spec: CheckSpec, result: Any, duration: float) -> None:
+        counts["up" if result.up else "down"] += 1
+        if not result.up:
+            counts["why: " + result.detail] = counts.get("why: " + result.detail, 0) + 1
+
+    loop = asyncio.get_running_loop()
+    scheduler = CheckScheduler(EventLog(io.StringIO()), loop.time, observe)
+    scheduler.sync(_Board(specs, interval))  # type: ignore[arg-type]
+    await asyncio.sleep(seconds)
+    await scheduler.stop()
+
+
+async def run(
+    count: int, seconds: float, interval: float, streams: bool = False, scheduler: bool = False
+) -> dict[str, Any]:
     socks = listeners(count)
     specs = [spec_for(sock.getsockname()[1], interval) for sock in socks]
     counts = {"up": 0, "down": 0}
@@ -84,11 +127,14 @@ async def run(count: int, seconds: float, interval: float, streams: bool = False
     before = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.monotonic()
     until = loop.time() + seconds
-    tasks = [
-        asyncio.ensure_future(checker(spec, interval * index / count, until, counts, streams))
-        for index, spec in enumerate(specs)
-    ]
-    await asyncio.gather(*tasks)
+    if scheduler:
+        await through_scheduler(specs, seconds, interval, counts)
+    else:
+        tasks = [
+            asyncio.ensure_future(checker(spec, interval * index / count, until, counts, streams))
+            for index, spec in enumerate(specs)
+        ]
+        await asyncio.gather(*tasks)
     wall = time.monotonic() - wall
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -96,7 +142,9 @@ async def run(count: int, seconds: float, interval: float, streams: bool = False
         sock.close()
     checks = counts["up"] + counts["down"]
     return {
-        "checker": "asyncio-streams" if streams else "haecs-tcp",
+        "checker": "asyncio-streams"
+        if streams
+        else ("haecs-scheduler-tcp" if scheduler else "haecs-tcp"),
         "listeners": count,
         "seconds": round(wall, 2),
         "checks": checks,
@@ -122,6 +170,11 @@ def main() -> int:
         action="store_true",
         help="measure asyncio.open_connection instead (the baseline)",
     )
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="run the checks through the monitor's CheckScheduler (as the daemon does)",
+    )
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2 * args.listeners + 100
@@ -130,7 +183,9 @@ def main() -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
         except (ValueError, OSError):
             pass
-    result = asyncio.run(run(args.listeners, args.seconds, args.interval, args.streams))
+    result = asyncio.run(
+        run(args.listeners, args.seconds, args.interval, args.streams, args.scheduler)
+    )
     if args.json:
         print(json.dumps(result))
     else:

@@ -603,6 +603,9 @@ def test_a_flood_of_idle_api_connections_removes_no_healthy_server(
     )
     healthy = {rs_address(n): 1 for n in (1, 2, 3)}
     wait_for(lambda: lab.weights() == healthy, UP_WITHIN, "three servers in")
+    # run as root: the tcp checks go by SYN (one raw socket, no descriptor
+    # per check), and the start says so
+    assert monitor.has_event("tcp_check_method", ipv4="syn"), monitor.events("tcp_check_method")
     assert monitor.process is not None
     subprocess.run(["prlimit", "--pid", str(monitor.process.pid), "--nofile=1024:1024"], check=True)
     flood: list[socket.socket] = []

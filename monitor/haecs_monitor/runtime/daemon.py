@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey, Table
 from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.checks.syn import method as tcp_method
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
 from haecs_monitor.config.model import CheckKey, CheckSpec, ServiceConfig
 from haecs_monitor.config.sections import SectionMemory, checks_unchanged
@@ -169,6 +170,9 @@ class Monitor:
             else None,
         )
         loop = asyncio.get_running_loop()
+        if any(health.spec.type == "tcp" for health in self.board.checks.values()):
+            # "syn" (raw-socket SYN probes) or "connect", per family, and why
+            self.log.info("tcp_check_method", **tcp_method.describe(loop))
         for signum, handler in (
             (signal.SIGTERM, self.stop),
             (signal.SIGINT, self.stop),
@@ -202,6 +206,7 @@ class Monitor:
         self.log.info("stopping", on_exit=self.config.settings.on_exit)
         self.systemd.stopping()
         await self.scheduler.stop()
+        tcp_method.close(asyncio.get_running_loop())
         if self._applier is not None:
             self._applier.cancel()
             await asyncio.gather(self._applier, return_exceptions=True)

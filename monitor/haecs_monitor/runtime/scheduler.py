@@ -1,7 +1,9 @@
 """Check scheduling: when each unique check runs, and how one check runs.
 
-Checks waiting for their next run are entries of one heap (due time, key)
-under a single loop timer; a check gets an asyncio task only while it runs.
+A tcp check that can go by SYN runs in the SYN driver (runtime/syn_driver.py:
+one raw socket, its own heaps and timer, no task at all).  Every other check
+waiting for its next run is an entry of one heap (due time, key) under a
+single loop timer; such a check gets an asyncio task only while it runs.
 That run waits nothing but its check (with a hard cut-off), hands the result
 to the daemon and puts the check back on the heap after the jittered delay
 the health board asks for.  (A task per check that slept between runs held
@@ -19,12 +21,14 @@ import itertools
 from collections import Counter
 from typing import Callable, Optional
 
-from haecs_monitor.checks import CHECKS
-from haecs_monitor.checks.base import CheckResult, timed_out, unknown, within
+from haecs_monitor.checks import CHECKS, tcp
+from haecs_monitor.checks.base import CheckFunction, CheckResult, timed_out, unknown, within
+from haecs_monitor.checks.registry import CHECK_TYPES
 from haecs_monitor.config.model import CheckKey, CheckSpec
 from haecs_monitor.control.metrics import Histogram
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.syn_driver import SynDriver
 
 CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
 # A check whose timeout the event loop noticed later than its deadline by at
@@ -54,29 +58,53 @@ class CheckScheduler:
         self._timer: Optional[asyncio.TimerHandle] = None
         self._running: dict[CheckKey, asyncio.Task[None]] = {}  # checks running now
         self._stopping = False
+        self._driver: Optional[SynDriver] = None  # the tcp checks that go by SYN
         # metrics, by unique check
         self.checks_total: Counter[tuple[CheckKey, str]] = Counter()  # by result.outcome
         self.check_durations: dict[CheckKey, Histogram] = {}
         self.last_duration: dict[CheckKey, float] = {}
+        # by check type: (CHECKS' function, the one to call, keeps its own timeout)
+        self._functions: dict[
+            tuple[str, asyncio.AbstractEventLoop], tuple[CheckFunction, CheckFunction, bool]
+        ] = {}
 
     def sync(self, board: HealthBoard) -> None:
-        """Schedule every check of BOARD: start new ones, drop (and cancel) dropped ones."""
+        """Run every check of BOARD: tcp checks that can go by SYN in the SYN
+        driver, every other one from the heap of due checks; stop dropped ones."""
         self._board = board
         loop = asyncio.get_running_loop()
-        for key in [key for key in (*self._waiting, *self._running) if key not in board.checks]:
+        by_syn: set[CheckKey] = set()
+        if CHECKS.get("tcp") is tcp.check:  # (a test may put its own probe there)
+            by_syn = {
+                key
+                for key, health in board.checks.items()
+                if SynDriver.prober_for(loop, health.spec) is not None
+            }
+        for key in [
+            key
+            for key in (*self._waiting, *self._running)
+            if key not in board.checks or key in by_syn
+        ]:
             self._waiting.pop(key, None)
             running = self._running.pop(key, None)
             if running is not None:
                 running.cancel()
-            self.check_durations.pop(key, None)
-            self.last_duration.pop(key, None)
+        for key in list(self.check_durations):
+            if key not in board.checks:
+                self.check_durations.pop(key, None)
+                self.last_duration.pop(key, None)
+        if by_syn or self._driver is not None:
+            if self._driver is None:
+                self._driver = SynDriver(loop, blame_late_loop, self._observe)
+            self._driver.sync(board, by_syn)
         for key in board.checks:
-            if key not in self._waiting and key not in self._running:
+            if key not in by_syn and key not in self._waiting and key not in self._running:
                 self._schedule(key, loop.time() + board.first_delay(key))
 
     def scheduled(self) -> int:
         """How many checks are waiting for their next run or running now."""
-        return len(self._waiting) + len(self._running)
+        in_driver = len(self._driver) if self._driver is not None else 0
+        return len(self._waiting) + len(self._running) + in_driver
 
     async def stop(self) -> None:
         """Stop scheduling; cancel every running check and wait until all have ended."""
@@ -86,6 +114,9 @@ class CheckScheduler:
             self._timer = None
         self._heap.clear()
         self._waiting.clear()
+        if self._driver is not None:
+            self._driver.stop()
+            self._driver = None
         # asyncio.timeout can swallow a cancel() that lands as the check
         # finishes; the runs also end on their own once stopping, and we
         # cancel again until every one has ended.
@@ -131,6 +162,7 @@ class CheckScheduler:
             self._arm(heap[0][0])
 
     async def _run_once(self, key: CheckKey) -> None:
+        loop = asyncio.get_running_loop()
         try:
             board = self._board
             health = None if board is None else board.checks.get(key)
@@ -138,22 +170,51 @@ class CheckScheduler:
                 return
             spec = health.spec
             started = self.clock()
-            result = blame_late_loop(spec, await self.run(spec))
+            result = blame_late_loop(spec, await self.run(spec, loop))
             self._observe(key, spec, result, self.clock() - started)
         finally:
             if self._running.get(key) is asyncio.current_task():
                 del self._running[key]
         if not self._stopping and key in board.checks and key not in self._waiting:
-            due = asyncio.get_running_loop().time() + max(0.0, board.next_delay(key))
+            due = loop.time() + max(0.0, board.next_delay(key))
             self._schedule(key, due)
 
-    async def run(self, spec: CheckSpec) -> CheckResult:
-        """Run one check once, cut off CHECK_GRACE_SECONDS past its timeout;
-        a check that crashes is unknown (our fault), never down."""
-        function = CHECKS.get(spec.type)
+    def _function(
+        self, check_type: str, loop: asyncio.AbstractEventLoop
+    ) -> Optional[tuple[CheckFunction, CheckFunction, bool]]:
+        """CHECKS' function of CHECK_TYPE, bound to LOOP when its type can be."""
+        function = CHECKS.get(check_type)
         if function is None:
+            return None
+        cached = self._functions.get((check_type, loop))
+        if cached is not None and cached[0] is function:
+            return cached
+        kind = CHECK_TYPES.get(check_type)
+        if kind is not None and kind.probe is function and kind.bind is not None:
+            cached = (function, kind.bind(loop), kind.self_timed)
+        else:  # a function put in CHECKS by hand (tests): as it is
+            cached = (function, function, False)
+        self._functions[(check_type, loop)] = cached
+        return cached
+
+    async def run(
+        self, spec: CheckSpec, loop: Optional[asyncio.AbstractEventLoop] = None
+    ) -> CheckResult:
+        """Run one check once, cut off CHECK_GRACE_SECONDS past its timeout
+        (unless its type keeps to its timeout by construction); a check that
+        crashes is unknown (our fault), never down."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        functions = self._function(spec.type, loop)
+        if functions is None:
             return CheckResult(False, None, "unknown check type %s" % spec.type)
-        started = asyncio.get_running_loop().time()
+        _original, function, self_timed = functions
+        if self_timed:
+            try:
+                return await function(spec, spec.address, spec.port)
+            except Exception as error:
+                return self._crashed(error, spec)
+        started = loop.time()
         try:
             return await within(
                 function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
@@ -161,12 +222,15 @@ class CheckScheduler:
         except asyncio.TimeoutError:
             return timed_out(spec, started + CHECK_GRACE_SECONDS, " (cut off)")
         except Exception as error:
-            self.log.error(
-                "check_crashed",
-                check=spec.describe(),
-                reason="%s: %s" % (type(error).__name__, error),
-            )
-            return unknown("check failed internally: %s" % type(error).__name__)
+            return self._crashed(error, spec)
+
+    def _crashed(self, error: Exception, spec: CheckSpec) -> CheckResult:
+        self.log.error(
+            "check_crashed",
+            check=spec.describe(),
+            reason="%s: %s" % (type(error).__name__, error),
+        )
+        return unknown("check failed internally: %s" % type(error).__name__)
 
 
 def blame_late_loop(spec: CheckSpec, result: CheckResult) -> CheckResult:

@@ -1,0 +1,219 @@
+"""The tcp checks that go by SYN, run without a task each.
+
+The scheduler gives every other check an asyncio task that sleeps, checks
+and sleeps again.  For a SYN probe that machinery is most of the cost: per
+check a task step or two, a future, two timers and several clock reads and
+event-loop turns, each a system call (epoll_wait, clock_gettime) that in a
+user-mode-Linux guest, or under a seccomp filter, costs far more than the
+probe's own sendto().  So this driver keeps SYN checks in two heaps, due
+times and deadlines, with ONE timer armed for the earliest: each wake-up
+sends every probe due within SLACK seconds and times out every probe past
+its deadline; answers come through the prober's reader, all read in one
+wake-up sharing one clock read.  Per check that leaves one sendto(), one
+recv() and a share of a wake-up.
+
+Same meaning as the task path: the board's (jittered) delays, a result per
+probe through the same observer, the same late-loop rule for timeouts
+(`blame_late_loop`).  A probe is never timed out before its deadline; it
+may be sent up to SLACK seconds before its due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.checks.syn import method
+from haecs_monitor.checks.syn.pending import Key
+from haecs_monitor.checks.syn.prober import REFUSED, UP, SynProber, Target
+from haecs_monitor.config.model import CheckKey, CheckSpec
+from haecs_monitor.core.health import HealthBoard
+
+SLACK = 0.005  # send what is due this soon in the same wake-up
+
+Observer = Callable[[CheckKey, CheckSpec, CheckResult, float], None]
+Finish = Callable[[CheckSpec, CheckResult], CheckResult]  # the scheduler's blame_late_loop
+
+
+@dataclass(eq=False)
+class _Probe:
+    key: CheckKey
+    spec: CheckSpec
+    prober: SynProber
+    target: Target
+    started: float
+    deadline: float
+    wire_key: Key = (b"", 0, 0)
+    done: bool = False
+    resolve: Callable[[bool, float], None] = field(init=False)
+
+
+class SynDriver:
+    def __init__(self, loop: asyncio.AbstractEventLoop, finish: Finish, observe: Observer) -> None:
+        self.loop = loop
+        self._finish = finish
+        self._observe = observe
+        self._board: Optional[HealthBoard] = None
+        self._keys: set[CheckKey] = set()
+        self._due: list[tuple[float, int, CheckKey]] = []
+        self._deadlines: list[tuple[float, int, _Probe]] = []
+        self._inflight: dict[CheckKey, _Probe] = {}
+        self._probers: set[SynProber] = set()
+        self._order = itertools.count()
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_when = 0.0
+        self._stopped = False
+
+    @staticmethod
+    def prober_for(loop: asyncio.AbstractEventLoop, spec: CheckSpec) -> Optional[SynProber]:
+        """The prober that can run SPEC, or None (not tcp, no raw socket, a
+        scoped or unparsable address: the task path handles those)."""
+        if spec.type != "tcp" or "%" in spec.address:
+            return None
+        family = method.FAMILIES["ipv6" if ":" in spec.address else "ipv4"]
+        prober = method.choose(loop, family).prober
+        if prober is None:
+            return None
+        try:
+            prober.target(spec.address, spec.port)
+        except OSError:
+            return None
+        return prober
+
+    def __contains__(self, key: CheckKey) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def sync(self, board: HealthBoard, keys: set[CheckKey]) -> None:
+        """Run exactly KEYS of BOARD: new ones start after their first delay."""
+        self._board = board
+        now = self.loop.time()
+        for key in self._keys - keys:
+            probe = self._inflight.pop(key, None)
+            if probe is not None:
+                self._drop(probe)
+        for key in keys - self._keys:
+            heapq.heappush(self._due, (now + board.first_delay(key), next(self._order), key))
+        self._keys = set(keys)
+        self._arm()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for probe in list(self._inflight.values()):
+            self._drop(probe)
+        self._inflight.clear()
+        self._due.clear()
+        self._deadlines.clear()
+        self._keys.clear()
+
+    # ------------------------------------------------------------ internals
+
+    def _drop(self, probe: _Probe) -> None:
+        probe.done = True
+        probe.prober.cancel(probe.wire_key, probe.resolve, False, probe.target)
+
+    def _arm(self) -> None:
+        """One timer, at the earliest due time or live deadline."""
+        if self._stopped:
+            return
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2].done:
+            heapq.heappop(deadlines)
+        when: Optional[float] = None
+        if self._due:
+            when = self._due[0][0]
+        if deadlines and (when is None or deadlines[0][0] < when):
+            when = deadlines[0][0]
+        if when is None:
+            return
+        if self._timer is not None:
+            if self._timer_when <= when:
+                return  # an earlier (or the same) wake-up comes first anyway
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._tick)
+        self._timer_when = when
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= now:
+            for prober in self._probers:
+                prober.read_now()  # an answer already queued is not a timeout
+            while deadlines and deadlines[0][0] <= now:
+                _deadline, _order, probe = heapq.heappop(deadlines)
+                if not probe.done:
+                    probe.prober.cancel(probe.wire_key, probe.resolve, True, probe.target)
+                    self._end(probe, None, now)
+        due = self._due
+        horizon = now + SLACK
+        while due and due[0][0] <= horizon:
+            _when, _order, key = heapq.heappop(due)
+            self._start(key, now)
+        self._arm()
+
+    def _start(self, key: CheckKey, now: float) -> None:
+        board = self._board
+        if board is None or key not in self._keys or key in self._inflight:
+            return
+        health = board.checks.get(key)
+        if health is None:
+            return
+        spec = health.spec
+        prober = self.prober_for(self.loop, spec)
+        if prober is None:  # cannot happen for a key the scheduler gave us; keep it alive
+            self._schedule(key, now)
+            return
+        probe = _Probe(
+            key, spec, prober, prober.target(spec.address, spec.port), now, now + spec.timeout
+        )
+        probe.resolve = lambda answer, when: self._answered(probe, answer, when)
+        failed, probe.wire_key = prober.send(probe.target, now, probe.resolve)
+        if failed is not None:
+            probe.done = True
+            self._deliver(probe, failed, now)
+            return
+        self._inflight[key] = probe
+        self._probers.add(prober)
+        heapq.heappush(self._deadlines, (probe.deadline, next(self._order), probe))
+
+    def _answered(self, probe: _Probe, answer: bool, when: float) -> None:
+        if probe.done:
+            return
+        self._end(probe, answer, when)
+        self._arm()
+
+    def _end(self, probe: _Probe, answer: Optional[bool], now: float) -> None:
+        probe.done = True
+        if self._inflight.get(probe.key) is probe:
+            del self._inflight[probe.key]
+        if answer is None:
+            late = max(0.0, now - probe.deadline)
+            result = CheckResult(
+                False, None, "timed out after %gs" % probe.spec.timeout, timed_out=True, late=late
+            )
+        else:
+            result = UP if answer else REFUSED
+        self._deliver(probe, result, now)
+
+    def _deliver(self, probe: _Probe, result: CheckResult, now: float) -> None:
+        result = self._finish(probe.spec, result)
+        self._observe(probe.key, probe.spec, result, now - probe.started)
+        if probe.key in self._keys:
+            self._schedule(probe.key, now)
+
+    def _schedule(self, key: CheckKey, now: float) -> None:
+        board = self._board
+        if board is None:
+            return
+        delay = max(0.0, board.next_delay(key))
+        heapq.heappush(self._due, (now + delay, next(self._order), key))

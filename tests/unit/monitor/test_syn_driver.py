@@ -1,0 +1,161 @@
+"""The scheduler's SYN driver: tcp checks by SYN without a task each.
+
+Real sockets on 127.0.0.1 and a stand-in for the health board (what the
+scheduler asks of it: checks, first and next delay).  Needs a raw socket
+(root); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import time
+from typing import Any
+
+import pytest
+from checkhelp import free_port, spec
+from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.checks.syn import method
+from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.runtime import scheduler as scheduler_mod
+from haecs_monitor.runtime.events import EventLog
+
+
+def _raw_allowed() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP).close()
+    except OSError:
+        return False
+    return True
+
+
+needs_raw = pytest.mark.skipif(not _raw_allowed(), reason="no raw socket here (CAP_NET_RAW)")
+
+
+class Health:
+    def __init__(self, check: CheckSpec) -> None:
+        self.spec = check
+
+
+class Board:
+    def __init__(self, specs: dict[str, CheckSpec], interval: float = 0.3) -> None:
+        self.checks = {key: Health(check) for key, check in specs.items()}
+        self.interval = interval
+
+    def first_delay(self, key: Any) -> float:
+        return 0.0
+
+    def next_delay(self, key: Any) -> float:
+        return self.interval
+
+
+FILLERS: list[socket.socket] = []  # kept open while the tests run
+
+
+def full_listener() -> socket.socket:
+    """A listener whose accept queue is full: it drops further SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    for _unused in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        FILLERS.append(filler)
+    time.sleep(0.1)
+    return listener
+
+
+@needs_raw
+def test_up_refused_and_timed_out_without_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(method.ENVIRONMENT, "syn")
+    seen: dict[str, list[CheckResult]] = {"open": [], "closed": [], "full": []}
+
+    with socket.socket() as listener, full_listener() as full:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        specs = {
+            "open": spec("tcp", listener.getsockname()[1], timeout=0.2),
+            "closed": spec("tcp", free_port(), timeout=0.2),
+            "full": spec("tcp", full.getsockname()[1], timeout=0.2),
+        }
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            scheduler = scheduler_mod.CheckScheduler(
+                EventLog(io.StringIO()),
+                loop.time,
+                lambda key, check, result, duration: seen[key].append(result),
+            )
+            board = Board(specs)
+            scheduler.sync(board)  # type: ignore[arg-type]
+            assert scheduler._waiting == {} and scheduler._running == {}  # none on the heap
+            assert scheduler._driver is not None and len(scheduler._driver) == 3
+            await asyncio.sleep(1.0)
+            # a reload that drops "open": no result for it after that
+            board.checks.pop("open")
+            scheduler.sync(board)  # type: ignore[arg-type]
+            count = len(seen["open"])
+            await asyncio.sleep(0.5)
+            assert len(seen["open"]) == count
+            await scheduler.stop()
+            assert scheduler._driver is None
+
+        asyncio.run(main())
+    assert len(seen["open"]) >= 3 and len(seen["closed"]) >= 3 and len(seen["full"]) >= 2
+    assert {r.detail for r in seen["open"]} == {"SYN-ACK: listening"}
+    assert all(r.up for r in seen["open"])
+    assert {r.detail for r in seen["closed"]} == {"refused (RST)"}
+    assert not any(r.up or r.unknown for r in seen["closed"])
+    assert {r.detail for r in seen["full"]} == {"timed out after 0.2s"}
+    assert all(r.timed_out and not r.unknown for r in seen["full"])
+
+
+@needs_raw
+def test_a_timeout_noticed_late_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(method.ENVIRONMENT, "syn")
+    seen: list[CheckResult] = []
+    with full_listener() as full:
+        specs = {"full": spec("tcp", full.getsockname()[1], timeout=0.2)}
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            scheduler = scheduler_mod.CheckScheduler(
+                EventLog(io.StringIO()), loop.time, lambda k, c, result, d: seen.append(result)
+            )
+            scheduler.sync(Board(specs, interval=5.0))  # type: ignore[arg-type]
+            await asyncio.sleep(0.05)  # the probe is out
+            time.sleep(0.5)  # the loop stalls over its deadline
+            await asyncio.sleep(0.1)
+            await scheduler.stop()
+
+        asyncio.run(main())
+    assert len(seen) == 1
+    assert seen[0].unknown and "noticed it" in seen[0].detail
+
+
+def test_without_raw_socket_every_check_goes_by_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.delenv(method.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(method.SynProber, "open", refuse)
+    seen: list[CheckResult] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        scheduler = scheduler_mod.CheckScheduler(
+            EventLog(io.StringIO()), loop.time, lambda k, c, result, d: seen.append(result)
+        )
+        scheduler.sync(Board({"closed": spec("tcp", free_port())}))  # type: ignore[arg-type]
+        assert len(scheduler._waiting) == 1 and scheduler._driver is None
+        await asyncio.sleep(0.2)
+        await scheduler.stop()
+
+    asyncio.run(main())
+    assert seen and seen[0].detail == "connect: Connection refused"
