@@ -102,10 +102,11 @@ def test_a_section_with_a_problem_is_reported_again(tmp_path: Path) -> None:
     memory = SectionMemory()
     bad = config_data()
     bad["services"][0]["port"] = 99999
-    for _ in range(2):
+    for attempt in ("first", "second"):
         write(path, bad, "yaml")
-        with pytest.raises(ConfigError, match=r"services\[0\]"):
+        with pytest.raises(ConfigError, match=r"services\[0\]") as refused:
             load_config(str(path), memory)
+        assert refused.value.errors, attempt
 
 
 def test_a_duplicate_service_across_remembered_sections_is_refused(tmp_path: Path) -> None:

@@ -476,9 +476,9 @@ def test_a_reload_changes_only_what_the_file_changed(
         await until(lambda: len(harness.weights()) == 3, "all up")
         applied = len(harness.engine.applied)
         # The same file again: not read further than its digest, no apply.
-        for _ in range(2):
+        for attempt in ("first", "second"):
             result = await monitor.reload()
-            assert result["ok"] and result["operations"] == 0, result
+            assert result["ok"] and result["operations"] == 0, (attempt, result)
         assert "unchanged" in result["summary"]
         assert len(harness.engine.applied) == applied
         # Other bytes, the same services: nothing to plan, no apply asked.
