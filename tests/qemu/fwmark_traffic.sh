@@ -93,6 +93,8 @@ say "namespaces fwc, fwr1, fwr2 and veth links up; HTTP servers starting"
 export HOME=$scratch/home ANSIBLE_LOCAL_TEMP=$scratch/ansible-local ANSIBLE_REMOTE_TEMP=$scratch/ansible-remote
 export ANSIBLE_COLLECTIONS_PATH=$ROOT/build/collections ANSIBLE_NOCOLOR=1
 export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 PYTHONDONTWRITEBYTECODE=1
+# Each process costs under TCG: modules go to the interpreter on stdin, no temporary files.
+export ANSIBLE_PIPELINING=1
 mkdir -p "$HOME"
 link=$ROOT/build/collections/ansible_collections/haecs/lvs
 [ -e "$link" ] || { mkdir -p "$(dirname "$link")" && ln -sfn ../../../.. "$link"; }
