@@ -1546,8 +1546,8 @@ def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> li
                 "s",
                 h,
                 k,
-                "<= 1.0x keepalived",
-                None if h is None or k is None else h <= k,
+                "<= 0.5x keepalived",
+                None if h is None or k is None else h <= 0.5 * k,
                 notes=[
                     "checks counted as handshakes the real servers answered in the "
                     "window (PassiveOpens + AttemptFails of their namespace: the same "
@@ -1563,7 +1563,7 @@ def figures(opts: Options, phases: dict[str, Any], errors: dict[str, str]) -> li
                 "s",
                 None,
                 None,
-                "<= 1.0x keepalived",
+                "<= 0.5x keepalived",
                 None,
                 missing("cpu"),
             )
