@@ -479,6 +479,17 @@ def format_status(status: Mapping[str, Any]) -> str:
             label = ""
         if label:
             rows.append([label, "-", "-", "-", "-", "-"])
+    for leaver in status.get("leaving", []):
+        rows.append(
+            [
+                leaver["service"],
+                leaver["server"],
+                "leaving",
+                "-",
+                "0",
+                "removed once drained, at the latest in %.0fs" % leaver["seconds_left"],
+            ]
+        )
     lines += table(rows) + notes
     return "\n".join(lines)
 

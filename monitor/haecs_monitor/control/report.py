@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from haecs_monitor.core.desired import Desired
     from haecs_monitor.core.health import HealthBoard
     from haecs_monitor.kernel.actuator import Actuator
+    from haecs_monitor.runtime.leaving import Leaving
     from haecs_monitor.runtime.looplag import LoopLag
     from haecs_monitor.runtime.notify import Notifier
 
@@ -45,6 +46,7 @@ class MonitorView(Protocol):
     last_error: Optional[str]
     last_reconcile: Optional[float]
     last_apply: Optional[float]
+    leaving: Leaving
 
     # held by the daemon's parts (state, scheduler): read-only here
     @property
@@ -122,6 +124,17 @@ def status(monitor: MonitorView) -> dict[str, Any]:
         },
         "reloads": dict(monitor.reloads),
         "services": [],
+        # Real servers a reload dropped, at weight 0 until drained or out of time.
+        "leaving": [
+            {
+                "service": ids.service_id(ref.service),
+                "server": ids.server_id(*ref.key),
+                "seconds_left": round(max(0.0, leaver.deadline - mono), 1),
+            }
+            for ref, leaver in sorted(
+                monitor.leaving.servers.items(), key=lambda item: item[1].deadline
+            )
+        ],
     }
     if board is None:
         return document

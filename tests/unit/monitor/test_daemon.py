@@ -14,6 +14,7 @@ import pytest
 import yaml
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import load_config
+from haecs_monitor.control import cli
 from haecs_monitor.errors import NotFound
 from haecs_monitor.runtime import daemon, scheduler
 from haecs_monitor.runtime.events import EventLog
@@ -358,8 +359,13 @@ def test_a_server_dropped_by_a_reload_is_drained_first(
         assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 0}
         await asyncio.sleep(0.3)
         assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 0}, "held by its connections"
+        # The status lists it (the API's and haecsctl's), with the time left.
+        (leaver,) = monitor.status()["leaving"]
+        assert (leaver["server"], 0 < leaver["seconds_left"] <= 30) == ("10.0.2.2:80", True)
+        assert "10.0.2.2:80  leaving" in cli.format_status(monitor.status())
         hold("10.0.2.2", 0)
         await until(lambda: harness.weights() == {"10.0.2.1": 1}, "rs2 drained and gone")
+        assert monitor.status()["leaving"] == []
         left = {event["server"]: event["reason"] for event in harness.events("server_left")}
         assert left["10.0.2.2:80"].startswith("drained") and left["10.0.2.3:80"].startswith(
             "drained"

@@ -13,6 +13,7 @@ from haecs_monitor.control import report
 from haecs_monitor.core.health import ServerRef
 from haecs_monitor.kernel.actuator import Actuator
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.leaving import Leaving
 from haecs_monitor.runtime.looplag import LoopLag
 from haecs_monitor.runtime.notify import Notifier
 from monitor_fakes import FakeEngine
@@ -47,6 +48,7 @@ def view(tmp: str, **changes: Any) -> Any:
         last_error=None,
         last_reconcile=1010.0,
         last_apply=None,
+        leaving=Leaving(),
     )
     fields.update(changes)
     return SimpleNamespace(**fields)
