@@ -97,9 +97,16 @@ def test_up_refused_and_timed_out_without_tasks(monkeypatch: pytest.MonkeyPatch)
             assert scheduler._waiting == {} and scheduler._running == {}  # none on the heap
             assert scheduler._driver is not None and len(scheduler._driver) == 3
             await asyncio.sleep(1.0)
-            # a reload that drops "open": no result for it after that
+            # a reload that drops "open": no result for it after that, and
+            # its prober forgets the target (no other check probes it)
+            prober = method.choose(loop, method.FAMILIES["ipv4"]).prober
+            assert prober is not None
+            open_target = ("127.0.0.1", specs["open"].port)
+            assert open_target in prober._targets
             board.checks.pop("open")
             scheduler.sync(board)  # type: ignore[arg-type]
+            assert open_target not in prober._targets
+            assert ("127.0.0.1", specs["closed"].port) in prober._targets
             count = len(seen["open"])
             await asyncio.sleep(0.5)
             assert len(seen["open"]) == count
