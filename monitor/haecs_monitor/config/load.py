@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Iterator
 from typing import Callable, Optional, TypeVar
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import params as ipvs_params
@@ -301,11 +302,26 @@ def _services(
     entries = as_list(raw, "services", problems)
     if entries is None:
         return []
+    return _unique(
+        (
+            (
+                item("services", index),
+                _service(entry, item("services", index), settings, defaults_ok, problems),
+            )
+            for index, entry in enumerate(entries)
+        ),
+        problems,
+    )
+
+
+def _unique(
+    found: Iterable[tuple[str, Optional[ServiceConfig]]], problems: Problems
+) -> list[ServiceConfig]:
+    """The services in order, each key once: a later one with the same key is
+    reported as a duplicate (parsed lazily, so problems stay in file order)."""
     services: list[ServiceConfig] = []
     seen: dict[ServiceKey, str] = {}
-    for index, entry in enumerate(entries):
-        path = item("services", index)
-        service = _service(entry, path, settings, defaults_ok, problems)
+    for path, service in found:
         if service is None:
             continue
         if service.key in seen:
@@ -325,24 +341,19 @@ def _remembered_services(
     problems: Problems,
 ) -> list[ServiceConfig]:
     """As `_services`, taking each unchanged section's service from `memory`."""
-    services: list[ServiceConfig] = []
-    seen: dict[ServiceKey, str] = {}
-    for index, (digest, entry) in enumerate(sources):
-        path = item("services", index)
-        service = memory.recall(digest, context)
-        if service is None:
-            found = problems.found
-            service = _service(entry(), path, settings, defaults_ok, problems)
-            if service is not None and problems.found == found:
-                memory.remember(digest, context, service)
-        if service is None:
-            continue
-        if service.key in seen:
-            problems.add(path, "duplicate of %s (%s)" % (seen[service.key], service.key))
-            continue
-        seen[service.key] = path
-        services.append(service)
-    return services
+
+    def each() -> Iterator[tuple[str, Optional[ServiceConfig]]]:
+        for index, (digest, entry) in enumerate(sources):
+            path = item("services", index)
+            service = memory.recall(digest, context)
+            if service is None:
+                found = problems.found
+                service = _service(entry(), path, settings, defaults_ok, problems)
+                if service is not None and problems.found == found:
+                    memory.remember(digest, context, service)
+            yield path, service
+
+    return _unique(each(), problems)
 
 
 def _engine_call(
