@@ -1,8 +1,9 @@
 """Send HTTP requests to a VIP in a loop; print one JSON line of counts at the end.
 
-    python3 client_loop.py URL SECONDS [STOP_FILE]
+    python3 client_loop.py URL SECONDS [STOP_FILE [PAUSE]]
 
-Stops after SECONDS or as soon as STOP_FILE exists.
+Stops after SECONDS or as soon as STOP_FILE exists ("" for none). PAUSE:
+seconds between two requests (0.02 unless given).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 import urllib.request
 
 url, seconds = sys.argv[1], float(sys.argv[2])
-stop_file = sys.argv[3] if len(sys.argv) > 3 else None
+stop_file = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
+pause = float(sys.argv[4]) if len(sys.argv) > 4 else 0.02
 ok = failed = 0
 errors: dict[str, int] = {}
 servers: dict[str, int] = {}
@@ -30,5 +32,5 @@ while time.monotonic() < end and not (stop_file and os.path.exists(stop_file)):
         errors[type(error).__name__ + ": " + str(error)[:80]] = (
             errors.get(type(error).__name__, 0) + 1
         )
-    time.sleep(0.02)
+    time.sleep(pause)
 print(json.dumps({"ok": ok, "failed": failed, "errors": errors, "servers": servers}))
