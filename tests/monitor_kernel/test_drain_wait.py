@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from typing import IO, Any, Callable
 
 import pytest
@@ -231,3 +232,41 @@ def test_drain_wait_times_out_and_says_what_is_left(
     assert "its persistence templates still send their clients' new connections to it" in (
         done.stdout
     )
+
+
+def test_a_restart_goes_on_draining_a_leaving_server(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    """A reload drops the real server that holds a connection: it leaves
+    (weight 0 until the connection ends). The monitor restarted meanwhile
+    keeps it so (the state file has it), not deleted at its first
+    reconcile, and removes it once the connection is closed."""
+    from haecs_monitor.control import client
+
+    monitor = _started(lab, monitor_factory, str(tmp_path))
+    held = HeldConnection()
+    try:
+        server, other = holding(monitor)
+        document = config(str(tmp_path))
+        document["global"]["drain_timeout"] = 120
+        document["services"][0]["real_servers"] = [
+            rs for rs in document["services"][0]["real_servers"] if rs["address"] == SERVERS[other]
+        ]
+        monitor.write_config(document)
+        assert monitor.ctl("reload").returncode == 0
+        wait_for(
+            lambda: lab.weights() == weights_after_drain(server, other), 15, "the server leaving"
+        )
+        assert monitor.stop() == 0
+        monitor.start()  # returns once the first reconcile is done (table_adopted)
+        assert monitor.has_event("server_leaving", server=server)
+        time.sleep(2.5)  # more than a reconcile interval and a leaving poll
+        assert lab.weights() == weights_after_drain(server, other), "deleted after the restart"
+        assert ipvsadm_counts(server)[0] == 1
+        status = client.request("GET", "/status", socket_path=monitor.socket).json()
+        assert [leaver["server"] for leaver in status["leaving"]] == [server]
+    finally:
+        held.close()
+    wait_for(lambda: lab.weights() == {SERVERS[other]: 1}, 30, "the server gone once drained")
+    (left,) = monitor.events("server_left")
+    assert left["server"] == server and left["reason"].startswith("drained"), left

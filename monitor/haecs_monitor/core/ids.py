@@ -44,6 +44,11 @@ def _split_endpoint(text: str) -> Optional[tuple[str, int]]:
         return None
 
 
+def parse_server_id(text: str) -> Optional[tuple[str, int]]:
+    """The (address, port) a server id names (as `server_id` writes it), or None."""
+    return _split_endpoint(text)
+
+
 def normalize_server(text: str) -> Optional[str]:
     endpoint = _split_endpoint(text)
     return server_id(*endpoint) if endpoint else None

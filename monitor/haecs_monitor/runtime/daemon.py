@@ -150,11 +150,13 @@ class Monitor:
             await self.api.close()
             return 1
         now = self.clock()
+        self._restore_leaving(kernel, now)
         self.board = HealthBoard(self.config, now, self._present(kernel), self.rand)
         self._hold_new_services([service.key for service in self.config.services], kernel)
         self._pending_remove |= (
             self.state.managed_gone(s.key for s in self.config.services)
             - self.config.static_services
+            - self.leaving.services()
         )
         self._ensure_descriptors()
         self.log.info(
@@ -291,8 +293,33 @@ class Monitor:
         return self.state.admin
 
     def _save_state(self) -> Optional[str]:
-        managed = [service.key for service in self.config.services]
-        return self.state.save(managed + sorted(self._pending_remove, key=str))
+        managed = {service.key for service in self.config.services}
+        # A service whose servers are all leaving is still the monitor's:
+        # removed after them, or at the next start if they are gone by then.
+        managed |= self._pending_remove | self.leaving.services()
+        return self.state.save(
+            sorted(managed, key=str), self.leaving.saved(self.clock(), self.wall())
+        )
+
+    def _restore_leaving(self, kernel: Table, now: float) -> None:
+        """The real servers the previous run was draining go on leaving (the
+        state file has them), unless the configuration holds them again."""
+        configured = {service.key: service for service in self.config.services}
+        restored = self.leaving.restore(
+            self.state.saved_leaving, kernel, configured, now, self.wall()
+        )
+        for ref in restored:
+            seconds = max(0.0, self.leaving.servers[ref].deadline - now)
+            self._log_leaving(ref, "still leaving after a restart", seconds)
+
+    def _log_leaving(self, ref: ServerRef, why: str, seconds: float) -> None:
+        self.log.info(
+            "server_leaving",
+            service=ids.service_id(ref.service),
+            server=ids.server_id(*ref.key),
+            reason="%s: weight 0, removed when its established connections have finished "
+            "(at most %gs)" % (why, seconds),
+        )
 
     def _ensure_descriptors(self) -> None:
         """Raise the descriptor limit to what the checks and listeners need."""
@@ -464,7 +491,8 @@ class Monitor:
             self.log.warning("drain_unreadable", reason="cannot read the IPVS table: %s" % error)
             return
         configured = {service.key for service in self.config.services}
-        for ref, reason in self.leaving.finished(kernel, self.clock()):
+        finished = self.leaving.finished(kernel, self.clock())
+        for ref, reason in finished:
             self.log.info(
                 "server_left",
                 service=ids.service_id(ref.service),
@@ -473,6 +501,8 @@ class Monitor:
             )
             if ref.service not in configured and ref.service not in self.leaving.services():
                 self._pending_remove.add(ref.service)
+        if finished:
+            self._save_state()
 
     def _hold_new_services(self, candidates: Iterable[ServiceKey], kernel: Table) -> None:
         """Keep a service that the kernel does not hold yet out of it until a
@@ -807,13 +837,9 @@ class Monitor:
             self.actuator.known, owned, new_keys, config.settings.drain_timeout, self.clock()
         )
         for ref in leavers:
-            self.log.info(
-                "server_leaving",
-                service=ids.service_id(ref.service),
-                server=ids.server_id(*ref.key),
-                reason="no longer in the configuration: weight 0, removed when its established "
-                "connections have finished (at most %gs)" % config.settings.drain_timeout,
-            )
+            self._log_leaving(ref, "no longer in the configuration", config.settings.drain_timeout)
+        if leavers:
+            self._save_state()  # a restart goes on draining them
         events = self.board.reload(config, self.clock(), self._present(kernel))
         self._held &= set(new_keys)
         self._hold_new_services(set(new_keys) - set(old_keys), kernel)

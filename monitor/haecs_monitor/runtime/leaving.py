@@ -7,9 +7,10 @@ connections have finished (ActiveConn 0) or `drain_timeout` has passed;
 then it goes.  The same rule as `haecs.lvs.ipvs_table`'s `drain_timeout`,
 with the counters from the shared engine (`ipvs.drain`).
 
-Pure bookkeeping: the daemon reads the kernel and applies.  Leaving servers
-live in memory only: a monitor restarted meanwhile removes them at once (its
-first reconcile deletes what the configuration does not hold).
+Pure bookkeeping: the daemon reads the kernel and applies.  The leaving
+servers are kept in the state file too (`saved`), with their deadline as
+wall-clock time: a monitor restarted meanwhile goes on draining them
+(`restore`) instead of deleting them at its first reconcile.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     VirtualService,
 )
 from haecs_monitor.config.model import ServiceConfig
+from haecs_monitor.core import ids
 from haecs_monitor.core.health import ServerRef
+from haecs_monitor.runtime.statefile import SavedLeaver
 
 # Seconds between two reads of the counters while something is leaving.
 POLL_SECONDS = 1.0
@@ -83,6 +86,44 @@ class Leaving:
                 self.servers[ref] = Leaver(entry.service, server, now + timeout)
                 started.append(ref)
         return started
+
+    def restore(
+        self,
+        saved: list[SavedLeaver],
+        kernel: Table,
+        configured: Mapping[ServiceKey, ServiceConfig],
+        now: float,
+        wall: float,
+    ) -> list[ServerRef]:
+        """At start: the leavers of the previous run that the kernel still
+        holds and the configuration still drops go on leaving, with the
+        deadline they had (none later than `now` if it has passed)."""
+        restored = []
+        for item in saved:
+            key = ids.parse_service_id(item.service)
+            endpoint = ids.parse_server_id(item.server)
+            if key is None or endpoint is None:
+                continue
+            entry = kernel.get(key)
+            if entry is None or endpoint not in entry.real_servers:
+                continue
+            service = configured.get(key)
+            if service is not None and any(rs.key == endpoint for rs in service.real_servers):
+                continue
+            ref = ServerRef(key, *endpoint)
+            deadline = now + max(0.0, item.until - wall)
+            self.servers[ref] = Leaver(entry.service, entry.real_servers[endpoint], deadline)
+            restored.append(ref)
+        return restored
+
+    def saved(self, now: float, wall: float) -> list[SavedLeaver]:
+        """The leavers as the state file keeps them (deadlines in wall-clock time)."""
+        return [
+            SavedLeaver(
+                ids.service_id(ref.service), ids.server_id(*ref.key), wall + leaver.deadline - now
+            )
+            for ref, leaver in self.servers.items()
+        ]
 
     def services(self) -> set[ServiceKey]:
         """Services that still have a leaving server."""

@@ -1,5 +1,6 @@
 """What the monitor remembers across restarts: the operator's admin states
-(drain / disable) and the services it manages, kept in the state file.
+(drain / disable), the services it manages and the real servers leaving
+the configuration, kept in the state file.
 
 The file's path is read once, at start: `global.state_file` is a
 restart-only setting (a reload says so).
@@ -26,6 +27,8 @@ class MonitorState:
         # (service id, server id) -> "drain" | "disable"; enabled is absent
         self.admin: dict[tuple[str, str], str] = {}
         self._saved_managed: list[str] = []
+        # the leaving real servers the file held at start (Leaving.restore)
+        self.saved_leaving: list[statefile.SavedLeaver] = []
 
     def load(self) -> None:
         """Read the file; an unreadable one is logged and taken as empty."""
@@ -41,6 +44,7 @@ class MonitorState:
             for server, state in servers.items()
         )
         self._saved_managed = saved.managed
+        self.saved_leaving = saved.leaving
         if self.admin:
             self.log.info("admin_states_loaded", path=self.path, count=len(self.admin))
 
@@ -68,14 +72,16 @@ class MonitorState:
                 gone.add(key)
         return gone
 
-    def save(self, managed: Iterable[ServiceKey]) -> Optional[str]:
-        """Write the admin states and MANAGED; the error's text, logged, or None."""
+    def save(
+        self, managed: Iterable[ServiceKey], leaving: Iterable[statefile.SavedLeaver] = ()
+    ) -> Optional[str]:
+        """Write the admin states, MANAGED and LEAVING; the error's text, logged, or None."""
         admin: dict[str, dict[str, str]] = {}
         for (service, server), state in sorted(self.admin.items()):
             admin.setdefault(service, {})[server] = state
         managed_ids = [ids.service_id(key) for key in managed]
         try:
-            statefile.save(self.path, statefile.SavedState(admin, managed_ids))
+            statefile.save(self.path, statefile.SavedState(admin, managed_ids, list(leaving)))
         except statefile.StateFileError as error:
             self.log.error("state_file_write_failed", reason=str(error))
             return str(error)

@@ -1,9 +1,12 @@
-"""The state file: admin states (drain / disable) and the managed services.
+"""The state file: admin states (drain / disable), the managed services and
+the real servers leaving the configuration.
 
 Written atomically (a temporary file in the same folder, fsync, rename,
 fsync of the folder) with mode 0600, and read back on start, so a drained
-server stays drained across restarts and a service dropped from the config
-while the monitor was stopped is still removed from the kernel.
+server stays drained across restarts, a service dropped from the config
+while the monitor was stopped is still removed from the kernel, and a real
+server that was leaving (weight 0 until its connections end) goes on
+leaving, with the deadline it had, instead of being deleted at once.
 """
 
 from __future__ import annotations
@@ -22,16 +25,34 @@ class StateFileError(HaecsError):
     """The state file exists but cannot be read or written."""
 
 
+@dataclass(frozen=True)
+class SavedLeaver:
+    service: str  # service id
+    server: str  # server id
+    until: float  # its drain_timeout, as wall-clock time (seconds since the epoch)
+
+
 @dataclass
 class SavedState:
     # service id -> server id -> "drain" | "disable"
     admin: dict[str, dict[str, str]] = field(default_factory=dict)
     # ids of the services the monitor managed (to remove them once dropped)
     managed: list[str] = field(default_factory=list)
+    # real servers leaving the configuration (drained, removed when done)
+    leaving: list[SavedLeaver] = field(default_factory=list)
 
     def to_json(self) -> str:
+        leaving = [
+            {"service": item.service, "server": item.server, "until": round(item.until, 3)}
+            for item in sorted(self.leaving, key=lambda item: (item.service, item.server))
+        ]
         return json.dumps(
-            {"version": VERSION, "admin": self.admin, "managed": sorted(self.managed)},
+            {
+                "version": VERSION,
+                "admin": self.admin,
+                "managed": sorted(self.managed),
+                "leaving": leaving,
+            },
             indent=1,
             sort_keys=True,
         )
@@ -58,7 +79,24 @@ def load(path: str) -> SavedState:
                     admin[str(service)] = kept
     raw_managed = data.get("managed", [])
     managed = [str(item) for item in raw_managed] if isinstance(raw_managed, list) else []
-    return SavedState(admin, managed)
+    return SavedState(admin, managed, _leaving(data.get("leaving", [])))
+
+
+def _leaving(raw: object) -> list[SavedLeaver]:
+    """The well-formed entries of "leaving"; others are ignored, as in "admin"."""
+    leaving = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        service, server, until = item.get("service"), item.get("server"), item.get("until")
+        if (
+            isinstance(service, str)
+            and isinstance(server, str)
+            and isinstance(until, (int, float))
+            and not isinstance(until, bool)
+        ):
+            leaving.append(SavedLeaver(service, server, float(until)))
+    return leaving
 
 
 def save(path: str, state: SavedState) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 from collections.abc import Awaitable
 from typing import Any, Callable
 
@@ -385,6 +386,89 @@ def test_a_server_dropped_by_a_reload_is_drained_first(
         )
 
     assert harness.run(scenario) == 0
+
+
+def test_a_restart_goes_on_draining_the_leaving_servers(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state file keeps the leaving servers with their deadline: a
+    restarted monitor keeps them at weight 0 until their connections end
+    (not deleted at its first reconcile), forgets one the configuration
+    holds again, and removes one whose deadline passed while it was down."""
+    monkeypatch.setattr(daemon, "LEAVING_POLL_SECONDS", 0.05)
+    harness.write(config_dict(harness.tmp, servers=(1, 2, 3)))
+    hold = held_connections(harness, monkeypatch)
+    state_file = os.path.join(harness.tmp, "monitor.state")
+
+    async def start_leaving(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 3, "all up")
+        hold("10.0.2.2", 2)
+        hold("10.0.2.3", 1)
+        config = config_dict(harness.tmp, servers=(1,))
+        config["global"]["drain_timeout"] = 30
+        harness.write(config)
+        assert (await monitor.reload())["ok"]
+        await until(
+            lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 0, "10.0.2.3": 0},
+            "both draining",
+        )
+
+    assert harness.run(start_leaving) == 0
+    with open(state_file) as handle:
+        saved = json.load(handle)["leaving"]
+    assert [(item["server"], 0 < item["until"] - time.time() <= 30) for item in saved] == [
+        ("10.0.2.2:80", True),
+        ("10.0.2.3:80", True),
+    ]
+    # Stopped meanwhile: rs3's drain_timeout passes, rs2's does not.
+    with open(state_file) as handle:
+        document = json.load(handle)
+    document["leaving"][1]["until"] = time.time() - 1
+    with open(state_file, "w") as handle:
+        json.dump(document, handle)
+
+    async def after_restart(monitor: daemon.Monitor) -> None:
+        await until(lambda: "10.0.2.3" not in harness.weights(), "rs3 gone: out of time")
+        await asyncio.sleep(0.3)
+        assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 0}, "rs2 still held"
+        (leaver,) = monitor.status()["leaving"]
+        assert (leaver["server"], 20 < leaver["seconds_left"] <= 30) == ("10.0.2.2:80", True)
+        hold("10.0.2.2", 0)
+        await until(lambda: harness.weights() == {"10.0.2.1": 1}, "rs2 drained and gone")
+        with open(state_file) as handle:
+            assert json.load(handle)["leaving"] == []
+
+    assert harness.run(after_restart) == 0
+    restarted = [e for e in harness.events("server_leaving") if "restart" in e["reason"]]
+    assert [e["server"] for e in restarted] == ["10.0.2.2:80", "10.0.2.3:80"]
+    left = {event["server"]: event["reason"] for event in harness.events("server_left")}
+    assert left["10.0.2.3:80"] == "drain_timeout reached with 1 established connection(s)"
+    assert left["10.0.2.2:80"].startswith("drained")
+
+
+def test_a_restart_forgets_a_leaving_server_the_configuration_holds_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "LEAVING_POLL_SECONDS", 0.05)
+    harness.write(config_dict(harness.tmp))
+    hold = held_connections(harness, monkeypatch)
+
+    async def start_leaving(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 2, "both up")
+        hold("10.0.2.2", 1)
+        harness.write(config_dict(harness.tmp, servers=(1,)))
+        assert (await monitor.reload())["ok"]
+        await until(lambda: harness.weights().get("10.0.2.2") == 0, "rs2 draining")
+
+    assert harness.run(start_leaving) == 0
+    harness.write(config_dict(harness.tmp))  # rs2 back while the monitor was down
+
+    async def after_restart(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "rs2 serving")
+        assert not monitor.leaving
+
+    assert harness.run(after_restart) == 0
+    assert not [e for e in harness.events("server_leaving") if "restart" in e["reason"]]
 
 
 def test_back_in_the_configuration_a_leaving_server_stays(

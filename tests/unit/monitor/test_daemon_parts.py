@@ -78,7 +78,11 @@ def test_iso_time() -> None:
 def test_state_file_round_trip_is_atomic_and_private(tmp_path: Any) -> None:
     path = str(tmp_path / "sub" / "monitor.state")
     assert statefile.load(path) == statefile.SavedState()
-    state = statefile.SavedState({"tcp:10.0.0.1:80": {"10.0.2.1:80": "drain"}}, ["tcp:10.0.0.1:80"])
+    state = statefile.SavedState(
+        {"tcp:10.0.0.1:80": {"10.0.2.1:80": "drain"}},
+        ["tcp:10.0.0.1:80"],
+        [statefile.SavedLeaver("tcp:10.0.0.1:80", "10.0.2.2:80", 1_800_000_000.5)],
+    )
     statefile.save(path, state)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert statefile.load(path) == state
@@ -88,9 +92,25 @@ def test_state_file_round_trip_is_atomic_and_private(tmp_path: Any) -> None:
 def test_state_file_ignores_junk_entries_and_reports_corruption(tmp_path: Any) -> None:
     path = tmp_path / "s"
     path.write_text(
-        json.dumps({"admin": {"a": {"x": "drain", "y": "bogus"}, "b": 3}, "managed": "no"})
+        json.dumps(
+            {
+                "admin": {"a": {"x": "drain", "y": "bogus"}, "b": 3},
+                "managed": "no",
+                "leaving": [
+                    {"service": "a", "server": "x", "until": 5},
+                    {"service": "a", "server": "y", "until": "soon"},
+                    {"service": "a", "until": 5},
+                    {"service": "a", "server": "z", "until": True},
+                    "junk",
+                ],
+            }
+        )
     )
-    assert statefile.load(str(path)) == statefile.SavedState({"a": {"x": "drain"}}, [])
+    assert statefile.load(str(path)) == statefile.SavedState(
+        {"a": {"x": "drain"}}, [], [statefile.SavedLeaver("a", "x", 5.0)]
+    )
+    path.write_text(json.dumps({"leaving": {"not": "a list"}}))
+    assert statefile.load(str(path)) == statefile.SavedState()
     path.write_text("{not json")
     with pytest.raises(statefile.StateFileError, match="cannot read state file"):
         statefile.load(str(path))
