@@ -182,26 +182,51 @@ def director_marks(services: Any) -> List[Dict[str, Any]]:
     return rules
 
 
-def _host_address(host: str, hostvars: Mapping[str, Any]) -> str:
-    """The real server's address: haecs_real_server_address, else ansible_host when it is one."""
+def _host_address(host: str, hostvars: Mapping[str, Any], family: str, service: str) -> str:
+    """The real server's address of the service's family: from
+    haecs_real_server_address (an address, or a list of one address per
+    family for a host in IPv4 and IPv6 services), else ansible_host when it
+    is an address of that family."""
     variables = hostvars.get(host, {})
-    for var in (ADDRESS_VAR, "ansible_host"):
-        value = variables.get(var)
-        if value is None:
-            continue
-        try:
-            parse_address(str(value))
-        except ValueError:
-            if var == ADDRESS_VAR:
+    path = "hostvars[%s].%s" % (host, ADDRESS_VAR)
+    value = variables.get(ADDRESS_VAR)
+    if value is not None:
+        addresses = value if isinstance(value, list) else [value]
+        by_family: Dict[str, str] = {}
+        for item in addresses:
+            try:
+                its_family = parse_address(str(item))[1]
+            except ValueError:
                 raise _fail(
-                    "hostvars[%s].%s" % (host, var),
-                    "must be an IPv4 or IPv6 address, got %r" % value,
+                    path,
+                    "must be an IPv4 or IPv6 address, or a list of one address per family, got %r"
+                    % (value,),
                 ) from None
-            continue
-        return str(value)
+            if its_family in by_family:
+                raise _fail(
+                    path,
+                    "at most one address per family, got %s and %s" % (by_family[its_family], item),
+                )
+            by_family[its_family] = str(item)
+        if family not in by_family:
+            raise _fail(
+                path,
+                "has no %s address for %s (a service of that family), got %r"
+                % (family.replace("ipv", "IPv"), service, value),
+            )
+        return by_family[family]
+    fallback = variables.get("ansible_host")
+    if fallback is not None:
+        try:
+            its_family = parse_address(str(fallback))[1]
+        except ValueError:
+            its_family = ""
+        if its_family == family:
+            return str(fallback)
     raise _fail(
-        "hostvars[%s].%s" % (host, ADDRESS_VAR),
-        "required: the real server's address (ansible_host is not an IP address)",
+        path,
+        "required: the real server's %s address for %s (ansible_host is not one)"
+        % (family.replace("ipv", "IPv"), service),
     )
 
 
@@ -297,7 +322,7 @@ def _every_service(
         key = check_service(service, path)
         servers = []
         for host in _members(entry["real_servers_group"], groups, "%s.real_servers_group" % path):
-            address = _host_address(host, hostvars)
+            address = _host_address(host, hostvars, key.family, path)
             server: Dict[str, Any] = {"address": address}
             port = entry.get("real_server_port")
             if port is not None:
@@ -405,14 +430,18 @@ MAX_INTERFACE = 15  # IFNAMSIZ - 1
 def ha_instances(
     services: Any, interface: Optional[str], extra: Any, first_router_id: Any
 ) -> List[Dict[str, Any]]:
-    """The VRRP instances of a director pair: one per interface that holds
-    VIPs (the services' VIPs as director_vips finds them, then `extra`
-    addresses such as a NAT gateway), in interface order, with consecutive
-    virtual_router_ids from `first_router_id`."""
-    by_interface: Dict[str, List[str]] = {}
+    """The VRRP instances of a director pair: one per interface and address
+    family that hold VIPs (the services' VIPs as director_vips finds them,
+    then `extra` addresses such as a NAT gateway), with consecutive
+    virtual_router_ids from `first_router_id`: the IPv4 instances in
+    interface order, then the IPv6 ones (so adding IPv6 VIPs keeps the IPv4
+    instances' ids).  VRRP carries one family per instance (RFC 5798;
+    keepalived ignores a VIP of the other family), so an IPv6 instance is
+    VRRP version 3 of its own, in the same sync group."""
+    by_interface: Dict[Tuple[int, str], List[str]] = {}
     for vip in director_vips(services, interface):
         host = ipaddress.ip_address(vip["address"])
-        by_interface.setdefault(vip["interface"], []).append(
+        by_interface.setdefault((host.version, vip["interface"]), []).append(
             "%s/%d" % (host.compressed, host.max_prefixlen)
         )
     if not isinstance(extra, list):
@@ -437,7 +466,7 @@ def ha_instances(
         if str(network.ip) in seen:
             raise _fail(path + ".address", "%s is already a VIP" % network.ip)
         seen.add(str(network.ip))
-        by_interface.setdefault(where, []).append(network.with_prefixlen)
+        by_interface.setdefault((network.version, where), []).append(network.with_prefixlen)
     if not by_interface:
         raise _fail(SERVICES_VAR, "declares no VIP for the pair to carry")
     if isinstance(first_router_id, str) and first_router_id.strip().isdigit():
@@ -448,15 +477,17 @@ def ha_instances(
     if first_router_id < 1 or last > 255:
         raise _fail(
             "ha_router_id",
-            "must be from 1 to %d (%d instances, one per interface, take consecutive ids up to 255), got %d"
+            "must be from 1 to %d (%d instances, one per interface and address family, take consecutive ids up to 255), got %d"
             % (256 - len(by_interface), len(by_interface), first_router_id),
         )
     return [
         {
-            "name": "haecs_%s" % name.replace("-", "_").replace(".", "_"),
+            "name": "haecs_%s%s"
+            % (name.replace("-", "_").replace(".", "_"), "_v6" if version == 6 else ""),
             "interface": name,
+            "family": "inet6" if version == 6 else "inet",
             "router_id": first_router_id + index,
-            "vips": by_interface[name],
+            "vips": by_interface[version, name],
         }
-        for index, name in enumerate(sorted(by_interface))
+        for index, (version, name) in enumerate(sorted(by_interface))
     ]

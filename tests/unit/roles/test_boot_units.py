@@ -48,7 +48,7 @@ REAL_SERVER = render(
         {"address": "192.0.2.11", "forwarding": "route"},
         {"address": "192.0.2.12", "forwarding": "tunnel"},
     ],
-    real_server_gateway="10.10.0.1",
+    real_server_gateways=["10.10.0.1", "fd00:10::1"],
 )
 
 
@@ -77,7 +77,8 @@ def test_the_real_server_unit_puts_the_vips_and_the_route_back() -> None:
     assert starts == [
         "ExecStart=/usr/sbin/ip address replace 192.0.2.11/32 dev lo",
         "ExecStart=/usr/sbin/ip address replace 192.0.2.12/32 dev tunl0",
-        "ExecStart=/usr/sbin/ip route replace default via 10.10.0.1",
+        "ExecStart=/usr/sbin/ip -4 route replace default via 10.10.0.1",
+        "ExecStart=/usr/sbin/ip -6 route replace default via fd00:10::1",
     ]
 
 

@@ -150,10 +150,31 @@ def test_errors_name_the_variable_the_bad_value_came_from() -> None:
     )
     no_address = dict(HOSTVARS, rs1={"ansible_host": "rs1.example.net"})
     refused([WEB], "hostvars[rs1].haecs_real_server_address: required", no_address)
+    ipv4_only = dict(HOSTVARS, ns1={"haecs_real_server_address": "10.10.0.53"})
+    refused(
+        [DNS],
+        "hostvars[ns1].haecs_real_server_address: has no IPv6 address for haecs_services[0]"
+        " (a service of that family), got '10.10.0.53'",
+        ipv4_only,
+    )
+    two_ipv4 = dict(HOSTVARS, rs1={"haecs_real_server_address": ["10.10.0.11", "10.10.0.21"]})
+    refused(
+        [WEB],
+        "hostvars[rs1].haecs_real_server_address: at most one address per family,"
+        " got 10.10.0.11 and 10.10.0.21",
+        two_ipv4,
+    )
+    ipv6_host = dict(HOSTVARS, rs1={"ansible_host": "2001:db8::11"})
+    refused(
+        [WEB],
+        "hostvars[rs1].haecs_real_server_address: required: the real server's IPv4 address for"
+        " haecs_services[0] (ansible_host is not one)",
+        ipv6_host,
+    )
     bad_address = dict(HOSTVARS, rs1={"haecs_real_server_address": "10.10.0.300"})
     refused(
         [WEB],
-        "hostvars[rs1].haecs_real_server_address: must be an IPv4 or IPv6 address",
+        "hostvars[rs1].haecs_real_server_address: must be an IPv4 or IPv6 address, or a list",
         bad_address,
     )
     # A direct-routing server cannot map ports: the rule names the service's option.
@@ -247,15 +268,53 @@ def test_ha_instances_one_per_interface_with_the_gateway() -> None:
     dr = dict(WEB, name="dr", address="192.0.2.11", vip_interface="dmz")
     six = dict(WEB, name="six", address="2001:db8::10")
     gateway = [{"address": "10.10.0.1/24", "interface": "back"}]
-    assert _cluster.ha_instances([web, dr, six], "front", gateway, 51) == [
-        {"name": "haecs_back", "interface": "back", "router_id": 51, "vips": ["10.10.0.1/24"]},
-        {"name": "haecs_dmz", "interface": "dmz", "router_id": 52, "vips": ["192.0.2.11/32"]},
+    gateway6 = [{"address": "fd00:10::1/64", "interface": "back"}]
+    instance = {"family": "inet"}
+    assert _cluster.ha_instances([web, dr, six], "front", gateway + gateway6, 51) == [
         {
+            **instance,
+            "name": "haecs_back",
+            "interface": "back",
+            "router_id": 51,
+            "vips": ["10.10.0.1/24"],
+        },
+        {
+            **instance,
+            "name": "haecs_dmz",
+            "interface": "dmz",
+            "router_id": 52,
+            "vips": ["192.0.2.11/32"],
+        },
+        {
+            **instance,
             "name": "haecs_front",
             "interface": "front",
             "router_id": 53,
-            "vips": ["192.0.2.10/32", "2001:db8::10/128"],
+            "vips": ["192.0.2.10/32"],
         },
+        # One family per VRRP instance: the IPv6 VIPs in instances of their own, after the IPv4 ones.
+        {
+            "name": "haecs_back_v6",
+            "interface": "back",
+            "family": "inet6",
+            "router_id": 54,
+            "vips": ["fd00:10::1/64"],
+        },
+        {
+            "name": "haecs_front_v6",
+            "interface": "front",
+            "family": "inet6",
+            "router_id": 55,
+            "vips": ["2001:db8::10/128"],
+        },
+    ]
+    # Without IPv6 VIPs the IPv4 instances keep their ids.
+    assert [
+        entry["router_id"] for entry in _cluster.ha_instances([web, dr], "front", gateway, 51)
+    ] == [
+        51,
+        52,
+        53,
     ]
     assert _cluster.ha_instances([web], "front", [], "7")[0]["router_id"] == 7
 
@@ -269,12 +328,12 @@ def test_ha_instances_one_per_interface_with_the_gateway() -> None:
     refused(
         [],
         0,
-        "ha_router_id: must be from 1 to 255 (1 instances, one per interface, take consecutive ids up to 255), got 0",
+        "ha_router_id: must be from 1 to 255 (1 instances, one per interface and address family, take consecutive ids up to 255), got 0",
     )
     refused(
         gateway,
         255,
-        "ha_router_id: must be from 1 to 254 (2 instances, one per interface, take consecutive ids up to 255), got 255",
+        "ha_router_id: must be from 1 to 254 (2 instances, one per interface and address family, take consecutive ids up to 255), got 255",
     )
     refused([], "x", "ha_router_id: must be an integer, got 'x'")
     refused(
@@ -405,3 +464,19 @@ def test_two_services_may_not_mark_the_same_packets() -> None:
         ),
     ):
         _cluster.director_marks([SHOP, other])
+
+
+def test_a_dual_stack_host_serves_each_family_from_its_own_address() -> None:
+    hostvars = {
+        "rs1": {"haecs_real_server_address": ["fd00:10::11", "10.10.0.11"]},
+        "rs2": {
+            "ansible_host": "10.10.0.12",
+            "haecs_real_server_address": ["10.10.0.12", "fd00:10::12"],
+        },
+    }
+    web6 = dict(WEB, name="web6", address="2001:db8:f::10")
+    table = _cluster.cluster_table([WEB, web6], {"web": ["rs1", "rs2"]}, hostvars)
+    assert [[server["address"] for server in service["real_servers"]] for service in table] == [
+        ["10.10.0.11", "10.10.0.12"],
+        ["fd00:10::11", "fd00:10::12"],
+    ]
