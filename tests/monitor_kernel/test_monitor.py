@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -76,6 +77,37 @@ def test_kill_server_removed_then_restored(
     # haecsctl status reads at a glance.
     text = monitor.ctl("status").stdout
     assert "tcp:10.0.0.1:80" in text and "10.1.2.2:80" in text and " up " in text
+
+
+def test_an_fwmark_service_is_checked_like_any_other(
+    lab: Lab, monitor_factory: MonitorFactory, tmp_path: Any
+) -> None:
+    """One service for several ports (the director marks their packets with
+    the service's fwmark): the monitor programs it, checks each real server
+    on the port its check names, takes a failed one out and puts it back."""
+    for n in (1, 2):
+        lab.start(n)
+    service = {
+        "fwmark": 42,
+        "scheduler": "wrr",
+        "persistence_timeout": 60,
+        "checks": [{"type": "http", "path": "/", "port": 80}],
+        "real_servers": [
+            {"address": rs_address(n), "forwarding": "masq", "weight": 1} for n in (1, 2)
+        ],
+    }
+    monitor = monitor_factory(config_with(str(tmp_path), service))
+
+    def members() -> list[str]:
+        return sorted(re.findall(r"^-a -f 42 -r ([\d.]+):0 -m -w 1$", lab.table(), re.M))
+
+    wait_for(lambda: members() == [rs_address(1), rs_address(2)], UP_WITHIN, "both in")
+    assert "-A -f 42 -s wrr -p 60" in lab.table().splitlines()
+    lab.kill(2)
+    wait_for(lambda: members() == [rs_address(1)], DOWN_WITHIN, "rs2 removed")
+    assert [event["server"] for event in monitor.events("server_down")] == ["%s:0" % rs_address(2)]
+    lab.start(2)
+    wait_for(lambda: members() == [rs_address(1), rs_address(2)], UP_WITHIN, "rs2 back")
 
 
 def test_server_that_never_answers_is_down(
