@@ -40,6 +40,8 @@ CONNECTIONS := $(sort $(basename $(notdir $(wildcard plugins/connection/*.py))))
 ROLES := $(sort $(notdir $(wildcard roles/*)))
 
 STAGE := $(ROOT)/tests/stage
+# Two stages at once: one on the host's CPUs, one in a test kernel (one CPU).
+TOGETHER := $(ROOT)/tests/stages-together
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 # Keep ansible's own scratch files out of $HOME and the tree.
@@ -360,17 +362,15 @@ fragment-check: ## changelog fragment present for code changes since BASE
 
 # ---------------------------------------------------------------- all
 
-test: ## every gate in order: deps lint sanity changelog-lint fragment-check docs unit kernel-selftest kernel-engine monitor-kernel coverage integration lab-test collection-install integration-host qemu
+test: ## every gate in order: deps lint sanity+kernel-selftest changelog-lint fragment-check docs unit+kernel-engine monitor-kernel coverage integration lab-test collection-install integration-host qemu (a+b: at the same time)
 	@start=$$(date +%s); \
 	$(STAGE) deps $(MAKE) deps && \
 	$(STAGE) lint $(MAKE) lint && \
-	$(STAGE) sanity $(MAKE) sanity && \
+	$(TOGETHER) sanity $(MAKE) sanity -- kernel-selftest $(MAKE) kernel-selftest && \
 	$(STAGE) changelog-lint $(MAKE) changelog-lint && \
 	$(STAGE) fragment-check tests/check-fragment --if-base && \
 	$(STAGE) docs $(MAKE) docs && \
-	$(STAGE) unit $(MAKE) unit && \
-	$(STAGE) kernel-selftest $(MAKE) kernel-selftest && \
-	$(STAGE) kernel-engine $(MAKE) kernel-engine && \
+	$(TOGETHER) unit $(MAKE) unit -- kernel-engine $(MAKE) kernel-engine && \
 	$(STAGE) monitor-kernel $(MAKE) monitor-kernel && \
 	$(STAGE) coverage $(MAKE) coverage && \
 	$(STAGE) integration $(MAKE) integration && \
