@@ -345,7 +345,8 @@ def main() -> None:
             if not monitor_admin.is_done(answer, params["state"], params["wait_until"])
         )
         module.fail_json(
-            msg="not %s after %g s (wait_timeout): %s" % (params["state"], result["waited"], left),
+            msg="not %s within wait_timeout (%g s): %s"
+            % (params["state"], round(params["wait_timeout"], 1), left),
             **result,
         )
     module.exit_json(
