@@ -3,8 +3,8 @@
 ``GET /servers/{service}/{server}`` answers from a read of the kernel's IPVS
 table at request time, limited to the services named (``IPVS().read(only=
 keys)``: one service dump and one destination dump per service), never from
-what the monitor last applied.  ``haecsctl drain --wait`` polls it; a
-playbook can poll it with ``ansible.builtin.uri``.
+what the monitor last applied.  ``haecsctl drain --wait`` polls it; so does
+the module haecs.lvs.monitor_server (and drain.yml through it).
 
 The counters are the kernel's own, per destination (one real server of one
 service), in the same netlink answer as the weight:

@@ -1,15 +1,21 @@
 """The ha role's keepalived configuration: one VRRP instance per interface and
 address family (keepalived ignores a VIP of the other family in an
 instance), IPv6 instances in VRRP version 3 without authentication, each
-instance's unicast addresses of its own family."""
+instance's unicast addresses of its own family, ha_vrrp_version 3 with
+sub-second adverts; keepalived itself (`keepalived -t`) accepts what the
+template renders."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import shutil
+import subprocess
 from typing import Any
 
 import jinja2
+import pytest
 
 from ansible_collections.haecs.lvs.plugins.module_utils import _cluster
 
@@ -54,6 +60,7 @@ def render(**variables: Any) -> str:
         "ha_sync_id": 51,
         "ha_priority": 250,
         "ha_advert_interval": 1,
+        "ha_vrrp_version": 2,
         "ha_preempt": False,
         "ha_preempt_delay": 0,
         "ha_auth_pass": "secret",
@@ -107,3 +114,60 @@ def test_unicast_addresses_of_each_instance_s_family() -> None:
         )
     )
     assert "unicast_src_ip 192.0.2.2\n" in single["haecs_front"]
+
+
+def test_version_2_adverts_are_whole_seconds() -> None:
+    found = instances(render(ha_advert_interval=2.0))
+    assert "    advert_int 2\n" in found["haecs_back"]
+    assert "    advert_int 2\n" in found["haecs_back_v6"]
+
+
+def test_version_3_makes_every_instance_version_3_with_sub_second_adverts() -> None:
+    found = instances(render(ha_vrrp_version=3, ha_advert_interval=0.5, ha_auth_pass=""))
+    for name, body in found.items():
+        assert "    version 3\n" in body, name
+        assert "    advert_int 0.5\n" in body, name
+        assert "authentication {" not in body, name
+
+
+def _host_interface() -> str:
+    """A link of this host other than lo (keepalived -t wants one that exists)."""
+    links = sorted(name for name in os.listdir("/sys/class/net") if name != "lo")
+    if not links:
+        pytest.fail("this host has no network link but lo: keepalived -t cannot be tried")
+    return links[0]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"ha_vrrp_version": 2, "ha_advert_interval": 1, "ha_auth_pass": "secret"},
+        {"ha_vrrp_version": 3, "ha_advert_interval": 0.25, "ha_auth_pass": ""},
+        {"ha_vrrp_version": 3, "ha_advert_interval": 40.95, "ha_auth_pass": ""},
+    ],
+)
+def test_keepalived_accepts_the_configuration(
+    tmp_path: pathlib.Path, settings: dict[str, Any]
+) -> None:
+    keepalived = shutil.which("keepalived") or "/usr/sbin/keepalived"
+    if not os.access(keepalived, os.X_OK):
+        pytest.fail("keepalived is missing: make deps installs it (tests/kernel/install-deps)")
+    link = _host_interface()
+    text = render(
+        ha_instances=_cluster.ha_instances(
+            SERVICES, link, [{"address": "10.10.0.1/24", "interface": link}], 51
+        ),
+        ha_unicast=False,
+        # keepalived checks that the notify script exists and only root can change it.
+        ha_sync_command="/bin/true",
+        ha_sync_interface=link,
+        **settings,
+    )
+    config = tmp_path / "keepalived.conf"
+    config.write_text(text)
+    checked = subprocess.run(
+        [keepalived, "-t", "-f", str(config)], capture_output=True, text=True, timeout=60
+    )
+    # keepalived -t exits 0 only when it had nothing to say, warnings included
+    # (an advert it would round, an unknown interface).
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,0 +1,154 @@
+"""The ha role's checks (tasks_from: validate) on bad and good settings, through
+a real ansible-playbook on this host (connection local; the checks change
+nothing and need no kernel): each message names the variable and its rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+COLLECTIONS = ROOT / "build" / "collections"
+
+SERVICES = [
+    {
+        "name": "web",
+        "protocol": "tcp",
+        "address": "192.0.2.10",
+        "port": 80,
+        "real_servers_group": "web",
+    },
+    {
+        "name": "web6",
+        "protocol": "tcp",
+        "address": "2001:db8::10",
+        "port": 80,
+        "real_servers_group": "web",
+    },
+]
+
+# (settings of dir1, the message, or None when they pass)
+CASES: list[tuple[dict[str, Any], str | None]] = [
+    ({}, None),
+    ({"ha_vrrp_version": 3, "ha_advert_interval": 0.5, "ha_auth_pass": ""}, None),
+    ({"ha_vrrp_version": 3, "ha_advert_interval": 40.95, "ha_auth_pass": ""}, None),
+    ({"ha_advert_interval": 0}, "ha_advert_interval: must be from 1 to 255 seconds, got 0"),
+    (
+        {"ha_advert_interval": 0.5},
+        "ha_advert_interval: must be from 1 to 255 seconds, got 0.5 (whole seconds in VRRP version 2; "
+        "ha_vrrp_version 3 takes hundredths)",
+    ),
+    (
+        {"ha_advert_interval": 100},
+        "ha_advert_interval: must be at most 40.95 seconds with IPv6 VIPs (their instances are VRRP version 3), got 100",
+    ),
+    (
+        {"ha_vrrp_version": 3, "ha_advert_interval": 0.555, "ha_auth_pass": ""},
+        "ha_advert_interval: must be from 0.01 to 40.95 seconds in hundredths with ha_vrrp_version 3, got 0.555",
+    ),
+    (
+        {"ha_vrrp_version": 3, "ha_advert_interval": 41, "ha_auth_pass": ""},
+        "ha_advert_interval: must be from 0.01 to 40.95 seconds in hundredths with ha_vrrp_version 3, got 41",
+    ),
+    (
+        {"ha_vrrp_version": 3, "ha_auth_pass": "secret"},
+        "ha_auth_pass: VRRP version 3 has no authentication; leave it empty with ha_vrrp_version 3",
+    ),
+    ({"ha_vrrp_version": 4}, "value of ha_vrrp_version must be one of: 2, 3, got: 4"),
+]
+
+
+def _playbook() -> list[dict[str, Any]]:
+    tasks = []
+    for index, (settings, _message) in enumerate(CASES):
+        tasks.append(
+            {
+                "name": "case %d" % index,
+                "block": [
+                    {
+                        "name": "the checks of case %d" % index,
+                        "ansible.builtin.include_role": {
+                            "name": "haecs.lvs.ha",
+                            "tasks_from": "validate",
+                        },
+                        "vars": settings,
+                    },
+                    {"ansible.builtin.set_fact": {"found": "{{ found + [''] }}"}},
+                ],
+                "rescue": [
+                    {
+                        "ansible.builtin.set_fact": {
+                            "found": "{{ found + [ansible_failed_result.msg] }}"
+                        }
+                    },
+                ],
+            }
+        )
+    tasks.append(
+        {
+            "name": "the messages",
+            "ansible.builtin.copy": {
+                "content": "{{ found | to_json }}",
+                "dest": "{{ result_file }}",
+                "mode": "0600",
+            },
+        }
+    )
+    return [{"hosts": "dir1", "gather_facts": False, "vars": {"found": []}, "tasks": tasks}]
+
+
+def test_each_bad_setting_is_refused_naming_the_variable(tmp_path: pathlib.Path) -> None:
+    if not (COLLECTIONS / "ansible_collections" / "haecs" / "lvs").exists():
+        pytest.fail("the collection link is missing: make collection")
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "haecs_services": SERVICES,
+                "ha_vip_interface": "front",
+            },
+            "children": {"lvs_directors": {"hosts": {"dir1": {}, "dir2": {}}}},
+        }
+    }
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(_playbook(), sort_keys=False))
+    environment = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+        ANSIBLE_HOME=str(tmp_path / "home"),
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+    )
+    playbook = pathlib.Path(sys.executable).parent / "ansible-playbook"
+    ran = subprocess.run(
+        [
+            str(playbook),
+            "-i",
+            "inventory.yml",
+            "-e",
+            "result_file=%s" % (tmp_path / "found.json"),
+            "play.yml",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert (tmp_path / "found.json").exists(), ran.stdout[-3000:]
+    found = json.loads((tmp_path / "found.json").read_text())
+    assert len(found) == len(CASES)
+    for (settings, message), seen in zip(CASES, found):
+        if message is None:
+            assert seen == "", (settings, seen)
+        else:
+            assert message in seen, (settings, seen)
