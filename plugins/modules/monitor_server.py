@@ -182,9 +182,8 @@ done:
 
 import json
 import math
-import socket
 from typing import Any, Dict, List, Mapping, Tuple
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
@@ -263,7 +262,7 @@ def sender(path: str, timeout: float) -> Send:
             status, body = response.getcode(), response.read()
         except HTTPError as error:
             status, body = error.code, error.read()
-        except (URLError, OSError, socket.timeout) as error:
+        except OSError as error:  # URLError and socket timeouts are OSErrors too
             reason = getattr(error, "reason", error)
             raise MonitorError(
                 "cannot reach the monitor at %s: %s (is haecs-monitor running there? monitor_name, socket)"
