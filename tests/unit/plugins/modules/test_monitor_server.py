@@ -1,23 +1,20 @@
 """haecs.lvs.monitor_server and module_utils/monitor_admin: admin states set
 through the monitor's API, and the wait for the kernel.
 
-A fake monitor stands in for the API's answers (the monitor's own API is
-tested in tests/unit/monitor; the module against a running monitor in the
-lab, through playbooks/drain.yml).  The module's sender is tested against a
-real HTTP server on a unix socket.
+A fake monitor (tests/contract/monitor_api_fake.py) stands in for the API's
+answers (the monitor's own API is tested in tests/unit/monitor; the module
+against a running monitor in the lab, through playbooks/drain.yml).  The
+module's sender is tested against a real HTTP server on a unix socket.
 """
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
 import re
-import socketserver
-import threading
-from typing import Any, Dict, Iterator, List, Mapping, Tuple
+from typing import Any, Dict, Iterator, List
 
 import pytest
+from monitor_api_fake import FakeMonitor, serving
 
 from ansible_collections.haecs.lvs.plugins.module_utils import monitor_admin
 from ansible_collections.haecs.lvs.plugins.module_utils.monitor_admin import MonitorError, Reply
@@ -27,90 +24,6 @@ WEB = "tcp:192.0.2.10:80"
 WEB6 = "tcp:[2001:db8::10]:80"
 RS1 = "10.10.0.11:8080"
 RS2 = "10.10.0.12:8080"
-
-
-class FakeMonitor:
-    """Admin states and kernel entries per (service, server), answered as the API does."""
-
-    def __init__(self, servers: Mapping[str, List[str]]) -> None:
-        self.admin: Dict[Tuple[str, str], str] = {}
-        self.kernel: Dict[Tuple[str, str], Dict[str, Any]] = {}
-        for server, services in servers.items():
-            for service in services:
-                self.admin[service, server] = "enabled"
-                self.kernel[service, server] = {"weight": 1, "active": 0, "inactive": 0}
-        self.requests: List[Tuple[str, str]] = []
-        # After a drain: how many more reads see this many active connections.
-        self.active_for_reads: Dict[str, int] = {}
-
-    def services_of(self, server: str) -> List[str]:
-        return [service for (service, name) in self.admin if name == server]
-
-    def answer(self, server: str) -> Dict[str, Any]:
-        entries = []
-        for service in self.services_of(server):
-            found = self.kernel.get((service, server))
-            active = found["active"] if found else None
-            if found and self.active_for_reads.get(server, 0) > 0:
-                active = 1
-            entry = {
-                "service": service,
-                "admin": self.admin[service, server],
-                "in_kernel": found is not None,
-                "weight": found["weight"] if found else None,
-                "configured_weight": 1,
-                "persistent": False,
-                "active_connections": active,
-                "inactive_connections": found["inactive"] if found else None,
-                "persistence_templates": 0 if found else None,
-            }
-            entry["drained"] = found is None or (found["weight"] == 0 and not active)
-            entry["idle"] = entry["drained"] and (found is None or found["inactive"] == 0)
-            entries.append(entry)
-        if self.active_for_reads.get(server, 0) > 0:
-            self.active_for_reads[server] -= 1
-        return {
-            "server": server,
-            "active_connections": sum(e["active_connections"] or 0 for e in entries),
-            "inactive_connections": sum(e["inactive_connections"] or 0 for e in entries),
-            "persistence_templates": 0,
-            "drained": all(e["drained"] for e in entries),
-            "idle": all(e["idle"] for e in entries),
-            "services": entries,
-        }
-
-    def send(self, method: str, path: str) -> Reply:
-        self.requests.append((method, path))
-        parts = path.split("/")
-        server = parts[3].replace("%5B", "[").replace("%5D", "]")
-        if not self.services_of(server):
-            return Reply(404, {"error": "no real server %s in any service" % server})
-        if method == "GET":
-            return Reply(200, self.answer(server))
-        action = parts[4]
-        admin = {"drain": "drain", "enable": "enabled", "disable": "disable"}[action]
-        changed, operations = [], []
-        for service in self.services_of(server):
-            changed.append(
-                {
-                    "service": service,
-                    "server": server,
-                    "admin": admin,
-                    "was": self.admin[service, server],
-                }
-            )
-            self.admin[service, server] = admin
-            if admin == "disable":
-                self.kernel.pop((service, server), None)
-            else:
-                entry = self.kernel.setdefault(
-                    (service, server), {"weight": 1, "active": 0, "inactive": 0}
-                )
-                weight = 0 if admin == "drain" else 1
-                if entry["weight"] != weight:
-                    operations.append("-e -t %s -r %s -m -w %d" % (service[4:], server, weight))
-                entry["weight"] = weight
-        return Reply(200, {"ok": True, "changed": changed, "operations": operations})
 
 
 def posts(monitor: FakeMonitor) -> List[str]:
@@ -336,41 +249,16 @@ def test_each_bad_option_is_named(given: Dict[str, Any], message: str) -> None:
 # -------------------------------------------------------------------- sender
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        status = 404 if "missing" in self.path else 200
-        body = json.dumps(
-            {"error": "no such server"} if status == 404 else {"path": self.path}
-        ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def get_request(self) -> Tuple[Any, Any]:
-        request, _address = super().get_request()
-        return request, ("local", 0)
+def _echo(method: str, path: str) -> Reply:
+    if "missing" in path:
+        return Reply(404, {"error": "no such server"})
+    return Reply(200, {"path": path})
 
 
 @pytest.fixture
 def unix_api(tmp_path: Any) -> Iterator[str]:
-    path = str(tmp_path / "monitor.sock")
-    server = _UnixServer(path, _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(str(tmp_path / "monitor.sock"), _echo) as path:
         yield path
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_sender_speaks_http_over_the_unix_socket(unix_api: str) -> None:
