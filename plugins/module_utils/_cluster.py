@@ -336,6 +336,7 @@ def _every_service(
             server.update(overrides)
             try:
                 check_real_server(server, key, "%s (real server %s)" % (path, host))
+                _check_port_is_used(server, key, entry, "%s (real server %s)" % (path, host))
             except ValidationError as error:
                 raise _blame(error, entry, path, overrides, override_path, host) from None
             servers.append(server)
@@ -343,6 +344,22 @@ def _every_service(
         table.append(service)
     parse_table(table, SERVICES_VAR)  # duplicates, cross-field rules
     return table
+
+
+def _check_port_is_used(
+    server: Mapping[str, Any], key: Any, entry: Mapping[str, Any], prefix: str
+) -> None:
+    """A persistent service without a port of its own (fwmark, or port 0)
+    sends each connection to the port the client asked for: IPVS ignores a
+    real server's port there, and the monitor would check a port that no
+    traffic reaches."""
+    if server.get("port") and (key.is_fwmark or not key.port) and entry.get("persistence_timeout"):
+        raise ValidationError(
+            "%s.port" % prefix,
+            "is ignored by IPVS in a persistent %s: each connection goes to the port the client asked "
+            "for; leave the real servers' port out (each check names its own port), or drop "
+            "persistence_timeout" % ("fwmark service" if key.is_fwmark else "service of port 0"),
+        )
 
 
 def _blame(

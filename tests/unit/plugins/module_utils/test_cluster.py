@@ -450,6 +450,31 @@ def test_bad_marks_are_refused_naming_the_variable(change: dict[str, Any], messa
             derive()
 
 
+def test_a_port_ipvs_would_ignore_is_refused() -> None:
+    # A persistent fwmark service sends each connection to the port the
+    # client asked for: a real server's port there would be ignored.
+    nat = {**SHOP, "forwarding": "masq"}
+    message = (
+        "haecs_services[0].real_server_port: is ignored by IPVS in a persistent fwmark service: "
+        "each connection goes to the port the client asked for"
+    )
+    with pytest.raises(HaecsError, match="^" + re.escape(message)):
+        _cluster.cluster_table([{**nat, "real_server_port": 8080}], GROUPS, HOSTVARS)
+    overridden = {
+        **HOSTVARS,
+        "rs1": {**HOSTVARS["rs1"], "haecs_real_server_overrides": {"shop": {"port": 8080}}},
+    }
+    with pytest.raises(
+        HaecsError, match=re.escape("haecs_real_server_overrides.shop.port: is ignored by IPVS")
+    ):
+        _cluster.cluster_table([nat], GROUPS, overridden)
+    # Without persistence IPVS uses the real server's port, and without a port the client's.
+    assert _cluster.cluster_table(
+        [{**nat, "real_server_port": 8080, "persistence_timeout": None}], GROUPS, HOSTVARS
+    )
+    assert "port" not in _cluster.cluster_table([nat], GROUPS, HOSTVARS)[0]["real_servers"][0]
+
+
 def test_two_services_may_not_mark_the_same_packets() -> None:
     other = {
         **SHOP,
