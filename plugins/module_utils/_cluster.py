@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._ipvs_table_params import key_params, parse_table
 from .ipvs.errors import HaecsError
-from .ipvs.model import parse_address, service_order
+from .ipvs.model import ServiceKey, parse_address, service_order
 from .ipvs.params import (
     REAL_SERVER_FIELDS,
     SERVICE_FIELDS,
@@ -347,7 +347,7 @@ def _every_service(
 
 
 def _check_port_is_used(
-    server: Mapping[str, Any], key: Any, entry: Mapping[str, Any], prefix: str
+    server: Mapping[str, Any], key: ServiceKey, entry: Mapping[str, Any], prefix: str
 ) -> None:
     """A persistent service without a port of its own (fwmark, or port 0)
     sends each connection to the port the client asked for: IPVS ignores a

@@ -11,6 +11,7 @@ import http.server
 import json
 import socketserver
 import threading
+import urllib.parse
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
@@ -70,7 +71,7 @@ class FakeMonitor:
     def send(self, method: str, path: str) -> Reply:
         self.requests.append((method, path))
         parts = path.split("/")
-        server = parts[3].replace("%5B", "[").replace("%5D", "]")
+        server = urllib.parse.unquote(parts[3])
         if not self.services_of(server):
             return Reply(404, {"error": "no real server %s in any service" % server})
         if method == "GET":

@@ -13,7 +13,7 @@ import sys
 import threading
 import urllib.parse
 from contextlib import ExitStack
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 import yaml
@@ -69,7 +69,7 @@ def monitors(tmp_path: pathlib.Path) -> Iterator[Tuple[Dict[str, FakeMonitor], L
         for director in DIRECTORS
     }
 
-    def answer_for(director: str):  # type: ignore[no-untyped-def]
+    def answer_for(director: str) -> Callable[[str, str], Reply]:
         def answer(method: str, path: str) -> Reply:
             with lock:
                 log.append((director, method, urllib.parse.unquote(path)))
