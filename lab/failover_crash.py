@@ -75,6 +75,18 @@ def monitor_pid(name: str) -> int:
     raise SystemExit("failover: no monitor %s running" % name)
 
 
+def last_event(name: str) -> int:
+    """The sequence number of the monitor's newest event (0 if none)."""
+    out = subprocess.run(
+        ["haecsctl", "--name", name, "--json", "events", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    events = json.loads(out)["events"]
+    return int(events[-1]["seq"]) if events else 0
+
+
 def main(out_file: str) -> None:
     masters = [d for d in DIRECTORS if "192.0.2.10" in addresses(d)]
     if len(masters) != 1:
@@ -86,6 +98,10 @@ def main(out_file: str) -> None:
     with open("/run/haecs/lab-%s.pid" % master) as handle:
         keepalived = int(handle.read())
     monitor = monitor_pid(DIRECTORS[master])
+    # lab/failover-return.yml reads the backup's monitor events after this
+    # one: no real server may go down there (a false failure on the new
+    # master would reset the connections it carries).
+    backup_events_since = last_event(DIRECTORS[backup])
     crashed = time.monotonic()
     os.killpg(keepalived, signal.SIGKILL)
     os.kill(monitor, signal.SIGKILL)
@@ -116,6 +132,8 @@ def main(out_file: str) -> None:
     result = {
         "crashed": master,
         "new_master": backup,
+        "new_master_monitor": DIRECTORS[backup],
+        "new_master_events_since": backup_events_since,
         "synced_before_crash_seconds": round(synced, 2),
         "takeover_seconds": round(takeover, 2),
         "sync_master_seconds": round(sync_master, 2),

@@ -9,6 +9,8 @@ Two things at once until STOP_FILE exists, then one JSON line:
 - one long-lived keep-alive connection opened at the start, a request on it
   every 100 ms: whether it still works after the failover (the sync daemon
   carried its entry to the new master) and stays on the same real server.
+Times are in seconds after the probe started (when a connection broke,
+when the outage began) so that a failure can be placed among the steps.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import urllib.request
 VIP, STOP = sys.argv[1], sys.argv[2]
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 result: dict[str, dict[str, object]] = {}
+STARTED = time.monotonic()
 
 
 def stopped() -> bool:
@@ -45,7 +48,13 @@ def loop() -> None:
             last = now
         time.sleep(0.02)
     outage = (last - first) if first is not None and last is not None else 0.0
-    result["loop"] = {"ok": ok, "failed": failed, "outage_seconds": round(outage, 2)}
+    result["loop"] = {
+        "ok": ok,
+        "failed": failed,
+        "outage_seconds": round(outage, 2),
+        "outage_began_at_seconds": round(first - STARTED, 1) if first is not None else None,
+        "probe_seconds": round(time.monotonic() - STARTED, 1),
+    }
 
 
 def long_lived() -> None:
@@ -53,6 +62,7 @@ def long_lived() -> None:
     answers: dict[str, int] = {}
     failed = 0
     error = ""
+    broke_at = None  # seconds after the probe started
     while not stopped():
         try:
             connection.request("GET", "/")
@@ -61,9 +71,15 @@ def long_lived() -> None:
         except (OSError, http.client.HTTPException) as problem:
             failed += 1
             error = "%s: %s" % (type(problem).__name__, problem)
+            broke_at = round(time.monotonic() - STARTED, 1)
             break  # a broken connection stays broken: that is the finding
         time.sleep(0.1)
-    result["long_lived"] = {"answers": answers, "failed": failed, "error": error}
+    result["long_lived"] = {
+        "answers": answers,
+        "failed": failed,
+        "error": error,
+        "broke_at_seconds": broke_at,
+    }
 
 
 threads = [threading.Thread(target=loop), threading.Thread(target=long_lived)]
