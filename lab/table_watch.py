@@ -3,9 +3,12 @@ starts it, lab/failover-return.yml stops it and checks what it saw).
 
     python3 table_watch.py STOP_FILE OUT_FILE [INTERVAL]
 
-Every INTERVAL seconds (default 0.5) until STOP_FILE exists: `ipvsadm -Sn`
+Every INTERVAL seconds (default 2) until STOP_FILE exists: `ipvsadm -Sn`
 in each director's namespace (the independent tool, not the collection's
-engine). Writes one JSON object to OUT_FILE: per director, each distinct
+engine), entered with setns(2) rather than `ip netns exec`: each process is
+a slow thing in the test kernel, and the sampling shares its one CPU with
+the run under test. (A server taken out and put back between two samples
+shows in the monitor's events, which lab/failover-return.yml checks too.) Writes one JSON object to OUT_FILE: per director, each distinct
 table seen with its first and last sample time (seconds since the start)
 and how many samples showed it; the number of samples, and of reads that
 failed. Nothing here decides what is right: the play compares.
@@ -13,22 +16,42 @@ failed. Nothing here decides what is right: the play compares.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
 import time
+from typing import Callable
 
 DIRECTORS = ("dir1", "dir2")
+CLONE_NEWNET = 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def entering(director: str) -> Callable[[], None]:
+    """What the child runs before ipvsadm: join the director's namespace."""
+
+    def enter() -> None:
+        fd = os.open("/run/netns/lab-" + director, os.O_RDONLY)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns lab-" + director)
+        os.close(fd)
+
+    return enter
 
 
 def table(director: str) -> str | None:
-    done = subprocess.run(
-        ["ip", "netns", "exec", "lab-" + director, "ipvsadm", "-Sn"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            ["ipvsadm", "-Sn"],
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=entering(director),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
     return "\n".join(sorted(done.stdout.splitlines())) if done.returncode == 0 else None
 
 
@@ -65,4 +88,4 @@ def main(stop_file: str, out_file: str, interval: float) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.5)
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 2.0)

@@ -31,7 +31,11 @@ import threading
 import time
 from typing import Any
 
-IDLE_POLL = 0.004  # seconds between looks at req/ (host-side writes are not signalled)
+# Seconds between looks at req/ (host-side writes are not signalled): quick
+# right after a request, slower while idle. Each look costs the kernel about
+# 0.6 ms of its one CPU (hostfs); at a steady 4 ms that was 12% of it.
+POLL_FIRST = 0.004
+POLL_IDLE = 0.05
 
 
 def _b64(data: bytes) -> str:
@@ -104,13 +108,17 @@ def main(argv: list[str]) -> int:
         handle.write("%d\n" % os.getpid())
     taken: set[str] = set()
     requests = os.path.join(channel, "req")
+    pause = POLL_FIRST
     while not os.path.exists(os.path.join(channel, "stop")):
         names = [n for n in os.listdir(requests) if n.endswith(".json") and n not in taken]
         for name in sorted(names):
             taken.add(name)
             threading.Thread(target=answer, args=(channel, name), daemon=True).start()
-        if not names:
-            time.sleep(IDLE_POLL)
+        if names:
+            pause = POLL_FIRST
+        else:
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_IDLE)
     return 0
 
 
