@@ -22,35 +22,27 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable
 
 DIRECTORS = ("dir1", "dir2")
 CLONE_NEWNET = 0x40000000
 libc = ctypes.CDLL(None, use_errno=True)
 
 
-def entering(director: str) -> Callable[[], None]:
-    """What the child runs before ipvsadm: join the director's namespace."""
-
-    def enter() -> None:
-        fd = os.open("/run/netns/lab-" + director, os.O_RDONLY)
+def enter(director: str) -> None:
+    """Move this process into the director's namespace (ipvsadm inherits it)."""
+    fd = os.open("/run/netns/lab-" + director, os.O_RDONLY)
+    try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns lab-" + director)
+    finally:
         os.close(fd)
-
-    return enter
 
 
 def table(director: str) -> str | None:
     try:
-        done = subprocess.run(
-            ["ipvsadm", "-Sn"],
-            capture_output=True,
-            text=True,
-            check=False,
-            preexec_fn=entering(director),
-        )
-    except (OSError, subprocess.SubprocessError):
+        enter(director)
+        done = subprocess.run(["ipvsadm", "-Sn"], capture_output=True, text=True, check=False)
+    except OSError:
         return None
     return "\n".join(sorted(done.stdout.splitlines())) if done.returncode == 0 else None
 

@@ -7,8 +7,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ansible.playbook.play_context import PlayContext
+from ansible.plugins.loader import connection_loader
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]
@@ -102,3 +105,35 @@ def test_the_command_status_passes_through(tmp_path: Path) -> None:
 def test_usage_without_a_command() -> None:
     done = subprocess.run([str(WITH_AGENT)], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "no command" in done.stderr
+
+
+def _connection(netns: str) -> Any:
+    """The haecs_kernel connection with its requests captured, not sent."""
+    connection_loader.add_directory(str(HERE / "agent" / "connection"))
+    connection = connection_loader.get("haecs_kernel", PlayContext(), None)
+    connection.set_options(direct={"channel": "/nonexistent", "netns": netns})
+    connection._connected = True
+    return connection
+
+
+def test_a_pipelined_module_runs_its_interpreter_without_the_shells() -> None:
+    connection = _connection("lab-dir1")
+    sent: list[list[str]] = []
+
+    def call(request: dict[str, Any]) -> dict[str, Any]:
+        sent.append(request["argv"])
+        return {"rc": 0, "stdout": "", "stderr": ""}
+
+    connection._call = call
+    module = "/bin/sh -c '/opt/python && sleep 0'"
+    connection.exec_command(module, in_data=b"print(1)")
+    connection.exec_command(module)  # nothing on stdin: not a pipelined module
+    connection.exec_command("/bin/sh -c 'echo ~ && sleep 0'", in_data=b"x")
+    connection.exec_command("/bin/sh -c '/opt/python -I && sleep 0'", in_data=b"x")
+    netns = ["ip", "netns", "exec", "lab-dir1"]
+    assert sent == [
+        [*netns, "/opt/python"],
+        [*netns, "/bin/sh", "-c", module],
+        [*netns, "/bin/sh", "-c", "/bin/sh -c 'echo ~ && sleep 0'"],
+        [*netns, "/bin/sh", "-c", "/bin/sh -c '/opt/python -I && sleep 0'"],
+    ]
