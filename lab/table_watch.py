@@ -6,12 +6,14 @@ starts it, lab/failover-return.yml stops it and checks what it saw).
 Every INTERVAL seconds (default 2) until STOP_FILE exists: `ipvsadm -Sn`
 in each director's namespace (the independent tool, not the collection's
 engine), entered with setns(2) rather than `ip netns exec`: each process is
-a slow thing in the test kernel, and the sampling shares its one CPU with
-the run under test. (A server taken out and put back between two samples
-shows in the monitor's events, which lab/failover-return.yml checks too.) Writes one JSON object to OUT_FILE: per director, each distinct
-table seen with its first and last sample time (seconds since the start)
-and how many samples showed it; the number of samples, and of reads that
-failed. Nothing here decides what is right: the play compares.
+slow in the test kernel, and the sampling shares its one CPU with the run
+under test. (A server taken out and put back between two samples shows in
+the monitor's events, which lab/failover-return.yml checks too.)
+
+Writes one JSON object to OUT_FILE: per director, each distinct table seen
+with its first and last sample time (seconds since the start) and how many
+samples showed it; the number of samples, and of reads that failed. Nothing
+here decides what is right: the play compares.
 """
 
 from __future__ import annotations
