@@ -57,6 +57,7 @@ from haecs_monitor.runtime.looplag import LoopLag
 from haecs_monitor.runtime.notify import Notification, Notifier
 from haecs_monitor.runtime.scheduler import CheckScheduler
 from haecs_monitor.runtime.state import ADMIN_ACTIONS, MonitorState
+from haecs_monitor.runtime.tasks import cancel_and_wait
 
 COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
@@ -210,8 +211,7 @@ class Monitor:
         await self.scheduler.stop()
         tcp_method.close(asyncio.get_running_loop())
         if self._applier is not None:
-            self._applier.cancel()
-            await asyncio.gather(self._applier, return_exceptions=True)
+            await cancel_and_wait([self._applier])
         status = 0
         if self.config.settings.on_exit == "remove":
             keys = [service.key for service in self.config.services]
@@ -431,7 +431,7 @@ class Monitor:
     async def _apply_loop(self) -> None:
         interval = self.config.settings.reconcile_interval
         next_reconcile = self.clock() + interval
-        while True:
+        while not self._stop.is_set():
             interval = self.config.settings.reconcile_interval
             next_reconcile = min(next_reconcile, self.clock() + interval)
             deadline = next_reconcile

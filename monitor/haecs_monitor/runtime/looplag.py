@@ -15,6 +15,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.tasks import cancel_and_wait
 
 
 class LoopLag:
@@ -74,11 +75,7 @@ class LoopLag:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _run(self) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.runtime.tasks import cancel_and_wait
 
 QUEUE_LIMIT = 1000
 OUTPUT_LIMIT = 2000
@@ -65,11 +66,7 @@ class Notifier:
             await asyncio.wait_for(self._queue.join(), grace)
         except asyncio.TimeoutError:
             pass
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait([self._task])
         self._task = None
 
     def notify(self, notification: Notification) -> None:

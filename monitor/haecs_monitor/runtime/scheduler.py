@@ -29,6 +29,7 @@ from haecs_monitor.control.metrics import Histogram
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime.events import EventLog
 from haecs_monitor.runtime.syn_driver import SynDriver
+from haecs_monitor.runtime.tasks import cancel_and_wait
 
 CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
 # A check whose timeout the event loop noticed later than its deadline by at
@@ -117,14 +118,8 @@ class CheckScheduler:
         if self._driver is not None:
             self._driver.stop()
             self._driver = None
-        # asyncio.timeout can swallow a cancel() that lands as the check
-        # finishes; the runs also end on their own once stopping, and we
-        # cancel again until every one has ended.
-        pending = set(self._running.values())
-        while pending:
-            for task in pending:
-                task.cancel()
-            _done, pending = await asyncio.wait(pending, timeout=0.5)
+        # The runs also end on their own once stopping.
+        await cancel_and_wait(self._running.values())
         self._running.clear()
 
     def record(self, key: CheckKey, result: CheckResult, duration: float) -> None:

@@ -227,6 +227,25 @@ def test_on_exit_remove_and_status_and_metrics(harness: Harness) -> None:
     assert KEY not in harness.engine.table
 
 
+def test_stop_ends_the_applier_when_its_wake_and_the_cancel_coincide(harness: Harness) -> None:
+    # Python 3.11's wait_for returns the wake and drops a cancel() of the same
+    # loop step (CI hung here for 10 s): the applier must end all the same.
+    harness.write(config_dict(harness.tmp))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "both up")
+        real_stop = monitor.scheduler.stop
+
+        async def stop_then_wake_the_applier() -> None:
+            await real_stop()
+            monitor._wake.set()
+
+        monitor.scheduler.stop = stop_then_wake_the_applier  # type: ignore[method-assign]
+
+    assert harness.run(scenario) == 0
+    assert harness.events("table_kept")
+
+
 def test_unreadable_kernel_is_fatal_in_one_line(harness: Harness) -> None:
     from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import IPVSError
 
