@@ -16,20 +16,26 @@ The channel is a host folder, mounted read-write at its own path (hostfs):
 - ``ready`` appears once the agent listens; ``stop`` from the host ends it.
 
 Requests are served concurrently (one thread each), so forks > 1 work.
+A pipelined module (the modules' interpreter with a script on stdin, in a
+namespace or not) runs forked from ``zygote.py``, which has Ansible's
+module_utils loaded already, once that is listening; anything else, or a
+module before then, runs as a new process.
 Standard library only: this runs on the guest's system Python too.
 """
 
 from __future__ import annotations
 
+import array
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 # Seconds between looks at req/ (host-side writes are not signalled): quick
 # right after a request, slower while idle. Each look costs the kernel about
@@ -37,9 +43,51 @@ from typing import Any
 POLL_FIRST = 0.004
 POLL_IDLE = 0.05
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The interpreter modules are sent to (ansible_python_interpreter): the
+# wrapper, or the virtualenv's Python it runs; the zygote runs the same.
+MODULE_PYTHON = os.path.join(HERE, "python")
+MODULE_INTERPRETERS = {
+    os.path.normpath(MODULE_PYTHON),
+    os.path.normpath(
+        os.environ.get("HAECS_KERNEL_PYTHON") or os.path.join(HERE, "../../../.venv/bin/python")
+    ),
+}
+ZYGOTE_SOCKET = "/run/haecs-zygote.sock"
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def zygote_header(argv: list[str], stdin: bytes) -> Optional[dict[str, Any]]:
+    """What the zygote needs to run `argv`, or None when it is not a
+    pipelined module (or the zygote is not listening yet)."""
+    netns = None
+    if argv[:3] == ["ip", "netns", "exec"] and len(argv) == 5:
+        netns, argv = argv[3], argv[4:]
+    if len(argv) != 1 or os.path.normpath(argv[0]) not in MODULE_INTERPRETERS or not stdin:
+        return None
+    if not os.path.exists(ZYGOTE_SOCKET):
+        return None
+    return {"netns": netns}
+
+
+def run_in_zygote(header: dict[str, Any], files: tuple[Any, Any, Any]) -> int:
+    """The module's exit status (negative: the signal that ended it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+        channel.connect(ZYGOTE_SOCKET)
+        fds = array.array("i", [handle.fileno() for handle in files])
+        channel.sendmsg(
+            [json.dumps(header).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
+        )
+        answer = channel.makefile("rb").readline().strip()
+    try:
+        return int(answer)
+    except ValueError:
+        raise RuntimeError(
+            "zygote: %s" % (answer.decode(errors="replace") or "no answer")
+        ) from None
 
 
 def serve(request: dict[str, Any]) -> dict[str, Any]:
@@ -61,20 +109,26 @@ def serve(request: dict[str, Any]) -> dict[str, Any]:
             tempfile.TemporaryFile() as stdout,
             tempfile.TemporaryFile() as stderr,
         ):
-            stdin.write(base64.b64decode(request.get("stdin") or ""))
+            data = base64.b64decode(request.get("stdin") or "")
+            stdin.write(data)
             stdin.seek(0)
-            done = subprocess.run(
-                request["argv"],
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=request.get("cwd") or None,
-                check=False,
-            )
+            header = zygote_header(request["argv"], data)
+            if header is not None:
+                header["cwd"] = request.get("cwd") or None
+                returncode = run_in_zygote(header, (stdin, stdout, stderr))
+            else:
+                returncode = subprocess.run(
+                    request["argv"],
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    cwd=request.get("cwd") or None,
+                    check=False,
+                ).returncode
             stdout.seek(0)
             stderr.seek(0)
             return {
-                "rc": done.returncode,
+                "rc": returncode,
                 "stdout": _b64(stdout.read()),
                 "stderr": _b64(stderr.read()),
             }
@@ -104,6 +158,12 @@ def main(argv: list[str]) -> int:
     subprocess.run(["mount", "-t", "hostfs", "-o", channel, "none", channel], check=True)
     os.makedirs(os.path.join(channel, "req"), exist_ok=True)
     os.makedirs(os.path.join(channel, "resp"), exist_ok=True)
+    zygote: Optional[subprocess.Popen[bytes]] = None
+    if os.environ.get("HAECS_KERNEL_ZYGOTE", "1") != "0":  # 0: every module a new process
+        zygote = subprocess.Popen(
+            [MODULE_PYTHON, os.path.join(HERE, "zygote.py"), ZYGOTE_SOCKET],
+            stdin=subprocess.DEVNULL,
+        )
     with open(os.path.join(channel, "ready"), "w") as handle:
         handle.write("%d\n" % os.getpid())
     taken: set[str] = set()
@@ -119,6 +179,14 @@ def main(argv: list[str]) -> int:
         else:
             time.sleep(pause)
             pause = min(pause * 1.5, POLL_IDLE)
+        if zygote is not None and zygote.poll() is not None:
+            # modules run as new processes from now on: slower, still right
+            print("agent: the zygote ended (status %s)" % zygote.returncode, file=sys.stderr)
+            zygote = None
+            if os.path.exists(ZYGOTE_SOCKET):
+                os.unlink(ZYGOTE_SOCKET)
+    if zygote is not None:
+        zygote.terminate()
     return 0
 
 
