@@ -73,10 +73,14 @@ def zygote_header(argv: list[str], stdin: bytes) -> Optional[dict[str, Any]]:
     return {"netns": netns}
 
 
-def run_in_zygote(header: dict[str, Any], files: tuple[Any, Any, Any]) -> int:
-    """The module's exit status (negative: the signal that ended it)."""
+def run_in_zygote(header: dict[str, Any], files: tuple[Any, Any, Any]) -> Optional[int]:
+    """The module's exit status (negative: the signal that ended it); None
+    when the zygote is gone (the module has not started)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
-        channel.connect(ZYGOTE_SOCKET)
+        try:
+            channel.connect(ZYGOTE_SOCKET)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
         fds = array.array("i", [handle.fileno() for handle in files])
         channel.sendmsg(
             [json.dumps(header).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
@@ -113,10 +117,11 @@ def serve(request: dict[str, Any]) -> dict[str, Any]:
             stdin.write(data)
             stdin.seek(0)
             header = zygote_header(request["argv"], data)
+            returncode = None
             if header is not None:
                 header["cwd"] = request.get("cwd") or None
                 returncode = run_in_zygote(header, (stdin, stdout, stderr))
-            else:
+            if returncode is None:
                 returncode = subprocess.run(
                     request["argv"],
                     stdin=stdin,

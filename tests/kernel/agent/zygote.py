@@ -5,29 +5,41 @@ modules run with (``tests/kernel/agent/python``).  A module run there costs a
 new Python (0.7-1.0 s in user-mode Linux) plus ``import
 ansible.module_utils.basic`` (2.3-2.9 s) before the module does anything.
 This process imports those once; for each module it forks, and the child
-runs the module's AnsiballZ wrapper (read from its stdin) as ``python
+runs the module's AnsiballZ wrapper (read from /dev/stdin) as ``python
 /dev/stdin`` would, inside a network namespace the way ``ip netns exec``
-enters one.  The wrapper's own imports then find ansible's module_utils
-loaded: the very files (this virtualenv's) that the controller zipped.  The
-collection's code still comes from the module's zip.
+enters one.  The wrapper's imports then find ansible's module_utils loaded.
+That is only right when the module's zip carries the very files this
+interpreter has: the child compares them byte for byte and, on any
+difference (another ansible-core, a role's own module_utils), executes a
+new interpreter as before.  The collection's code comes from the zip.
 
 Protocol, on a Unix stream socket: the agent sends one line of JSON
 (``{"netns": name or null, "cwd": path or null}``) with three descriptors
-(stdin, stdout, stderr) attached; the answer is the exit status as a line,
-``-N`` for a signal N.  Standard library only.
+(stdin, stdout, stderr) attached; the answer is the exit status as a line
+(``-N`` for a signal N), or ``error ...``.  Standard library only.
 """
 
 from __future__ import annotations
 
 import array
+import atexit
+import base64
+import binascii
 import ctypes
 import gc
 import importlib
+import importlib.machinery
+import importlib.util
+import io
 import json
 import os
+import re
 import selectors
+import signal
 import socket
 import sys
+import types
+import zipfile
 from typing import Any
 
 # What every module run imports; a name missing here just loads in the child.
@@ -43,6 +55,11 @@ PRELOAD = (
     "tempfile",
     "zipfile",
 )
+# In the zip these two are stubs (pkgutil.extend_path and the version).
+STUBS = ("ansible/__init__.py", "ansible/module_utils/__init__.py")
+ZIP_DATA = re.compile(rb"^zip_data='([A-Za-z0-9+/=]*)',$", re.MULTILINE)
+REQUEST_SECONDS = 5.0
+_ansible = {"root": "", "version": ""}  # this interpreter's, found by preload()
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -50,9 +67,20 @@ MS_RDONLY = 1
 MS_REC = 0x4000
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
+MS_BIND = 4096
 ST_RDONLY = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
 
 
 def _check(result: int, what: str) -> None:
@@ -67,75 +95,105 @@ def enter_netns(name: str) -> None:
     the namespace's own /sys, and /etc/netns/NAME bound over /etc."""
     fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc.setns(fd, CLONE_NEWNET), "setns %s" % name)
+        _check(_libc.setns(fd, CLONE_NEWNET), "setting the network namespace")
     finally:
         os.close(fd)
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
-    _check(_libc.mount(b"", b"/", b"none", MS_SLAVE | MS_REC, None), "mount --make-rslave /")
+    _check(_libc.unshare(CLONE_NEWNS), "unshare failed")
+    _check(_libc.mount(b"", b"/", b"none", MS_SLAVE | MS_REC, None), '"mount --make-rslave /"')
     flags = 0
-    if _libc.umount2(b"/sys", MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & ST_RDONLY:
-        flags = MS_RDONLY
-    _check(_libc.mount(name.encode(), b"/sys", b"sysfs", flags, None), "mount /sys")
+    if _libc.umount2(b"/sys", MNT_DETACH) != 0:
+        try:
+            if os.statvfs("/sys").f_flag & ST_RDONLY:
+                flags = MS_RDONLY
+        except OSError:
+            pass  # no sysfs there: good
+    _check(_libc.mount(name.encode(), b"/sys", b"sysfs", flags, None), "mount of /sys failed")
     etc = os.path.join("/etc/netns", name)
     if os.path.isdir(etc):
         for entry in os.listdir(etc):
-            source = os.path.join(etc, entry).encode()
-            target = os.path.join("/etc", entry).encode()
-            _libc.mount(source, target, b"none", 4096, None)  # MS_BIND, as ip does: best effort
+            source, target = os.path.join(etc, entry), os.path.join("/etc", entry)
+            if _libc.mount(source.encode(), target.encode(), b"none", MS_BIND, None) != 0:
+                errno = ctypes.get_errno()
+                print(
+                    "Bind %s -> %s failed: %s" % (source, target, os.strerror(errno)),
+                    file=sys.stderr,
+                )
 
 
-def _exit_status(code: Any) -> int:
-    """SystemExit's code as the interpreter turns it into an exit status."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
+def same_ansible(source: bytes) -> bool:
+    """Whether the module's zip carries this interpreter's own ansible files,
+    byte for byte (the two package stubs: of this version)."""
+    found = ZIP_DATA.search(source)
+    if found is None:
+        return False
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(found.group(1))))
+    except (binascii.Error, zipfile.BadZipFile):
+        return False
+    site = os.path.dirname(_ansible["root"])
+    version = ('__version__="%s"' % _ansible["version"]).encode()
+    with archive:
+        for name in archive.namelist():
+            if not name.startswith("ansible/") or name.endswith("/"):
+                continue
+            if name == STUBS[0] and version not in archive.read(name):
+                return False
+            if name in STUBS:
+                continue
+            try:
+                with open(os.path.join(site, name), "rb") as handle:
+                    if handle.read() != archive.read(name):
+                        return False
+            except OSError:
+                return False
+    return True
 
 
 def run_module(request: dict[str, Any], fds: list[int]) -> int:
-    """In the forked child: become ``python /dev/stdin`` for the module."""
-    import atexit
-    import threading
-    import traceback
-    import types
-
-    atexit._clear()  # type: ignore[attr-defined]  # the zygote's, not the module's
+    """In the forked child: become ``python /dev/stdin`` for the module.
+    SystemExit leaves through the caller, to the interpreter's own exit, as
+    it would from the module's own Python; so does the returned status."""
     for target, fd in enumerate(fds):
-        os.dup2(fd, target)
+        os.dup2(fd, target)  # the streams were flushed before the fork
         os.close(fd)
-    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
-    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False)  # noqa: SIM115
-    sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
-    os.environ["HAECS_KERNEL_ZYGOTE_PID"] = str(os.getppid())  # for the agent's own test
-    status = 1
-    try:
-        if request.get("netns"):
+    if request.get("netns"):
+        try:
             enter_netns(request["netns"])
-        if request.get("cwd"):
-            os.chdir(request["cwd"])
-        source = sys.stdin.buffer.read()
-        main = types.ModuleType("__main__")
-        main.__file__ = "/dev/stdin"
-        sys.modules["__main__"] = main
-        sys.argv = ["/dev/stdin"]
-        sys.path[0] = os.path.dirname(os.path.realpath("/dev/stdin"))
-        exec(compile(source, "/dev/stdin", "exec"), main.__dict__)
-        status = 0
-    except SystemExit as done:
-        status = _exit_status(done.code)
-    except BaseException:  # as the interpreter: a traceback, status 1
-        traceback.print_exc()
-        status = 1
+        except OSError as error:
+            print(
+                'Cannot open network namespace "%s": %s' % (request["netns"], error),
+                file=sys.stderr,
+            )
+            return 255
+    if request.get("cwd"):
+        os.chdir(request["cwd"])
+    # Python opens the script by its name: fd 0 keeps its own offset.
+    with open("/dev/stdin", "rb") as script:
+        source = script.read()
+    if not same_ansible(source):
+        os.execv(sys.executable, [sys.executable, "/dev/stdin"])
+    os.environ["HAECS_KERNEL_ZYGOTE_PID"] = str(os.getppid())  # for the agent's own test
+    main = types.ModuleType("__main__")
+    main.__file__ = "/dev/stdin"
+    sys.modules["__main__"] = main
+    sys.argv = ["/dev/stdin"]
+    sys.path[0] = os.path.dirname(os.path.realpath("/dev/stdin"))
     try:
-        threading._shutdown()  # type: ignore[attr-defined]  # join threads, as at exit
-        atexit._run_exitfuncs()  # type: ignore[attr-defined]
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        status = status or 120  # the interpreter's status when flushing at exit fails
-    return status
+        exec(compile(source, "/dev/stdin", "exec"), main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as error:  # as the interpreter: the traceback, from the script down
+        trace = error.__traceback__
+        error.__traceback__ = trace.tb_next if trace else None  # what excepthook prints
+        sys.excepthook(type(error), error, error.__traceback__)
+        if isinstance(error, KeyboardInterrupt):  # Python ends by SIGINT then
+            atexit._run_exitfuncs()  # type: ignore[attr-defined]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        return 1
+    return 0
 
 
 def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -146,7 +204,35 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    return json.loads(data), list(fds)
+    received = list(fds)
+    try:
+        request = json.loads(data)
+        if not isinstance(request, dict):
+            raise ValueError("the request is not a JSON object")
+        if len(received) != 3:
+            raise ValueError("want 3 descriptors, got %d" % len(received))
+    except ValueError:
+        for fd in received:
+            os.close(fd)
+        raise
+    return request, received
+
+
+def _answer(connection: socket.socket, text: bytes) -> None:
+    try:
+        connection.sendall(text)
+    except OSError:
+        pass  # the agent gave up on it
+    connection.close()
+
+
+class _Child(BaseException):
+    """Unwinds a forked child out of the server loop, to exit as a program does."""
+
+    def __init__(self, request: dict[str, Any], fds: list[int]) -> None:
+        super().__init__()
+        self.request = request
+        self.fds = fds
 
 
 def serve(path: str) -> None:
@@ -163,13 +249,11 @@ def serve(path: str) -> None:
         for key, _events in selector.select():
             if key.data is None:
                 connection, _address = listener.accept()
+                connection.settimeout(REQUEST_SECONDS)
                 try:
                     request, fds = _receive(connection)
-                    if len(fds) != 3:
-                        raise ValueError("want 3 descriptors, got %d" % len(fds))
                 except (OSError, ValueError) as error:
-                    connection.sendall(b"error %s\n" % str(error).encode())
-                    connection.close()
+                    _answer(connection, b"error %s\n" % str(error).encode())
                     continue
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -178,10 +262,10 @@ def serve(path: str) -> None:
                     for other_pidfd, (_other, other_connection) in children.items():
                         os.close(other_pidfd)
                         other_connection.close()
-                    listener.close()
                     selector.close()
+                    listener.close()
                     connection.close()
-                    os._exit(run_module(request, fds))
+                    raise _Child(request, fds)
                 for fd in fds:
                     os.close(fd)
                 pidfd = os.pidfd_open(pid)
@@ -193,16 +277,38 @@ def serve(path: str) -> None:
                 os.close(pidfd)
                 pid, connection = children.pop(pidfd)
                 _pid, wait_status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(wait_status)
-                try:
-                    connection.sendall(b"%d\n" % code)
-                except OSError:
-                    pass  # the agent gave up on it
-                connection.close()
+                _answer(connection, b"%d\n" % os.waitstatus_to_exitcode(wait_status))
+
+
+def _stub_packages() -> None:
+    """``ansible`` and ``ansible.module_utils`` as a module's zip makes them
+    (stubs with a search path, not the controller's ``ansible/__init__``),
+    over this interpreter's files."""
+    spec = importlib.util.find_spec("ansible")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    root = _ansible["root"] = next(iter(spec.submodule_search_locations))
+    release: dict[str, Any] = {}
+    with open(os.path.join(root, "release.py"), "rb") as handle:
+        exec(compile(handle.read(), os.path.join(root, "release.py"), "exec"), release)
+    for name, folder in (
+        ("ansible", root),
+        ("ansible.module_utils", os.path.join(root, "module_utils")),
+    ):
+        package_spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        package_spec.submodule_search_locations = [folder]
+        package = importlib.util.module_from_spec(package_spec)
+        package.__file__ = os.path.join(folder, "__init__.py")
+        sys.modules[name] = package
+    _ansible["version"] = release["__version__"]
+    sys.modules["ansible"].__version__ = release["__version__"]  # type: ignore[attr-defined]
+    sys.modules["ansible"].__author__ = release["__author__"]  # type: ignore[attr-defined]
+    sys.modules["ansible"].module_utils = sys.modules["ansible.module_utils"]  # type: ignore[attr-defined]
 
 
 def preload(names: tuple[str, ...] = PRELOAD) -> list[str]:
     """Import what modules will import; returns what could not be."""
+    _stub_packages()
     missing = []
     for name in names:
         try:
@@ -221,8 +327,12 @@ def main(argv: list[str]) -> int:
     missing = preload()
     if missing:
         print("zygote: not preloaded: %s" % ", ".join(missing), file=sys.stderr)
-    serve(argv[1])
-    return 0
+    try:
+        serve(argv[1])
+    except _Child as raised:
+        child = raised
+    # Outside the handler: the module's own exceptions chain to nothing.
+    return run_module(child.request, child.fds)
 
 
 if __name__ == "__main__":
