@@ -5,8 +5,11 @@
 Two things at once until STOP_FILE exists, then one JSON line:
 - a loop of new connections to http://VIP/ (one request each, every 0.1 s;
   each one is a thread of the real server in the test kernel's one CPU):
-  answered and failed requests, and the time from the first to the last
-  failure (the outage as the clients saw it);
+  answered and failed requests, and the outage as the clients saw it: from
+  the start of the first failed request to the start of the first one
+  answered after the last failure (a failed request waits up to its 1 s
+  timeout, so counting from failure to failure would leave out up to one
+  timeout and one pause);
 - one long-lived keep-alive connection opened at the start, a request on it
   every 100 ms: whether it still works after the failover (the sync daemon
   carried its entry to the new master) and stays on the same real server.
@@ -36,19 +39,24 @@ def stopped() -> bool:
 
 def loop() -> None:
     ok = failed = 0
-    first = last = None
+    first = recovered = None  # start of the first failed / of the answered one after the last
     while not stopped():
+        began = time.monotonic()
         try:
             with opener.open("http://%s/" % VIP, timeout=1) as answer:
                 answer.read()
             ok += 1
+            if first is not None and recovered is None:
+                recovered = began
         except OSError:
             failed += 1
-            now = time.monotonic()
-            first = first if first is not None else now
-            last = now
+            first = first if first is not None else began
+            recovered = None
         time.sleep(0.1)
-    outage = (last - first) if first is not None and last is not None else 0.0
+    if first is None:
+        outage = 0.0
+    else:  # not answered again before the end: the outage lasted until then
+        outage = (recovered if recovered is not None else time.monotonic()) - first
     result["loop"] = {
         "ok": ok,
         "failed": failed,
