@@ -59,7 +59,7 @@ PRELOAD = (
 STUBS = ("ansible/__init__.py", "ansible/module_utils/__init__.py")
 ZIP_DATA = re.compile(rb"^zip_data='([A-Za-z0-9+/=]*)',$", re.MULTILINE)
 REQUEST_SECONDS = 5.0
-_ansible = {"root": "", "version": ""}  # this interpreter's, found by preload()
+_ansible = {"version": ""}  # this interpreter's, found by preload()
 # Its module_utils and modules, read once (about 2.6 MB): a child compares a
 # zip with them without a file system call (each one is slow in UML).
 _ansible_files: dict[str, bytes] = {}
@@ -278,14 +278,14 @@ def serve(path: str) -> None:
                 _answer(connection, b"%d\n" % os.waitstatus_to_exitcode(wait_status))
 
 
-def _stub_packages() -> None:
+def _stub_packages() -> str:
     """``ansible`` and ``ansible.module_utils`` as a module's zip makes them
     (stubs with a search path, not the controller's ``ansible/__init__``),
     over this interpreter's files."""
     spec = importlib.util.find_spec("ansible")
     if spec is None or not spec.submodule_search_locations:
-        return
-    root = _ansible["root"] = next(iter(spec.submodule_search_locations))
+        return ""
+    root = next(iter(spec.submodule_search_locations))
     release: dict[str, Any] = {}
     with open(os.path.join(root, "release.py"), "rb") as handle:
         exec(compile(handle.read(), os.path.join(root, "release.py"), "exec"), release)
@@ -299,6 +299,14 @@ def _stub_packages() -> None:
         package.__file__ = os.path.join(folder, "__init__.py")
         sys.modules[name] = package
     _ansible["version"] = release["__version__"]
+    sys.modules["ansible"].__version__ = release["__version__"]  # type: ignore[attr-defined]
+    sys.modules["ansible"].__author__ = release["__author__"]  # type: ignore[attr-defined]
+    sys.modules["ansible"].module_utils = sys.modules["ansible.module_utils"]  # type: ignore[attr-defined]
+    return root
+
+
+def _read_ansible_files(root: str) -> None:
+    """The module_utils and modules under `root`, by their names in a zip."""
     site = os.path.dirname(root)
     for folder in ("module_utils", "modules"):
         for where, _dirs, names in os.walk(os.path.join(root, folder)):
@@ -307,14 +315,13 @@ def _stub_packages() -> None:
                     path = os.path.join(where, name)
                     with open(path, "rb") as handle:
                         _ansible_files[os.path.relpath(path, site)] = handle.read()
-    sys.modules["ansible"].__version__ = release["__version__"]  # type: ignore[attr-defined]
-    sys.modules["ansible"].__author__ = release["__author__"]  # type: ignore[attr-defined]
-    sys.modules["ansible"].module_utils = sys.modules["ansible.module_utils"]  # type: ignore[attr-defined]
 
 
 def preload(names: tuple[str, ...] = PRELOAD) -> list[str]:
     """Import what modules will import; returns what could not be."""
-    _stub_packages()
+    root = _stub_packages()
+    if root:
+        _read_ansible_files(root)
     missing = []
     for name in names:
         try:
