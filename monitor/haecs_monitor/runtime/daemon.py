@@ -49,7 +49,7 @@ from haecs_monitor.core.health import (
 )
 from haecs_monitor.errors import NotFound
 from haecs_monitor.kernel.actuator import Actuator, Engine, Outcome
-from haecs_monitor.runtime import fdlimit, sdnotify
+from haecs_monitor.runtime import fdlimit, gcfreeze, sdnotify
 from haecs_monitor.runtime.events import EventLog
 from haecs_monitor.runtime.leaving import POLL_SECONDS as LEAVING_POLL_SECONDS
 from haecs_monitor.runtime.leaving import Leaving
@@ -188,6 +188,7 @@ class Monitor:
         first = await self._apply(full=True)
         self._log_adoption(first)
         self._save_state()
+        gcfreeze.freeze_long_lived(full_collection=True)
         self.systemd.ready(self.summary())
         self._applier = loop.create_task(self._apply_loop(), name="applier")
         self.scheduler.sync(self.board)
@@ -873,6 +874,7 @@ class Monitor:
             )
         )
         done = self.clock()
+        gcfreeze.freeze_long_lived()
         self.reloads["accepted"] += 1
         added = len(set(new_keys) - set(old_keys))
         removed = len(set(old_keys) - set(new_keys))

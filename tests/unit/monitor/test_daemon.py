@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -633,3 +634,70 @@ def test_a_reload_changes_only_what_the_file_changed(
         assert {op.service.key for op in added} == {new_key}
 
     assert harness.run(scenario) == 0
+
+
+LONG_LIVED_MODULES = (
+    "haecs_monitor.config.model",
+    "haecs_monitor.core.health",
+    "haecs_monitor.core.desired",
+    "ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model",
+)
+
+
+def test_what_a_reload_replaces_is_freed_without_the_cyclic_collector(
+    harness: Harness,
+) -> None:
+    """The configuration, health board and desired table are frozen out of
+    the collector's reach after the start and after each reload, so what a
+    reload drops must go by reference counting alone: no cycle among them."""
+    data = config_dict(harness.tmp, servers=(1, 2, 3))
+    harness.write(data)
+    leftovers: list[str] = []
+    gc.collect()  # earlier tests' cycles are not this one's
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 3, "all up")
+        held = [monitor.config, *monitor.board.servers.values(), *monitor.board.checks.values()]
+        tracked = {id(obj) for obj in gc.get_objects()}
+        assert not [obj for obj in held if id(obj) in tracked], "not frozen after the start"
+        # A weight, a check, a server and a whole service changed, one reload each.
+        service = data["services"][0]
+        edits: list[Callable[[], None]] = [
+            lambda: service["real_servers"][0].update(weight=7),
+            lambda: service.update(checks=[{"type": "tcp", "timeout": 0.03}]),
+            lambda: service["real_servers"].pop(),
+            lambda: data["services"].append(
+                {
+                    "address": "10.0.0.2",
+                    "port": 80,
+                    "scheduler": "rr",
+                    "real_servers": [{"address": "10.0.3.1", "forwarding": "masq"}],
+                }
+            ),
+        ]
+        for edit in edits:
+            edit()
+            harness.write(data)
+            result = await monitor.reload()
+            assert result["ok"] and "unchanged" not in result["summary"], result
+        await until(lambda: harness.weights().get("10.0.2.1") == 7, "the new weight applied")
+        held = [monitor.config, *monitor.board.servers.values(), *monitor.board.checks.values()]
+        tracked = {id(obj) for obj in gc.get_objects()}
+        assert not [obj for obj in held if id(obj) in tracked], "not frozen after a reload"
+        # Everything back in the collector's reach: what it finds unreachable
+        # only through cycles would have stayed frozen for good.
+        gc.unfreeze()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+        finally:
+            gc.set_debug(0)
+        leftovers.extend(
+            "%s.%s" % (type(obj).__module__, type(obj).__qualname__)
+            for obj in gc.garbage
+            if type(obj).__module__ in LONG_LIVED_MODULES
+        )
+        gc.garbage.clear()
+
+    assert harness.run(scenario) == 0
+    assert leftovers == [], sorted(set(leftovers))
