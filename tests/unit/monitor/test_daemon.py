@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import gc
 import io
@@ -701,3 +702,62 @@ def test_what_a_reload_replaces_is_freed_without_the_cyclic_collector(
 
     assert harness.run(scenario) == 0
     assert leftovers == [], sorted(set(leftovers))
+
+
+def test_the_desired_table_is_computed_in_slices_from_one_configuration(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop turns between the slices of a desired table (checks go on
+    while a large table is computed), and a reload that is ready to switch
+    meanwhile waits until the table is done: one configuration throughout."""
+    monkeypatch.setattr(daemon, "DESIRED_SLICE", 2)
+    data = config_dict(harness.tmp, servers=(1, 2, 3))
+    for n in (2, 3, 4):
+        service = dict(copy.deepcopy(data["services"][0]), address="10.0.0.%d" % n)
+        data["services"].append(service)
+    harness.write(data)
+    turns = [0]
+    slices: list[tuple[int, int]] = []  # (loop turns so far, id of the running config)
+    race: dict[str, Any] = {}
+    compute = daemon.desired_mod.compute
+
+    def recorded(inputs: Any, below: Any = frozenset()) -> Any:
+        monitor = race.get("monitor")
+        if monitor is not None:
+            slices.append((turns[0], id(monitor.config)))
+            if race.get("reload") is None:
+                # The next file (one weight), and a reload that reads it now.
+                data["services"][0]["real_servers"][0]["weight"] = 7
+                harness.write(data)
+                race["reload"] = asyncio.ensure_future(monitor.reload())
+            elif len(slices) == 2:
+                time.sleep(0.3)  # long enough for the reload's load in its thread
+        return compute(inputs, below)
+
+    monkeypatch.setattr(daemon.desired_mod, "compute", recorded)
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        async def ticker() -> None:
+            while True:
+                turns[0] += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.ensure_future(ticker())
+        try:
+            await until(lambda: len(harness.engine.table) == 4, "four services")
+            race["monitor"] = monitor
+            await monitor._wait(monitor._request_apply())
+            race.pop("monitor")
+            result = await race["reload"]
+            assert result["ok"] and result["operations"] == 1, result
+        finally:
+            ticking.cancel()
+
+    assert harness.run(scenario) == 0
+    # Four services of three servers: a slice each, then the empty rest.
+    assert len(slices) == 5, slices
+    assert all(a[0] < b[0] for a, b in zip(slices, slices[1:])), (
+        "the loop did not turn between slices"
+    )
+    assert len({config for _unused, config in slices}) == 1, "the configuration changed mid-table"
+    assert harness.engine.table[KEY].real_servers[("10.0.2.1", 80)].weight == 7
