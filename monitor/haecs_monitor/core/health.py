@@ -369,6 +369,23 @@ def _migrate(
     return result
 
 
+def _server_health(
+    ref: ServerRef,
+    real_server: RealServerConfig,
+    slow_start: float,
+    checks: Mapping[CheckKey, CheckHealth],
+    old_servers: Mapping[ServerRef, ServerHealth],
+) -> ServerHealth:
+    """A server's health over its checks, in the state it had before a reload."""
+    own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
+    server = ServerHealth(ref, real_server, own, slow_start)
+    previous = old_servers.get(ref)
+    if previous is not None:  # evaluate() then reports changes against it
+        server.up = previous.up
+        server.ramp_start = previous.ramp_start if slow_start > 0 else None
+    return server
+
+
 class HealthBoard:
     """Every check and server of one configuration, and the events between them.
 
@@ -430,13 +447,7 @@ class HealthBoard:
             if kept_server is not None and kept_server.config is real_server:
                 servers[ref] = kept_server
                 continue
-            own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
-            server = ServerHealth(ref, real_server, own, slow_start)
-            previous = old_servers.get(ref)
-            if previous is not None:  # evaluate() then reports changes against it
-                server.up = previous.up
-                server.ramp_start = previous.ramp_start if slow_start > 0 else None
-            servers[ref] = server
+            servers[ref] = _server_health(ref, real_server, slow_start, checks, old_servers)
         self.config = config
         self.checks = checks
         self.servers = servers
@@ -487,14 +498,72 @@ class HealthBoard:
         one that starts down).
         """
         old_servers = self.servers
-        self._build(config, now, present, self.checks, old_servers, self.config)
+        kept = {id(service) for service in self.config.services} & {
+            id(service) for service in config.services
+        }
+        if len(kept) * 2 < len(config.services):
+            self._build(config, now, present, self.checks, old_servers, self.config)
+            rebuilt: Iterable[ServerRef] = self.servers
+        else:
+            rebuilt = self._rebuild_changed(config, now, present, kept)
         events: list[Event] = []
-        for ref, server in self.servers.items():
+        for ref in rebuilt:
+            server = self.servers[ref]
             if ref in old_servers and server is not old_servers[ref]:
                 transition = server.evaluate(now)
                 if transition is not None:
                     events.append(transition)
         return events
+
+    def _rebuild_changed(
+        self, config: MonitorConfig, now: float, present: Collection[ServerRef], kept: set[int]
+    ) -> list[ServerRef]:
+        """`_build` for a reload that took most services over as they were
+        (the same objects, config/sections.py): only the servers of services
+        that are new or changed are built again, the rest of the board is
+        kept as it is.  At 30,000 real servers, one changed service costs
+        milliseconds where the whole board took about 0.2 s of the loop.
+        Returns the servers built."""
+        old_servers = self.servers
+        servers = dict(old_servers)
+        users = self._users
+        for service in self.config.services:
+            if id(service) in kept:
+                continue
+            for real_server in service.real_servers:
+                ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
+                servers.pop(ref, None)
+                for spec in real_server.checks:
+                    refs = users.get(spec.dedup_key)
+                    if refs is not None and ref in refs:
+                        refs.remove(ref)
+                        if not refs:
+                            del users[spec.dedup_key]
+        entries: list[tuple[ServerRef, RealServerConfig, float]] = []
+        keyed: list[tuple[CheckKey, CheckSpec]] = []
+        for service in config.services:
+            if id(service) in kept:
+                continue
+            for real_server in service.real_servers:
+                ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
+                entries.append((ref, real_server, service.slow_start))
+                for spec in real_server.checks:
+                    key = spec.dedup_key
+                    users.setdefault(key, []).append(ref)
+                    keyed.append((key, spec))
+        present_set = set(present)
+
+        def initially_up(spec: CheckSpec) -> bool:
+            return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
+
+        checks = {key: health for key, health in self.checks.items() if key in users}
+        checks.update(_migrate(self.checks, keyed, initially_up, now))
+        for ref, real_server, slow_start in entries:
+            servers[ref] = _server_health(ref, real_server, slow_start, checks, old_servers)
+        self.config = config
+        self.checks = checks
+        self.servers = servers
+        return [ref for ref, _unused, _unused_too in entries]
 
     def ramping(self, now: float) -> list[ServerRef]:
         """Servers whose slow-start weight is still growing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -317,3 +318,99 @@ def test_status_dicts() -> None:
     assert check["failures"] == 1 and check["detail"] == "connect: Connection refused"
     assert check["confirmed"] is True and check["check"] == "tcp 10.0.2.1:80"
     assert str(RS1) == "tcp 10.0.0.1:80 real server 10.0.2.1:80" and RS1.key == ("10.0.2.1", 80)
+
+
+def full_reload(board: HealthBoard, new: MonitorConfig, now: float, present: Any) -> list[Any]:
+    """A reload that builds the whole board again: what the board did before it
+    rebuilt only the changed services."""
+    old_servers = board.servers
+    board._build(new, now, present, board.checks, old_servers, board.config)
+    events = []
+    for ref, server in board.servers.items():
+        if ref in old_servers and server is not old_servers[ref]:
+            transition = server.evaluate(now)
+            if transition is not None:
+                events.append(transition)
+    return events
+
+
+def board_snapshot(board: HealthBoard) -> dict[str, Any]:
+    checks = {
+        key: (h.spec, h.up, h.confirmed, h.successes, h.failures, h.detail)
+        for key, h in board.checks.items()
+    }
+    servers = {
+        ref: (h.config, h.up, h.ramp_start, h.slow_start, [c.spec.dedup_key for c in h.checks])
+        for ref, h in board.servers.items()
+    }
+    for health in board.servers.values():  # a server's checks are the board's own
+        assert all(board.checks[c.spec.dedup_key] is c for c in health.checks)
+    users = {key: sorted(board.users(key)) for key in board.checks}
+    return {"checks": checks, "servers": servers, "users": users}
+
+
+def test_a_reload_that_keeps_most_services_rebuilds_only_the_others() -> None:
+    """Services taken over as they were (the same objects) keep their part of
+    the board; the board ends as a rebuild of everything would leave it."""
+
+    def service(port: int, servers: Any, checks: Any = None, address: str = "10.0.0.1") -> Any:
+        return {
+            "address": address,
+            "port": port,
+            "checks": checks or [{"type": "tcp"}],
+            "real_servers": [
+                {"address": "10.0.2.%d" % n, "port": 80, "forwarding": "masq", "weight": w}
+                for n, w in servers
+            ],
+        }
+
+    timing = {"check_defaults": {"interval": 2, "timeout": 1, "rise": 2, "fall": 2, "jitter": 0}}
+    before = parse_config(
+        {
+            "global": timing,
+            "services": [
+                service(80, [(1, 1), (2, 1)]),
+                service(8080, [(1, 1), (3, 1)]),  # 10.0.2.1's check shared with :80
+                service(80, [(4, 1)], address="10.0.0.3"),
+                service(80, [(5, 1), (6, 1)], address="10.0.0.4", checks=[{"type": "http"}]),
+            ],
+        }
+    )
+    edited = parse_config(
+        {
+            "global": timing,
+            "services": [
+                service(80, [(1, 1), (2, 1)]),
+                # changed: a weight, and its checks' timing (their state carried over)
+                service(8080, [(1, 7), (3, 1)], checks=[{"type": "tcp", "interval": 3}]),
+                service(80, [(5, 1), (6, 1)], address="10.0.0.4", checks=[{"type": "http"}]),
+                # new: one server shares a check with :80, one has a check not run yet
+                service(80, [(2, 1), (7, 1)], address="10.0.0.5"),
+            ],
+        }
+    )
+    # The reload's configuration as the section loader makes it: unchanged
+    # services are the running configuration's own objects.
+    after = dataclasses.replace(
+        edited,
+        services=(before.services[0], edited.services[1], before.services[3], edited.services[3]),
+    )
+    present = {ServerRef(s.key, *rs.key) for s in before.services for rs in s.real_servers}
+    boards = [HealthBoard(before, now=0, present=present) for _unused in range(2)]
+    s1_rs2 = ServerRef(before.services[0].key, "10.0.2.2", 80)
+    s2_rs3 = ServerRef(before.services[1].key, "10.0.2.3", 80)
+    for board in boards:
+        feed(board, s1_rs2, [FAIL, FAIL])
+        feed(board, s2_rs3, [FAIL])
+    incremental, rebuilt = boards
+    incremental._build = None  # type: ignore[assignment,method-assign]  # must not be called
+    now_present = present - {s1_rs2}
+    kept = ServerRef(before.services[3].key, "10.0.2.5", 80)
+    kept_health = incremental.servers[kept]
+    events = incremental.reload(after, now=10, present=now_present)
+    assert events == full_reload(rebuilt, after, 10, now_present)
+    assert board_snapshot(incremental) == board_snapshot(rebuilt)
+    assert incremental.servers[kept] is kept_health
+    assert ServerRef(before.services[2].key, "10.0.2.4", 80) not in incremental.servers
+    new_server = ServerRef(edited.services[3].key, "10.0.2.2", 80)
+    assert not incremental.servers[new_server].up  # shares s1_rs2's check, which is down
