@@ -362,7 +362,7 @@ fragment-check: ## changelog fragment present for code changes since BASE
 
 # ---------------------------------------------------------------- all
 
-test: ## every gate in order: deps lint sanity+kernel-selftest changelog-lint fragment-check docs unit+kernel-engine qemu+monitor-kernel coverage integration lab-test collection-install integration-host (a+b: at the same time)
+test: ## every gate in order: deps lint sanity+kernel-selftest changelog-lint fragment-check docs unit+kernel-engine qemu+monitor-kernel coverage (integration, collection-install, integration-host)+lab-test (a+b: at the same time)
 	@start=$$(date +%s); \
 	$(STAGE) deps $(MAKE) deps && \
 	$(STAGE) lint $(MAKE) lint && \
@@ -373,10 +373,9 @@ test: ## every gate in order: deps lint sanity+kernel-selftest changelog-lint fr
 	$(TOGETHER) unit $(MAKE) unit -- kernel-engine $(MAKE) kernel-engine && \
 	$(TOGETHER) qemu $(MAKE) qemu -- monitor-kernel $(MAKE) monitor-kernel && \
 	$(STAGE) coverage $(MAKE) coverage && \
-	$(STAGE) integration $(MAKE) integration && \
-	$(STAGE) lab-test $(MAKE) lab-test && \
-	$(STAGE) collection-install $(MAKE) collection-install && \
-	$(STAGE) integration-host $(MAKE) integration-host && \
+	$(TOGETHER) integration+packaging bash -c '$(STAGE) integration $(MAKE) integration && \
+	  $(STAGE) collection-install $(MAKE) collection-install && \
+	  $(STAGE) integration-host $(MAKE) integration-host' -- lab-test $(MAKE) lab-test && \
 	echo "== make test: all stages ok in $$(( $$(date +%s) - start )) s"
 
 clean: ## remove build/ and caches (keeps .venv)
