@@ -46,7 +46,13 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     format_endpoint,
 )
 from haecs_monitor.checks.base import CheckResult
-from haecs_monitor.config.model import CheckKey, CheckSpec, MonitorConfig, RealServerConfig
+from haecs_monitor.config.model import (
+    CheckKey,
+    CheckSpec,
+    MonitorConfig,
+    RealServerConfig,
+    ServiceConfig,
+)
 
 UP = "up"
 DOWN = "down"
@@ -369,6 +375,34 @@ def _migrate(
     return result
 
 
+def _index(
+    services: Iterable[ServiceConfig],
+    users: dict[CheckKey, list[ServerRef]],
+    present: Collection[ServerRef],
+    old_checks: Mapping[CheckKey, CheckHealth],
+    now: float,
+) -> tuple[list[tuple[ServiceConfig, ServerRef, RealServerConfig]], dict[CheckKey, CheckHealth]]:
+    """The servers of `services`, each added to `users` under its checks'
+    keys, and the health of those checks: kept from `old_checks`, carried
+    over, or new (up when a server that uses it is `present` in the kernel)."""
+    entries: list[tuple[ServiceConfig, ServerRef, RealServerConfig]] = []
+    keyed: list[tuple[CheckKey, CheckSpec]] = []
+    for service in services:
+        for real_server in service.real_servers:
+            ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
+            entries.append((service, ref, real_server))
+            for spec in real_server.checks:
+                key = spec.dedup_key
+                users.setdefault(key, []).append(ref)
+                keyed.append((key, spec))
+    present_set = set(present)
+
+    def initially_up(spec: CheckSpec) -> bool:
+        return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
+
+    return entries, _migrate(old_checks, keyed, initially_up, now)
+
+
 def _server_health(
     ref: ServerRef,
     real_server: RealServerConfig,
@@ -424,30 +458,14 @@ class HealthBoard:
             {id(service) for service in old_config.services} if old_config is not None else set()
         )
         users: dict[CheckKey, list[ServerRef]] = {}
-        entries: list[tuple[ServerRef, RealServerConfig, float, bool]] = []
-        keyed: list[tuple[CheckKey, CheckSpec]] = []
-        for service in config.services:
-            same = id(service) in unchanged
-            for real_server in service.real_servers:
-                ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-                entries.append((ref, real_server, service.slow_start, same))
-                for spec in real_server.checks:
-                    key = spec.dedup_key
-                    users.setdefault(key, []).append(ref)
-                    keyed.append((key, spec))
-        present_set = set(present)
-
-        def initially_up(spec: CheckSpec) -> bool:
-            return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
-
-        checks = _migrate(old_checks, keyed, initially_up, now)
+        entries, checks = _index(config.services, users, present, old_checks, now)
         servers: dict[ServerRef, ServerHealth] = {}
-        for ref, real_server, slow_start, same in entries:
-            kept_server = old_servers.get(ref) if same else None
+        for service, ref, real_server in entries:
+            kept_server = old_servers.get(ref) if id(service) in unchanged else None
             if kept_server is not None and kept_server.config is real_server:
                 servers[ref] = kept_server
                 continue
-            servers[ref] = _server_health(ref, real_server, slow_start, checks, old_servers)
+            servers[ref] = _server_health(ref, real_server, service.slow_start, checks, old_servers)
         self.config = config
         self.checks = checks
         self.servers = servers
@@ -539,31 +557,16 @@ class HealthBoard:
                         refs.remove(ref)
                         if not refs:
                             del users[spec.dedup_key]
-        entries: list[tuple[ServerRef, RealServerConfig, float]] = []
-        keyed: list[tuple[CheckKey, CheckSpec]] = []
-        for service in config.services:
-            if id(service) in kept:
-                continue
-            for real_server in service.real_servers:
-                ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-                entries.append((ref, real_server, service.slow_start))
-                for spec in real_server.checks:
-                    key = spec.dedup_key
-                    users.setdefault(key, []).append(ref)
-                    keyed.append((key, spec))
-        present_set = set(present)
-
-        def initially_up(spec: CheckSpec) -> bool:
-            return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
-
+        changed = [service for service in config.services if id(service) not in kept]
+        entries, fresh = _index(changed, users, present, self.checks, now)
         checks = {key: health for key, health in self.checks.items() if key in users}
-        checks.update(_migrate(self.checks, keyed, initially_up, now))
-        for ref, real_server, slow_start in entries:
-            servers[ref] = _server_health(ref, real_server, slow_start, checks, old_servers)
+        checks.update(fresh)
+        for service, ref, real_server in entries:
+            servers[ref] = _server_health(ref, real_server, service.slow_start, checks, old_servers)
         self.config = config
         self.checks = checks
         self.servers = servers
-        return [ref for ref, _unused, _unused_too in entries]
+        return [ref for _unused, ref, _unused_too in entries]
 
     def ramping(self, now: float) -> list[ServerRef]:
         """Servers whose slow-start weight is still growing."""
