@@ -60,9 +60,12 @@ from haecs_monitor.runtime.state import ADMIN_ACTIONS, MonitorState
 from haecs_monitor.runtime.tasks import cancel_and_wait
 
 COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
-# Real servers put into the desired table between two turns of the event loop
-# (at 30,000 the whole table took about 0.25 s of the loop in one stretch).
-DESIRED_SLICE = 1000
+# How long the desired table is computed before the event loop gets a turn
+# (at 30,000 real servers the whole table took about 0.25 s natively, 1 s in
+# UML, in one stretch). Time, not a count: where the loop is busy, every turn
+# between slices lengthens the apply; 20 ms kept the loop's worst lag near
+# 0.15 s natively at 30,000, 50 ms let it reach 0.34 s.
+DESIRED_SLICE_SECONDS = 0.02
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
 
 
@@ -549,7 +552,7 @@ class Monitor:
 
     async def compute_desired(self) -> desired_mod.Desired:
         """The desired table from the configuration and the health board, in
-        slices of about DESIRED_SLICE real servers with the event loop running
+        slices of about DESIRED_SLICE_SECONDS with the event loop running
         checks between them.  A server that changes state meanwhile wakes the
         applier again, so the next apply carries it."""
         async with self._model_lock:
@@ -559,18 +562,18 @@ class Monitor:
             table: Table = {}
             outcomes: dict[ServiceKey, desired_mod.ServiceOutcome] = {}
             inputs: list[desired_mod.ServiceInput] = []
-            size = 0
+            slice_started = time.monotonic()
             for service in config.services:
                 if service.key in self._held and not self._release_held(service):
                     continue
                 inputs.append(self._desired_input(service, servers, now))
-                size += len(service.real_servers)
-                if size >= DESIRED_SLICE:
+                if time.monotonic() - slice_started >= DESIRED_SLICE_SECONDS:
                     part = desired_mod.compute(inputs, self.below_quorum)
                     table.update(part.table)
                     outcomes.update(part.services)
-                    inputs, size = [], 0
+                    inputs = []
                     await asyncio.sleep(0)
+                    slice_started = time.monotonic()
             part = desired_mod.compute(inputs, self.below_quorum)
             table.update(part.table)
             outcomes.update(part.services)

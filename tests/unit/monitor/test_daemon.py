@@ -710,7 +710,7 @@ def test_the_desired_table_is_computed_in_slices_from_one_configuration(
     """The loop turns between the slices of a desired table (checks go on
     while a large table is computed), and a reload that is ready to switch
     meanwhile waits until the table is done: one configuration throughout."""
-    monkeypatch.setattr(daemon, "DESIRED_SLICE", 2)
+    monkeypatch.setattr(daemon, "DESIRED_SLICE_SECONDS", 0.0)  # a slice per service
     data = config_dict(harness.tmp, servers=(1, 2, 3))
     for n in (2, 3, 4):
         service = dict(copy.deepcopy(data["services"][0]), address="10.0.0.%d" % n)
@@ -754,7 +754,7 @@ def test_the_desired_table_is_computed_in_slices_from_one_configuration(
             ticking.cancel()
 
     assert harness.run(scenario) == 0
-    # Four services of three servers: a slice each, then the empty rest.
+    # Four services: a slice each, then the empty rest.
     assert len(slices) == 5, slices
     assert all(a[0] < b[0] for a, b in zip(slices, slices[1:])), (
         "the loop did not turn between slices"
