@@ -666,7 +666,7 @@ def test_what_a_reload_replaces_is_freed_without_the_cyclic_collector(
         edits: list[Callable[[], None]] = [
             lambda: service["real_servers"][0].update(weight=7),
             lambda: service.update(checks=[{"type": "tcp", "timeout": 0.03}]),
-            lambda: service["real_servers"].pop(),
+            service["real_servers"].pop,
             lambda: data["services"].append(
                 {
                     "address": "10.0.0.2",
