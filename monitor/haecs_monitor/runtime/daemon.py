@@ -562,21 +562,23 @@ class Monitor:
             table: Table = {}
             outcomes: dict[ServiceKey, desired_mod.ServiceOutcome] = {}
             inputs: list[desired_mod.ServiceInput] = []
+
+            def add_slice() -> None:
+                part = desired_mod.compute(inputs, self.below_quorum)
+                table.update(part.table)
+                outcomes.update(part.services)
+                inputs.clear()
+
             slice_started = time.monotonic()
             for service in config.services:
                 if service.key in self._held and not self._release_held(service):
                     continue
                 inputs.append(self._desired_input(service, servers, now))
                 if time.monotonic() - slice_started >= DESIRED_SLICE_SECONDS:
-                    part = desired_mod.compute(inputs, self.below_quorum)
-                    table.update(part.table)
-                    outcomes.update(part.services)
-                    inputs = []
+                    add_slice()
                     await asyncio.sleep(0)
                     slice_started = time.monotonic()
-            part = desired_mod.compute(inputs, self.below_quorum)
-            table.update(part.table)
-            outcomes.update(part.services)
+            add_slice()
             result = desired_mod.Desired(table, outcomes)
             self.leaving.add_to(result.table)
             self._quorum_events(result)
