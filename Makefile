@@ -53,7 +53,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv collection deps lint sanity unit coverage kernel-selftest kernel-engine monitor-kernel \
         integration lab lab-test lab-shell lab-failover collection-install integration-host qemu bench fresh-check \
-        changelog-lint docs fragments fragment-check test clean distclean
+        changelog-lint docs fragments fragment-check test clean distclean unit-monitor-oldest
 
 help: ## list the targets
 	@echo "HAECS make targets:"
@@ -190,6 +190,28 @@ ANSIBLE_TEST_REQS = $(wildcard $(VENV)/lib/python3*/site-packages/ansible_test/_
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 SANITY_PYENV_PATH := $(shell ls -d $(PYENV_ROOT)/versions/3.*/bin 2>/dev/null | tr '\n' ':')
 
+# The monitor runs on the director's own Python, 3.9 or newer
+# (docs/design/monitor-deploy.md): its unit tests run on 3.9 too, from
+# pyenv's 3.9 where there is one (the sanity tests use pyenv's versions).
+MONITOR_OLDEST := 3.9
+MONITOR_OLDEST_PYTHON := $(firstword $(wildcard $(PYENV_ROOT)/versions/$(MONITOR_OLDEST).*/bin/python))
+OLDEST_VENV := $(ROOT)/.venv-monitor-$(MONITOR_OLDEST)
+
+$(OLDEST_VENV)/.stamp: tests/unit/monitor/requirements-oldest.txt
+	@echo "== creating $(OLDEST_VENV) with $(MONITOR_OLDEST_PYTHON)"
+	rm -rf $(OLDEST_VENV)
+	$(MONITOR_OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q -r $< 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	touch $@
+
+unit-monitor-oldest: collection ## the monitor's unit tests on Python 3.9 (the oldest it supports)
+	@if [ -z "$(MONITOR_OLDEST_PYTHON)" ]; then \
+	  echo "unit-monitor-oldest: NOT RUN: no Python $(MONITOR_OLDEST) under $(PYENV_ROOT)/versions"; \
+	else \
+	  $(MAKE) $(OLDEST_VENV)/.stamp && \
+	  $(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider --color=no tests/unit/monitor; \
+	fi
+
 sanity: venv ## ansible-test sanity on a copy in build/sanity (no Docker)
 	rm -rf $(BUILD)/sanity
 	mkdir -p $(SANITY_ROOT)
@@ -219,6 +241,7 @@ unit: venv collection ## pytest tests/unit with coverage
 	mkdir -p $(COVERAGE_DIR); rm -f $(COVERAGE_DIR)/.coverage.unit
 	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.unit PYTHONPATH=$(COLLECTIONS) $(BIN)/pytest tests/unit tests/docgen \
 	  $(COV_SOURCES) --cov-report=
+	$(MAKE) unit-monitor-oldest
 
 coverage: venv ## combine unit and kernel coverage; COV_MIN floor on engine and monitor
 	rm -f $(COVERAGE_COMBINED)
@@ -382,5 +405,5 @@ clean: ## remove build/ and caches (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.* tests/output
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 
-distclean: clean ## also remove .venv
-	rm -rf $(VENV)
+distclean: clean ## also remove .venv and .venv-monitor-*
+	rm -rf $(VENV) $(OLDEST_VENV)

@@ -19,6 +19,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     format_endpoint,
 )
 from haecs_monitor.errors import HaecsError
+from haecs_monitor.slots import SLOTS
 
 # A check option after validation: hashable, so a CheckSpec is hashable too.
 ParamValue = Union[str, int, float, bool, None, tuple["ParamValue", ...]]
@@ -65,7 +66,7 @@ def shared_timing(
     return CheckTiming(interval, timeout, rise, fall, fast_interval, down_interval, jitter)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class CheckSpec:
     """One check of one endpoint, fully resolved (defaults applied, target known).
 
@@ -164,7 +165,7 @@ class CheckSpec:
         return "%s %s" % (self.type, format_endpoint(self.address, self.port))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class RealServerConfig:
     server: RealServer  # as configured: `weight` is the configured weight
     checks: tuple[CheckSpec, ...] = ()  # empty: no checks, the server counts as up

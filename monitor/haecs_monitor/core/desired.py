@@ -35,6 +35,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     Table,
     VirtualService,
 )
+from haecs_monitor.slots import SLOTS
 
 ENABLED = "enabled"
 DRAIN = "drain"
@@ -92,7 +93,7 @@ class ServiceInput:
         return self.service.key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ServerOutcome:
     """What became of one real server, and why (for status and logs)."""
 

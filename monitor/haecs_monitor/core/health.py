@@ -53,6 +53,7 @@ from haecs_monitor.config.model import (
     RealServerConfig,
     ServiceConfig,
 )
+from haecs_monitor.slots import SLOTS
 
 UP = "up"
 DOWN = "down"
@@ -60,7 +61,7 @@ DOWN = "down"
 RandomSource = Callable[[], float]  # uniform in [0, 1), like random.random
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@dataclass(frozen=True, order=True, **SLOTS)
 class ServerRef:
     """One real server of one service (a server in two services is two refs)."""
 

@@ -920,7 +920,11 @@ def test_yaml_bad_values(tmp_path: Any) -> None:
     (error,) = load_errors(write(tmp_path, "global: {name: 2024-13-45}\n"))
     assert "invalid value" in error
     (error,) = load_errors(write(tmp_path, "global: " + "[" * 20000 + "]" * 20000 + "\n"))
-    assert error.startswith(os.path.join(str(tmp_path), "monitor.yaml"))
+    # PyYAML 6.0.4 stops at its nesting limit (the file, line and column);
+    # older releases load the lists, and the check of `global` refuses them.
+    assert error.startswith(os.path.join(str(tmp_path), "monitor.yaml")) or error.startswith(
+        "global: must be a mapping, got [[[["
+    )
 
 
 def test_empty_file(tmp_path: Any) -> None:

@@ -7,6 +7,7 @@ import inspect
 import pkgutil
 
 import haecs_monitor
+import pytest
 
 from ansible_collections.haecs.lvs.plugins import module_utils
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.errors import HaecsError
@@ -24,6 +25,7 @@ def _error_classes() -> list[type]:
 
 
 def test_every_error_derives_from_the_one_root() -> None:
+    pytest.importorskip("ansible", reason="the modules' glue imports ansible-core")
     classes = _error_classes()
     assert len(classes) >= 20  # the walk did find the errors
     strays = [
