@@ -195,7 +195,8 @@ SANITY_PYENV_PATH := $(shell ls -d $(PYENV_ROOT)/versions/3.*/bin 2>/dev/null | 
 # pyenv's 3.9 where there is one (the sanity tests use pyenv's versions).
 MONITOR_OLDEST := 3.9
 MONITOR_OLDEST_PYTHON := $(firstword $(wildcard $(PYENV_ROOT)/versions/$(MONITOR_OLDEST).*/bin/python))
-OLDEST_VENV := $(ROOT)/.venv-monitor-$(MONITOR_OLDEST)
+# Under build/, which git, the collection's tarball and sanity leave out.
+OLDEST_VENV := $(BUILD)/venv-monitor-$(MONITOR_OLDEST)
 
 $(OLDEST_VENV)/.stamp: tests/unit/monitor/requirements-oldest.txt
 	@echo "== creating $(OLDEST_VENV) with $(MONITOR_OLDEST_PYTHON)"
@@ -405,5 +406,5 @@ clean: ## remove build/ and caches (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.* tests/output
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 
-distclean: clean ## also remove .venv and .venv-monitor-*
-	rm -rf $(VENV) $(OLDEST_VENV)
+distclean: clean ## also remove .venv
+	rm -rf $(VENV)
