@@ -11,7 +11,7 @@ It measures whole processes (interpreter start included for
 HAECS, fork+exec for ipvsadm) and prints one table with the ratios:
   create   empty -> table        vs  ipvsadm -R (what ipvsadm-restore runs after a flush)
            (each tool in its own network namespace: its own, fresh IPVS table)
-  read     dump the whole table  vs  ipvsadm -Sn
+  read     dump the whole table, print it as ipvsadm -Sn does  vs  ipvsadm -Sn
   converge read + plan, no-op    vs  ipvsadm -Sn
   change   10% of weights        vs  ipvsadm -R of the same -e lines
   rss      peak RSS of the converge process
@@ -218,7 +218,16 @@ def measure_round(
     if verify:
         check_same(NAMESPACES["haecs"], saved_table(NAMESPACES["reference"]), "create")
     read_ref = theirs(["ipvsadm", "-Sn"])
-    figures["read"] = figure(*ordered(round_number, ours("read"), read_ref))
+    read_ours, read_theirs = ordered(round_number, ours("read"), read_ref)
+    if verify:
+        printed = sorted(read_ours.output.splitlines()[:-1])  # the last line is the worker's JSON
+        expected = sorted(read_theirs.output.splitlines())
+        if printed != expected:
+            raise SystemExit(
+                "read: the engine's lines differ from ipvsadm -Sn's: %s"
+                % sorted(set(printed) ^ set(expected))[:6]
+            )
+    figures["read"] = figure(read_ours, read_theirs)
     figures["converge"] = figure(*ordered(round_number + 1, ours("converge"), read_ref))
     changed, edits = ordered(
         round_number, ours("change"), theirs(["ipvsadm", "-R"], texts["edits"])

@@ -2,10 +2,11 @@
 
     bench/python bench/ipvs_worker.py MODE SERVICES REAL_SERVERS
 
-MODE: create (empty -> table), read (dump the table), converge (read + plan,
-nothing to change), change (read + plan + apply 10% of weights changed).
-Prints one JSON line: mode, seconds inside the engine, operations, entries.
-The driver measures the whole process (interpreter start included).
+MODE: create (empty -> table), read (dump the table and print it as
+`ipvsadm -Sn` does, one line per entry), converge (read + plan, nothing to
+change), change (read + plan + apply 10% of weights changed).
+Prints, last, one JSON line: mode, seconds of each phase, operations,
+entries.  The driver measures the whole process (interpreter start included).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (  # n
     ServiceKey,
     Table,
     VirtualService,
+    service_order,
 )
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.plan import plan  # noqa: E402
 
@@ -53,12 +55,19 @@ def desired_table(services: int, real_servers: int, changed: bool = False) -> Ta
 
 def main(mode: str, services: int, real_servers: int) -> None:
     imported = time.perf_counter()
-    desired = desired_table(services, real_servers, changed=mode == "change")
+    # A read needs no desired table (ipvsadm -Sn builds none either).
+    desired = {} if mode == "read" else desired_table(services, real_servers, mode == "change")
     started = time.perf_counter()
     operations = 0
     with IPVS() as ipvs:
         current = ipvs.read()
-        if mode != "read":
+        if mode == "read":
+            # One service at a time, as ipvsadm prints: the whole text at
+            # once would cost the test kernel hundreds of page faults more.
+            write = sys.stdout.write
+            for key in sorted(current, key=service_order):
+                write("".join(line + "\n" for line in current[key].ipvsadm_lines()))
+        else:
             todo = plan(current, desired, purge_services=True, purge_real_servers=True)
             operations = len(todo)
             if mode in ("create", "change"):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
@@ -161,7 +161,7 @@ def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, Servi
             # desired table is rebuilt on every apply and kept until the next.
             same = item.server.weight == outcome.weight
             entry.real_servers[key] = (
-                item.server if same else replace(item.server, weight=outcome.weight)
+                item.server if same else item.server.replace(weight=outcome.weight)
             )
     if sorry:
         for sorry_server in spec.sorry_servers:

@@ -16,7 +16,7 @@ wall-clock time: a monitor restarted meanwhile goes on draining them
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.drain import active_connections
@@ -135,7 +135,7 @@ class Leaving:
             entry = table.get(ref.service)
             if entry is None:
                 entry = table[ref.service] = VirtualService(leaver.service)
-            entry.real_servers.setdefault(ref.key, replace(leaver.server, weight=0))
+            entry.real_servers.setdefault(ref.key, leaver.server.replace(weight=0))
 
     def finished(self, kernel: Table, now: float) -> list[tuple[ServerRef, str]]:
         """The leavers to remove now, each with why: drained (weight 0 in the

@@ -117,19 +117,6 @@ TUN_TYPE_NAME = {number: name for name, number in TUN_TYPE.items()}
 TUN_CSUM = {"none": 0, "csum": 1, "remcsum": 2}
 TUN_CSUM_NAME = {number: name for name, number in TUN_CSUM.items()}
 
-_STATS_FIELDS = (
-    "connections",
-    "packets_in",
-    "packets_out",
-    "bytes_in",
-    "bytes_out",
-    "connections_per_second",
-    "packets_in_per_second",
-    "packets_out_per_second",
-    "bytes_in_per_second",
-    "bytes_out_per_second",
-)
-
 
 def _addr_bytes(address: str, family: str) -> bytes:
     packed = socket.inet_pton(AF[family], address)
@@ -259,7 +246,7 @@ def decode_stats(stats64: Optional[bytes], stats32: Optional[bytes]) -> Optional
                 values.append(0)
     else:
         return None
-    return Stats(**dict(zip(_STATS_FIELDS, values)))
+    return Stats(*values)
 
 
 # ------------------------------------------------------------- real servers

@@ -45,7 +45,7 @@ def quiesce(operations: Sequence[Operation], table: Table) -> List[Operation]:
         current = _find(table, (service.key, server.key)) or server
         if current.weight == 0:
             continue
-        quiet = dataclasses.replace(current, weight=0)
+        quiet = current.replace(weight=0)
         result.append(Operation(SET_REAL_SERVER, service, quiet, previous_real_server=current))
     return result
 

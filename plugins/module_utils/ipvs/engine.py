@@ -10,7 +10,6 @@ monitor runs the very same file.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
 from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import kmod
@@ -86,12 +85,17 @@ class IPVSError(HaecsError, RuntimeError):
         super().__init__(message)
 
 
-@dataclass
 class ApplyResult:
     """What `apply` did: the operations sent and the netlink sends it took."""
 
-    operations: List[Operation] = field(default_factory=list)
-    sends: int = 0
+    __slots__ = ("operations", "sends")
+
+    def __init__(self, operations: Optional[List[Operation]] = None, sends: int = 0) -> None:
+        self.operations: List[Operation] = [] if operations is None else operations
+        self.sends = sends
+
+    def __repr__(self) -> str:
+        return "ApplyResult(operations=%r, sends=%r)" % (self.operations, self.sends)
 
 
 class IPVS:

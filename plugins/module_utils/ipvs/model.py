@@ -5,14 +5,21 @@
 No Ansible and no netlink here: the modules, the planner, the netlink codec
 and the monitor all speak these types.  Equality ignores counters, so two
 tables compare equal when the kernel would behave the same.
+
+The types are small classes with `__slots__`, not dataclasses: a
+whole-process read of a large table builds one object per entry, and in the
+test kernel the `dataclasses` import (it pulls in `inspect`) and a frozen
+dataclass's `__init__` cost more than decoding the netlink dump.  Their
+attributes are `Final`: immutable as far as mypy sees, so hashing them is
+safe; `replace` gives a changed copy.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+import socket
+from typing import Any, Dict, Final, Mapping, Optional, Tuple, TypeVar
 
 IPV4 = "ipv4"
 IPV6 = "ipv6"
@@ -72,19 +79,92 @@ def format_endpoint(address: str, port: int) -> str:
     return "%s:%d" % (address, port)
 
 
-@dataclass(frozen=True, order=True)
-class ServiceKey:
+R = TypeVar("R", bound="Value")
+
+
+class Value:
+    """Equality and hash over `_compared()` (the fields that say what the
+    kernel would do, not its counters), a repr of all `_fields`, and
+    `replace`, a changed copy made through `__init__`, so that a subclass's
+    normalising applies to it too."""
+
+    __slots__: Tuple[str, ...] = ()
+    _fields: Tuple[str, ...] = ()  # in the order of __init__'s arguments
+
+    def _compared(self) -> Tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __ne__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() != other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        fields = ", ".join("%s=%r" % (name, getattr(self, name)) for name in self._fields)
+        return "%s(%s)" % (self.__class__.__name__, fields)
+
+    def replace(self: R, **changes: Any) -> R:
+        values = self.as_dict()
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError("%s has no field %s" % (self.__class__.__name__, sorted(unknown)))
+        values.update(changes)
+        return self.__class__(**values)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self._fields}
+
+
+class ServiceKey(Value):
     """What the kernel identifies a virtual service by.
 
     Either (protocol, address, port) or (family, fwmark); the other fields
-    are then empty/zero so keys stay comparable and hashable.
+    are then empty/zero so keys stay comparable and hashable.  Keys sort by
+    their fields in this order.
     """
 
-    family: str
-    protocol: str = ""
-    address: str = ""
-    port: int = 0
-    fwmark: int = 0
+    _fields = ("family", "protocol", "address", "port", "fwmark")
+    __slots__ = (*_fields, "_hash")
+
+    def __init__(
+        self, family: str, protocol: str = "", address: str = "", port: int = 0, fwmark: int = 0
+    ) -> None:
+        self.family: Final = family
+        self.protocol: Final = protocol
+        self.address: Final = address
+        self.port: Final = port
+        self.fwmark: Final = fwmark
+        # Keys are looked up in dicts all the time; hash them once.
+        self._hash: Final = hash((family, protocol, address, port, fwmark))
+
+    def _compared(self) -> Tuple[str, str, str, int, int]:
+        return (self.family, self.protocol, self.address, self.port, self.fwmark)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __lt__(self, other: ServiceKey) -> bool:
+        return self._compared() < other._compared()
+
+    def __le__(self, other: ServiceKey) -> bool:
+        return self._compared() <= other._compared()
+
+    def __gt__(self, other: ServiceKey) -> bool:
+        return self._compared() > other._compared()
+
+    def __ge__(self, other: ServiceKey) -> bool:
+        return self._compared() >= other._compared()
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (ServiceKey, self._compared())
 
     @classmethod
     def for_address(cls, protocol: str, address: str, port: int) -> ServiceKey:
@@ -113,51 +193,113 @@ class ServiceKey:
         return "%s %s" % (self.protocol, format_endpoint(self.address, self.port))
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(Value):
     """Counters and rates of a service or real server (IPVS_STATS64)."""
 
-    connections: int = 0
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    connections_per_second: int = 0
-    packets_in_per_second: int = 0
-    packets_out_per_second: int = 0
-    bytes_in_per_second: int = 0
-    bytes_out_per_second: int = 0
+    _fields = (
+        "connections",
+        "packets_in",
+        "packets_out",
+        "bytes_in",
+        "bytes_out",
+        "connections_per_second",
+        "packets_in_per_second",
+        "packets_out_per_second",
+        "bytes_in_per_second",
+        "bytes_out_per_second",
+    )
+    __slots__ = _fields
 
-    def as_dict(self) -> Dict[str, int]:
-        return dict(self.__dict__)
+    def __init__(
+        self,
+        connections: int = 0,
+        packets_in: int = 0,
+        packets_out: int = 0,
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        connections_per_second: int = 0,
+        packets_in_per_second: int = 0,
+        packets_out_per_second: int = 0,
+        bytes_in_per_second: int = 0,
+        bytes_out_per_second: int = 0,
+    ) -> None:
+        self.connections: Final = connections
+        self.packets_in: Final = packets_in
+        self.packets_out: Final = packets_out
+        self.bytes_in: Final = bytes_in
+        self.bytes_out: Final = bytes_out
+        self.connections_per_second: Final = connections_per_second
+        self.packets_in_per_second: Final = packets_in_per_second
+        self.packets_out_per_second: Final = packets_out_per_second
+        self.bytes_in_per_second: Final = bytes_in_per_second
+        self.bytes_out_per_second: Final = bytes_out_per_second
+
+    def _compared(self) -> Tuple[int, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+
+_FORWARDING_FLAG = {"masq": "-m", "route": "-g", "tunnel": "-i", FORWARDING_LOCAL: "-g"}
 
 
 def _full_prefix(family: str) -> int:
     return 128 if family == IPV6 else 32
 
 
-@dataclass(frozen=True)
-class Service:
-    """A virtual service's own attributes (its real servers live beside it)."""
+class Service(Value):
+    """A virtual service's own attributes (its real servers live beside it).
 
-    key: ServiceKey
-    scheduler: str = DEFAULT_SCHEDULER
-    scheduler_flags: Tuple[str, ...] = ()
-    one_packet: bool = False
-    persistence_timeout: Optional[int] = None
-    # Prefix length of the persistence granularity (IPv4 netmask as a prefix).
-    persistence_prefix: Optional[int] = None
-    persistence_engine: Optional[str] = None
-    stats: Optional[Stats] = field(default=None, compare=False)
+    `persistence_prefix` is the prefix length of the persistence granularity
+    (an IPv4 netmask as a prefix); `stats` is not compared.
+    """
 
-    def __post_init__(self) -> None:
+    _fields = (
+        "key",
+        "scheduler",
+        "scheduler_flags",
+        "one_packet",
+        "persistence_timeout",
+        "persistence_prefix",
+        "persistence_engine",
+        "stats",
+    )
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        key: ServiceKey,
+        scheduler: str = DEFAULT_SCHEDULER,
+        scheduler_flags: Tuple[str, ...] = (),
+        one_packet: bool = False,
+        persistence_timeout: Optional[int] = None,
+        persistence_prefix: Optional[int] = None,
+        persistence_engine: Optional[str] = None,
+        stats: Optional[Stats] = None,
+    ) -> None:
         # One form per kernel state: the kernel reports a full-length mask
         # (/32, /128) and the mask of a non-persistent service as no mask.
-        prefix = self.persistence_prefix
-        if prefix is not None and (
-            self.persistence_timeout is None or prefix == _full_prefix(self.key.family)
+        if persistence_prefix is not None and (
+            persistence_timeout is None or persistence_prefix == _full_prefix(key.family)
         ):
-            object.__setattr__(self, "persistence_prefix", None)
+            persistence_prefix = None
+        self.key: Final = key
+        self.scheduler: Final = scheduler
+        self.scheduler_flags: Final = scheduler_flags
+        self.one_packet: Final = one_packet
+        self.persistence_timeout: Final = persistence_timeout
+        self.persistence_prefix: Final = persistence_prefix
+        self.persistence_engine: Final = persistence_engine
+        self.stats: Final = stats
+
+    def _compared(self) -> Tuple[Any, ...]:
+        return (
+            self.key,
+            self.scheduler,
+            self.scheduler_flags,
+            self.one_packet,
+            self.persistence_timeout,
+            self.persistence_prefix,
+            self.persistence_engine,
+        )
 
     @property
     def persistent(self) -> bool:
@@ -188,23 +330,77 @@ class Service:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
-class RealServer:
-    """A real server (IPVS destination) of one virtual service."""
+# What the kernel acts on, in the order of RealServer's arguments.
+REAL_SERVER_SETTINGS = (
+    "address",
+    "port",
+    "forwarding",
+    "weight",
+    "upper_threshold",
+    "lower_threshold",
+    "tunnel_type",
+    "tunnel_port",
+    "tunnel_checksum",
+)
 
-    address: str
-    port: int
-    forwarding: str = "route"
-    weight: int = 1
-    upper_threshold: int = 0
-    lower_threshold: int = 0
-    tunnel_type: str = "ipip"
-    tunnel_port: int = 0
-    tunnel_checksum: str = "none"
-    active_connections: int = field(default=0, compare=False)
-    inactive_connections: int = field(default=0, compare=False)
-    persistent_connections: int = field(default=0, compare=False)
-    stats: Optional[Stats] = field(default=None, compare=False)
+
+class RealServer(Value):
+    """A real server (IPVS destination) of one virtual service.
+
+    The counters (connections, `stats`) are not compared.
+    """
+
+    _fields = (
+        *REAL_SERVER_SETTINGS,
+        "active_connections",
+        "inactive_connections",
+        "persistent_connections",
+        "stats",
+    )
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        forwarding: str = "route",
+        weight: int = 1,
+        upper_threshold: int = 0,
+        lower_threshold: int = 0,
+        tunnel_type: str = "ipip",
+        tunnel_port: int = 0,
+        tunnel_checksum: str = "none",
+        active_connections: int = 0,
+        inactive_connections: int = 0,
+        persistent_connections: int = 0,
+        stats: Optional[Stats] = None,
+    ) -> None:
+        self.address: Final = address
+        self.port: Final = port
+        self.forwarding: Final = forwarding
+        self.weight: Final = weight
+        self.upper_threshold: Final = upper_threshold
+        self.lower_threshold: Final = lower_threshold
+        self.tunnel_type: Final = tunnel_type
+        self.tunnel_port: Final = tunnel_port
+        self.tunnel_checksum: Final = tunnel_checksum
+        self.active_connections: Final = active_connections
+        self.inactive_connections: Final = inactive_connections
+        self.persistent_connections: Final = persistent_connections
+        self.stats: Final = stats
+
+    def _compared(self) -> Tuple[Any, ...]:
+        return (
+            self.address,
+            self.port,
+            self.forwarding,
+            self.weight,
+            self.upper_threshold,
+            self.lower_threshold,
+            self.tunnel_type,
+            self.tunnel_port,
+            self.tunnel_checksum,
+        )
 
     @property
     def key(self) -> Tuple[str, int]:
@@ -254,13 +450,12 @@ class RealServer:
         thresholds=False gives exactly what `ipvsadm -Sn` prints, which never
         shows -x/-y (see `thresholds_line` for those).
         """
-        flag = {"masq": "-m", "route": "-g", "tunnel": "-i", FORWARDING_LOCAL: "-g"}
         parts = [
             command,
             service.ipvsadm_args(),
             "-r",
             format_endpoint(self.address, self.port),
-            flag[self.forwarding],
+            _FORWARDING_FLAG[self.forwarding],
             "-w",
             str(self.weight),
         ]
@@ -333,12 +528,30 @@ def _with_forwarding(server: RealServer, forwarding: str) -> RealServer:
     )
 
 
-@dataclass
 class VirtualService:
     """A service with its real servers, keyed by (address, port)."""
 
-    service: Service
-    real_servers: Dict[Tuple[str, int], RealServer] = field(default_factory=dict)
+    __slots__ = ("real_servers", "service")
+
+    def __init__(
+        self,
+        service: Service,
+        real_servers: Optional[Dict[Tuple[str, int], RealServer]] = None,
+    ) -> None:
+        self.service = service
+        self.real_servers: Dict[Tuple[str, int], RealServer] = (
+            {} if real_servers is None else real_servers
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not VirtualService:
+            return NotImplemented
+        return self.service == other.service and self.real_servers == other.real_servers
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return "VirtualService(service=%r, real_servers=%r)" % (self.service, self.real_servers)
 
     @property
     def key(self) -> ServiceKey:
@@ -395,14 +608,25 @@ class VirtualService:
 Table = Dict[ServiceKey, VirtualService]
 
 
-def _real_server_order(key: Tuple[str, int]) -> Tuple[int, int, int]:
-    address = ipaddress.ip_address(key[0])
-    return (address.version, int(address), key[1])
+def _address_order(address: str) -> Tuple[int, bytes]:
+    # Packed (big-endian) addresses sort as their numbers do, and inet_pton
+    # costs a fraction of parsing with ipaddress, once per entry of a table.
+    if ":" in address:
+        return (6, socket.inet_pton(socket.AF_INET6, address))
+    return (4, socket.inet_pton(socket.AF_INET, address))
 
 
-def service_order(key: ServiceKey) -> Tuple[int, int, int, int, int]:
+def _real_server_order(key: Tuple[str, int]) -> Tuple[int, bytes, int]:
+    version, packed = _address_order(key[0])
+    return (version, packed, key[1])
+
+
+ServiceOrder = Tuple[int, int, int, bytes, int]
+
+
+def service_order(key: ServiceKey) -> ServiceOrder:
     """Sort services like ipvsadm: by family, fwmark, protocol, address, port."""
-    address = int(ipaddress.ip_address(key.address)) if key.address else 0
+    address = _address_order(key.address)[1] if key.address else b""
     family = 6 if key.family == IPV6 else 4
     protocol = PROTOCOLS.index(key.protocol) if key.protocol else -1
     return (family, key.fwmark, protocol, address, key.port)

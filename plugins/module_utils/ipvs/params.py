@@ -26,6 +26,7 @@ from .model import (
     MAX_WEIGHT,
     PERSISTENCE_ENGINES,
     PROTOCOLS,
+    REAL_SERVER_SETTINGS,
     SCHEDULER_FLAGS,
     SCHEDULERS,
     TUNNEL_CHECKSUMS,
@@ -53,17 +54,7 @@ SERVICE_FIELDS = (
     "persistence_engine",
 )
 SERVICE_KEY_FIELDS = ("protocol", "address", "port", "fwmark", "family")
-REAL_SERVER_FIELDS = (
-    "address",
-    "port",
-    "forwarding",
-    "weight",
-    "upper_threshold",
-    "lower_threshold",
-    "tunnel_type",
-    "tunnel_port",
-    "tunnel_checksum",
-)
+REAL_SERVER_FIELDS = REAL_SERVER_SETTINGS
 
 
 # persistence_engine: none removes the engine (omitting it keeps the current one).

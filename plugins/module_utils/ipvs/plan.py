@@ -11,14 +11,15 @@ then deletes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Final, Iterable, List, Mapping, Optional, Tuple
 
 from .model import (
     RealServer,
     Service,
     ServiceKey,
+    ServiceOrder,
     Table,
+    Value,
     VirtualService,
     format_endpoint,
     service_order,
@@ -49,17 +50,48 @@ _IPVSADM_COMMAND = {
 }
 
 
-@dataclass(frozen=True)
-class Operation:
-    """One netlink command, with what it replaces so it can be undone."""
+class Operation(Value):
+    """One netlink command, with what it replaces so it can be undone.
 
-    kind: str
-    service: Service
-    real_server: Optional[RealServer] = None
-    previous_service: Optional[Service] = None
-    previous_real_server: Optional[RealServer] = None
-    # A deleted service takes its real servers with it; keep them for undo.
-    removed_real_servers: Tuple[RealServer, ...] = ()
+    A deleted service takes its real servers with it: `removed_real_servers`
+    keeps them for the undo.
+    """
+
+    _fields = (
+        "kind",
+        "service",
+        "real_server",
+        "previous_service",
+        "previous_real_server",
+        "removed_real_servers",
+    )
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        kind: str,
+        service: Service,
+        real_server: Optional[RealServer] = None,
+        previous_service: Optional[Service] = None,
+        previous_real_server: Optional[RealServer] = None,
+        removed_real_servers: Tuple[RealServer, ...] = (),
+    ) -> None:
+        self.kind: Final = kind
+        self.service: Final = service
+        self.real_server: Final = real_server
+        self.previous_service: Final = previous_service
+        self.previous_real_server: Final = previous_real_server
+        self.removed_real_servers: Final = removed_real_servers
+
+    def _compared(self) -> Tuple[Any, ...]:
+        return (
+            self.kind,
+            self.service,
+            self.real_server,
+            self.previous_service,
+            self.previous_real_server,
+            self.removed_real_servers,
+        )
 
     @property
     def phase(self) -> int:
@@ -190,9 +222,9 @@ def plan_removal(
 
 def order(operations: Iterable[Operation]) -> List[Operation]:
     """Adds, then edits, then deletes; stable within a phase."""
-    ranks: Dict[ServiceKey, Tuple[int, int, int, int, int]] = {}
+    ranks: Dict[ServiceKey, ServiceOrder] = {}
 
-    def rank(op: Operation) -> Tuple[int, Tuple[int, int, int, int, int]]:
+    def rank(op: Operation) -> Tuple[int, ServiceOrder]:
         key = op.service.key
         position = ranks.get(key)
         if position is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import gc
 import io
 import json
@@ -354,9 +353,7 @@ def held_connections(
         entry = table.get(KEY)
         for key, server in list(entry.real_servers.items()) if entry is not None else ():
             if server.address in counts:
-                entry.real_servers[key] = dataclasses.replace(
-                    server, active_connections=counts[server.address]
-                )
+                entry.real_servers[key] = server.replace(active_connections=counts[server.address])
         return table
 
     monkeypatch.setattr(harness.engine, "read", counted)
@@ -540,7 +537,7 @@ def test_a_service_that_becomes_static_is_handed_over_as_it_is(
         # Its new owner edits it: the monitor no longer repairs it.
         entry = harness.engine.table[KEY]
         server = entry.real_servers[("10.0.2.1", 80)]
-        entry.real_servers[server.key] = dataclasses.replace(server, weight=7)
+        entry.real_servers[server.key] = server.replace(weight=7)
         await monitor._wait(monitor._request_apply(reconcile=True))
         assert harness.weights() == {"10.0.2.1": 7, "10.0.2.2": 2}
         assert not monitor.leaving and not harness.events("server_leaving")
@@ -558,7 +555,7 @@ def test_a_service_that_becomes_static_is_handed_over_as_it_is(
         config["static_services"] = [static]
         harness.write(config)
         assert (await monitor.reload())["ok"]
-        entry.real_servers[server.key] = dataclasses.replace(server, weight=7)
+        entry.real_servers[server.key] = server.replace(weight=7)
 
     assert harness.run(handover) == 0
 

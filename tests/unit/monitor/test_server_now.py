@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 from collections.abc import Collection
@@ -184,8 +183,7 @@ class Counters:
         for entry in table.values():
             for key, server in list(entry.real_servers.items()):
                 active, inactive, templates = self.of.get(key, (0, 0, 0))
-                entry.real_servers[key] = dataclasses.replace(
-                    server,
+                entry.real_servers[key] = server.replace(
                     active_connections=active,
                     inactive_connections=inactive,
                     persistent_connections=templates,
