@@ -121,7 +121,7 @@ class Api:
         # How GET /servers/{service}/{server} reads the kernel (tests pass a fake).
         self.read_kernel = read_kernel
         self._server = Server(self.handle, on_error=controller.api_error)
-        self.max_connections = self._server.max_connections
+        self.descriptors = self._server.descriptors
         self._token: Optional[bytes] = None
         self._socket_path: Optional[str] = None
 

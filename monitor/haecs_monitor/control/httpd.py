@@ -33,9 +33,16 @@ MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0  # the whole request
 HEAD_TIMEOUT = 5.0  # the request head: a slow or idle client is cut off here
 # Connections served at once per listener; more are answered 503 and closed
-# at once, so a flood of idle connections cannot take the descriptors the
+# soon, so a flood of idle connections cannot take the descriptors the
 # health checks need.
 MAX_CONNECTIONS = 64
+# A refused client's request is usually unread when the 503 goes out, and a
+# close with unread data answers with a reset, which can reach the client
+# before it has read the 503.  So a refused connection is read and dropped
+# until the client's end of file, for at most this long (nginx's lingering
+# close), up to MAX_CONNECTIONS at once per listener; beyond that it is
+# closed at once.
+LINGER_SECONDS = 1.0
 
 REASONS = {
     200: "OK",
@@ -269,6 +276,12 @@ class Server:
         self.head_timeout = head_timeout
         self.active: dict[str, int] = {}  # connections being served, by listener
         self.refused: dict[str, int] = {}  # connections refused for the cap, by listener
+        self.lingering: dict[str, int] = {}  # refused ones read until their end, by listener
+
+    @property
+    def descriptors(self) -> int:
+        """Connections a listener holds at most: served and lingering."""
+        return 2 * self.max_connections
 
     async def serve_unix(self, path: str) -> None:
         server = await asyncio.start_unix_server(
@@ -305,14 +318,31 @@ class Server:
     ) -> None:
         if self.active.get(transport, 0) >= self.max_connections:
             self.refused[transport] = self.refused.get(transport, 0) + 1
-            writer.write(Response.error(503, "too many connections; try again").encode())
-            writer.close()
+            await self._refuse(reader, writer, transport)
             return
         self.active[transport] = self.active.get(transport, 0) + 1
         try:
             await self._serve(reader, writer, transport)
         finally:
             self.active[transport] -= 1
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        writer.write(Response.error(503, "too many connections; try again").encode())
+        if self.lingering.get(transport, 0) >= self.max_connections:
+            writer.close()
+            return
+        self.lingering[transport] = self.lingering.get(transport, 0) + 1
+        try:
+            if writer.can_write_eof():
+                writer.write_eof()
+            await asyncio.wait_for(_read_to_end(reader), LINGER_SECONDS)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            self.lingering[transport] -= 1
+            writer.close()
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
@@ -347,3 +377,9 @@ class Server:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> None:
+    """Read and drop what the client sends, until its end of file."""
+    while await reader.read(MAX_HEAD):
+        pass

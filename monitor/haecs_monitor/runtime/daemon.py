@@ -337,7 +337,7 @@ class Monitor:
         assert self.board is not None
         listeners = 1 + (self.config.settings.listen is not None)
         limit = fdlimit.ensure(
-            fdlimit.needed(len(self.board.checks), listeners * self.api.max_connections)
+            fdlimit.needed(len(self.board.checks), listeners * self.api.descriptors)
         )
         fields = {"needed": limit.needed, "soft": limit.soft, "hard": limit.hard}
         if limit.enough:

@@ -168,6 +168,61 @@ def test_fd_limit_is_raised_to_what_the_checks_need() -> None:
     assert second == "300 300 False"  # never above the hard limit, and says so
 
 
+def test_api_refusal_reaches_a_tcp_client_whose_request_is_unread() -> None:
+    """Over TCP a close with the client's request unread sends a reset, and a
+    client still writing its request then fails on its write without reading
+    the 503: the refusal reads to the client's end first (at most 1 s), so
+    every refused client reads why."""
+
+    async def handler(request: Any) -> Response:
+        return Response.json({"ok": True})
+
+    async def main() -> list[bytes]:
+        server = Server(handler, max_connections=2, head_timeout=30)
+        await server.serve_tcp("127.0.0.1", 0)
+        address = server.sockets()[0].getsockname()[:2]
+        loop = asyncio.get_running_loop()
+        idle = []
+        for _unused in range(2):
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+            idle.append(sock)
+        await asyncio.sleep(0.2)
+        answers = [
+            await loop.run_in_executor(None, _raw_tcp, address, b"GET / HTTP/1.1\r\n\r\n")
+            for _unused in range(10)
+        ]
+        for sock in idle:
+            sock.close()
+        await server.close()
+        return answers
+
+    answers = asyncio.run(main())
+    assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in answers), answers
+
+
+def _raw_tcp(address: Any, data: bytes) -> bytes:
+    """Send `data` in two parts, as a client writing its head and then its
+    body does, and read the answer; b"RESET" if the connection was reset."""
+    with socket.create_connection(address, timeout=5) as sock:
+        try:
+            sock.sendall(data[:5])
+            time.sleep(0.1)  # the server has answered by now, our first part unread
+            sock.sendall(data[5:])
+        except (BrokenPipeError, ConnectionResetError):
+            return b"RESET"
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return b"".join(chunks) + b"RESET"
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
 def _raw(path: str, data: bytes, wait: float = 5.0) -> bytes:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(wait)
@@ -193,7 +248,7 @@ def test_api_caps_connections_and_answers_again_after_a_flood(tmp_path: Any) -> 
     async def handler(request: Any) -> Response:
         return Response.json({"ok": True})
 
-    async def main() -> tuple[list[bytes], bytes, bytes, int]:
+    async def main() -> dict[str, Any]:
         server = Server(handler, max_connections=4, head_timeout=30)
         await server.serve_unix(path)
         loop = asyncio.get_running_loop()
@@ -204,22 +259,35 @@ def test_api_caps_connections_and_answers_again_after_a_flood(tmp_path: Any) -> 
             await loop.sock_connect(sock, path)
             flood.append(sock)
         await asyncio.sleep(0.3)
+        seen: dict[str, Any] = {"lingering": dict(server.lingering)}
         refused = []
-        for sock in flood[4:]:  # beyond the cap: answered 503 and closed
+        for sock in flood[4:]:  # beyond the cap: answered 503
             refused.append(await asyncio.wait_for(loop.sock_recv(sock, 4096), 5))
-        during = await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n\r\n")
+        seen["refused"] = refused
+        # A client that sends its request at once, while 4 idle clients hold
+        # the listener: its request is unread when the 503 goes out, and it
+        # must still read the 503, not a reset.
+        seen["during"] = [
+            await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n\r\n")
+            for _unused in range(20)
+        ]
         for sock in flood:
             sock.close()
         await asyncio.sleep(0.3)
-        after = await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n\r\n")
-        active = server.active.get("unix", 0)
+        seen["after"] = await loop.run_in_executor(None, _raw, path, b"GET / HTTP/1.1\r\n\r\n")
+        seen["active"] = server.active.get("unix", 0)
+        await asyncio.sleep(1.2)  # the lingering ones end within 1 s
+        seen["lingering_after"] = server.lingering.get("unix", 0)
         await server.close()
-        return refused, during, after, active
+        return seen
 
-    refused, during, after, active = asyncio.run(main())
+    seen = asyncio.run(main())
+    refused = seen["refused"]
+    assert len(refused) == 36
     assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in refused), refused[:2]
-    # Still flooded (4 idle clients hold the listener): refused, with the 503
-    # or, when the refusal closed the socket before our request was read, a reset.
-    assert during.startswith(b"HTTP/1.1 503 ") or during == b"RESET", during
-    assert after.startswith(b"HTTP/1.1 200 ")
-    assert active == 0
+    # 4 refused ones at most wait for their client's end; the other 32 were closed at once.
+    assert seen["lingering"] == {"unix": 4}, seen["lingering"]
+    assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in seen["during"]), seen["during"]
+    assert seen["after"].startswith(b"HTTP/1.1 200 ")
+    assert seen["active"] == 0
+    assert seen["lingering_after"] == 0
