@@ -83,6 +83,18 @@ def test_values_survive_pickling_with_a_new_hash_seed() -> None:
     assert done.stdout.decode().strip() == repr(entry)
 
 
+def test_values_pickle_as_their_constructor_arguments() -> None:
+    """Compact, and rebuilt through __init__ (so normalised and hashed anew)."""
+    server = RealServer("10.1.0.1", 80, "masq", 3, 0, 0, "ipip", 0, "none", 1, 2, 3, Stats(4))
+    assert server.__reduce__() == (
+        RealServer,
+        ("10.1.0.1", 80, "masq", 3, 0, 0, "ipip", 0, "none", 1, 2, 3, Stats(4)),
+    )
+    copy = pickle.loads(pickle.dumps(server))
+    assert copy.as_dict() == server.as_dict()
+    assert WEB.__reduce__() == (ServiceKey, ("ipv4", "tcp", "10.0.0.1", 80, 0))
+
+
 def test_repr_names_every_field_in_order() -> None:
     assert repr(WEB) == (
         "ServiceKey(family='ipv4', protocol='tcp', address='10.0.0.1', port=80, fwmark=0)"
