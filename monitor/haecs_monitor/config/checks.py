@@ -11,7 +11,7 @@ another address/port).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import field_path
@@ -73,7 +73,7 @@ def apply_timing(parent: CheckTiming, overrides: Mapping[str, float]) -> CheckTi
     for name in ("rise", "fall"):
         if name in values:
             values[name] = int(values[name])
-    return replace(parent, **values)  # type: ignore[arg-type]
+    return parent._replace(**values)  # type: ignore[arg-type]
 
 
 def parse_check_defaults(

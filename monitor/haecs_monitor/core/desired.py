@@ -24,7 +24,7 @@ the rules an operator reads in docs/design/monitor-config.md:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -136,6 +136,26 @@ def compute(
         entry, outcome = _service(service_input, service_input.key in below_quorum)
         table[service_input.key] = entry
         outcomes[service_input.key] = outcome
+    return Desired(table, outcomes)
+
+
+def merged(
+    previous: Desired, part: Desired, order: Iterable[ServiceKey], recomputed: Container[ServiceKey]
+) -> Desired:
+    """`previous` with the services in `recomputed` replaced by `part`'s, in
+    the order of `order` (the configured services).  A recomputed service
+    that `part` lacks (held out of the kernel) is left out; one that neither
+    has is left out too.  The entries are shared, not copied: neither
+    Desired may be changed afterwards."""
+    table: Table = {}
+    outcomes: dict[ServiceKey, ServiceOutcome] = {}
+    for key in order:
+        source = part if key in recomputed else previous
+        entry = source.table.get(key)
+        outcome = source.services.get(key)
+        if entry is not None and outcome is not None:
+            table[key] = entry
+            outcomes[key] = outcome
     return Desired(table, outcomes)
 
 

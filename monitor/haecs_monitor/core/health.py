@@ -485,20 +485,27 @@ class HealthBoard:
         if check is None:
             return []
         refs = self._users.get(key, [])
-        weights = {ref: self.servers[ref].base_weight() for ref in refs}
+        reweighs = not result.unknown and result.up and result.weight != check.weight
+        weights = {ref: self.servers[ref].base_weight() for ref in refs} if reweighs else {}
         events: list[Event] = []
         change = check.observe(result, now)
         if change is not None:
             events.append(change)
+        elif not reweighs:
+            # The check kept its state and weight, and a server is up exactly
+            # when all its checks are (kept so by every build and reload):
+            # none of its servers can change.  Most results end here.
+            return events
         for ref in refs:
             server = self.servers[ref]
             transition = server.evaluate(now)
             if transition is not None:
                 events.append(transition)
                 continue
-            weight = server.base_weight()
-            if server.up and weight != weights[ref]:
-                events.append(WeightChange(ref, weights[ref], weight, result.detail, now))
+            if reweighs:
+                weight = server.base_weight()
+                if server.up and weight != weights[ref]:
+                    events.append(WeightChange(ref, weights[ref], weight, result.detail, now))
         return events
 
     def next_delay(self, key: CheckKey) -> float:

@@ -597,9 +597,9 @@ def test_a_reload_changes_only_what_the_file_changed(
         requests = []
         request_apply = monitor._request_apply
 
-        def counted(reconcile: bool = False) -> Any:
-            requests.append(reconcile)
-            return request_apply(reconcile)
+        def counted(reconcile: bool = False, services: Any = None) -> Any:
+            requests.append((reconcile, services))
+            return request_apply(reconcile, services)
 
         monkeypatch.setattr(monitor, "_request_apply", counted)
         with open(harness.path, "a") as handle:
@@ -613,7 +613,9 @@ def test_a_reload_changes_only_what_the_file_changed(
         data["services"][0]["real_servers"][1]["weight"] = 9
         harness.write(data)
         result = await monitor.reload()
-        assert result["ok"] and result["operations"] == 1 and requests == [False], result
+        # ...asked for the edited service alone (its entry is computed again).
+        assert result["ok"] and result["operations"] == 1, result
+        assert requests == [(False, {KEY})], requests
         assert [op.kind for op in harness.engine.applied[-1]] == ["set_real_server"]
         assert harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 9, "10.0.2.3": 3}
         assert monitor.config.services[0].real_servers[0] == kept
@@ -762,3 +764,118 @@ def test_the_desired_table_is_computed_in_slices_from_one_configuration(
     )
     assert len({config for _unused, config in slices}) == 1, "the configuration changed mid-table"
     assert harness.engine.table[KEY].real_servers[("10.0.2.1", 80)].weight == 7
+
+
+def computed_services(monkeypatch: pytest.MonkeyPatch) -> list[ServiceKey]:
+    """The services whose desired entry is computed, in order, from now on."""
+    computed: list[ServiceKey] = []
+    compute = daemon.desired_mod.compute
+
+    def recorded(inputs: Any, below: Any = frozenset()) -> Any:
+        inputs = list(inputs)
+        computed.extend(item.key for item in inputs)
+        return compute(inputs, below)
+
+    monkeypatch.setattr(daemon.desired_mod, "compute", recorded)
+    return computed
+
+
+def test_a_transition_computes_only_its_service_and_the_table_stays_whole(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's transition recomputes its own service's entry, the others
+    are kept from the last table, and a reconcile (every 0.1 s here) reads
+    the kernel without computing any; through a churn of transitions and a
+    reload the kernel ends as a computation from scratch would leave it."""
+    data = config_dict(harness.tmp, servers=(1, 2, 3))
+    data["global"]["reconcile_interval"] = 0.1
+    base = data["services"][0]
+    data["services"] = [
+        dict(
+            copy.deepcopy(base),
+            address="10.0.0.%d" % n,
+            real_servers=[
+                {"address": "10.0.%d.%d" % (10 + n, k), "forwarding": "masq", "weight": k}
+                for k in (1, 2, 3)
+            ],
+        )
+        for n in (1, 2, 3, 4)
+    ]
+    keys = [ServiceKey.for_address("tcp", "10.0.0.%d" % n, 80) for n in (1, 2, 3, 4)]
+    harness.write(data)
+    computed = computed_services(monkeypatch)
+
+    def kernel() -> dict[ServiceKey, dict[str, int]]:
+        return {
+            key: {k[0]: v.weight for k, v in entry.real_servers.items()}
+            for key, entry in harness.engine.table.items()
+        }
+
+    def expected() -> dict[ServiceKey, dict[str, int]]:
+        return {
+            ServiceKey.for_address("tcp", service["address"], 80): {
+                server["address"]: server["weight"]
+                for server in service["real_servers"]
+                if server["address"] not in harness.down
+            }
+            for service in data["services"]
+        }
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: kernel() == expected(), "all up")
+        computed.clear()
+        reconciles = monitor.actuator.reconciles_total
+        await asyncio.sleep(0.35)
+        assert monitor.actuator.reconciles_total > reconciles and computed == [], computed
+        harness.down.add("10.0.12.2")
+        await until(lambda: kernel() == expected(), "10.0.12.2 out")
+        assert set(computed) == {keys[1]}, computed
+        rng = __import__("random").Random(7)
+        for _step in range(40):
+            harness.down ^= {"10.0.%d.%d" % (rng.choice((11, 12, 13, 14)), rng.choice((1, 2, 3)))}
+            await asyncio.sleep(rng.uniform(0, 0.06))
+        await until(lambda: kernel() == expected(), "the churn settled", timeout=10)
+        computed.clear()
+        data["services"][2]["real_servers"][0]["weight"] = 7
+        harness.write(data)
+        result = await monitor.reload()
+        assert result["ok"] and result["operations"] == (0 if "10.0.13.1" in harness.down else 1)
+        assert set(computed) == {keys[2]}, computed
+        assert kernel() == expected()
+
+    assert harness.run(scenario) == 0
+
+
+def test_a_slow_start_ramp_recomputes_its_own_service_up_to_the_full_weight(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = config_dict(harness.tmp, servers=(1, 10), slow_start=1.0)
+    other = dict(
+        copy.deepcopy(data["services"][0]),
+        address="10.0.0.2",
+        slow_start=0,
+        real_servers=[{"address": "10.0.3.1", "forwarding": "masq"}],
+    )
+    data["services"].append(other)
+    data["global"]["reconcile_interval"] = 0.1
+    harness.write(data)
+    computed = computed_services(monkeypatch)
+    seen: list[int] = []
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.10": 10}, "all up")
+        harness.down.add("10.0.2.10")
+        await until(lambda: "10.0.2.10" not in harness.weights(), "10.0.2.10 out")
+        computed.clear()
+        harness.down.clear()
+        while harness.weights().get("10.0.2.10") != 10:
+            weight = harness.weights().get("10.0.2.10")
+            if weight is not None and (not seen or seen[-1] != weight):
+                seen.append(weight)
+            assert len(seen) < 20, seen
+            await asyncio.sleep(0.01)
+        seen.append(10)
+
+    assert harness.run(scenario) == 0
+    assert seen == sorted(seen) and len(seen) >= 3 and seen[0] < 5, seen
+    assert set(computed) == {KEY}, computed

@@ -247,3 +247,25 @@ def test_sorry_server_wins_a_key_collision() -> None:
         [ServiceInput(SERVICE, (server(1, up=False),), on_failure=INHIBIT, sorry_servers=(sorry,))]
     )
     assert weights(result) == {"10.0.2.1": 7}
+
+
+def test_merged_takes_the_recomputed_services_from_the_part_in_configured_order() -> None:
+    keys = [ServiceKey.for_address("tcp", "10.0.0.%d" % n, 80) for n in (1, 2, 3, 4)]
+
+    def inputs(*down: int) -> list[ServiceInput]:
+        return [
+            ServiceInput(Service(key, scheduler="wrr"), (server(1, up=n not in down),))
+            for n, key in enumerate(keys)
+        ]
+
+    previous = desired.compute(inputs())
+    now = desired.compute(inputs(1, 3))
+    # Service 1 computed again (its server went down); service 3 is held out
+    # of the kernel (recomputed, absent from the part); the rest kept.
+    part = desired.compute([item for item in inputs(1, 3) if item.key == keys[1]])
+    result = desired.merged(previous, part, reversed(keys), {keys[1], keys[3]})
+    assert list(result.table) == list(result.services) == [keys[2], keys[1], keys[0]]
+    assert result.table[keys[1]] is part.table[keys[1]]
+    assert result.table[keys[1]] == now.table[keys[1]] != previous.table[keys[1]]
+    assert result.table[keys[0]] is previous.table[keys[0]]
+    assert result.services[keys[2]] is previous.services[keys[2]]

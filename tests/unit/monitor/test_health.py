@@ -414,3 +414,48 @@ def test_a_reload_that_keeps_most_services_rebuilds_only_the_others() -> None:
     assert ServerRef(before.services[2].key, "10.0.2.4", 80) not in incremental.servers
     new_server = ServerRef(edited.services[3].key, "10.0.2.2", 80)
     assert not incremental.servers[new_server].up  # shares s1_rs2's check, which is down
+
+
+def test_every_result_leaves_the_servers_as_their_checks_say() -> None:
+    """record() skips the servers when a result changes neither its check's
+    state nor its weight; random results (shared checks, several checks
+    per server, dynamic weights, unknowns) must still yield exactly the
+    events that comparing every server before and after would."""
+    import random
+
+    checks = [
+        {"type": "script", "command": ["/bin/a"]},
+        {"type": "script", "command": ["/bin/b"]},
+    ]
+    other = {
+        "address": "10.0.0.2",
+        "port": 80,
+        "checks": [{"type": "script", "command": ["/bin/a"]}],  # shared with 10.0.0.1
+        "real_servers": [{"address": "10.0.2.1", "port": 80, "forwarding": "masq", "weight": 3}],
+    }
+    board = HealthBoard(
+        config(checks=checks, extra_services=[other], rise=2, fall=2), now=0, present={RS1}
+    )
+    results = [
+        OK,
+        FAIL,
+        CheckResult(True, 2, "exit 5"),
+        CheckResult(True, 6, "exit 5"),
+        CheckResult(False, None, "no descriptor", unknown=True),
+    ]
+    rng = random.Random(11)
+    keys = list(board.checks)
+    for step in range(2000):
+        before = {ref: (s.up, s.base_weight()) for ref, s in board.servers.items()}
+        events = board.record(rng.choice(keys), rng.choice(results), step)
+        after = {ref: (s.up, s.base_weight()) for ref, s in board.servers.items()}
+        for ref, server in board.servers.items():
+            assert server.up == all(check.up for check in server.checks), (step, ref)
+        moved = {e.server for e in events if isinstance(e, Transition)}
+        reweighed = {e.server for e in events if isinstance(e, WeightChange)}
+        assert moved == {ref for ref in after if after[ref][0] != before[ref][0]}, step
+        assert reweighed == {
+            ref
+            for ref in after
+            if ref not in moved and after[ref][0] and after[ref][1] != before[ref][1]
+        }, step
