@@ -576,6 +576,7 @@ class HealthBoard:
         self.servers = servers
         return [ref for _unused, ref, _unused_too in entries]
 
-    def ramping(self, now: float) -> list[ServerRef]:
-        """Servers whose slow-start weight is still growing."""
-        return [ref for ref, server in self.servers.items() if server.up and server.ramping(now)]
+    def ramping(self, since: float) -> list[ServerRef]:
+        """Servers whose slow-start weight was still growing at `since`: the
+        weight of each has moved on since then, or will."""
+        return [ref for ref, server in self.servers.items() if server.up and server.ramping(since)]

@@ -23,7 +23,7 @@ Blocking (netlink); the daemon calls it from one worker thread.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
@@ -150,13 +150,27 @@ class Actuator:
             outcome.adopted_entries = _count_same(current, desired)
         return self._apply(outcome, current, desired, remove)
 
-    def update(self, desired: Table, remove: Iterable[ServiceKey] = ()) -> Outcome:
-        """Apply against what we last left in the kernel; reconcile when unsure."""
+    def update(
+        self,
+        desired: Table,
+        remove: Iterable[ServiceKey] = (),
+        services: Optional[Collection[ServiceKey]] = None,
+    ) -> Outcome:
+        """Apply against what we last left in the kernel; reconcile when unsure.
+
+        `services`: the only entries of `desired` that may differ from the
+        last apply's (None: any).  When `desired` has the same services as
+        the last apply, only those are planned: one server's transition is
+        then planned in its own service, not over the whole table."""
         if self._known is None or self._dirty:
             return self.reconcile(desired, remove)
         remove = [key for key in remove if key not in desired]
+        part = services is not None and desired.keys() == self._known.keys()
+        if part:
+            assert services is not None
+            desired = {key: desired[key] for key in services if key in desired}
         current = restrict(self._known, list(desired) + remove)
-        outcome = self._apply(Outcome(), current, desired, remove, count_error=False)
+        outcome = self._apply(Outcome(), current, desired, remove, count_error=False, part=part)
         if outcome.error is None:
             return outcome
         # Refused: the kernel is not what we left there (changed by hand).
@@ -179,10 +193,11 @@ class Actuator:
         desired: Table,
         remove: list[ServiceKey],
         count_error: bool = True,
+        part: bool = False,
     ) -> Outcome:
         operations = ipvs_plan.plan(current, desired, purge_real_servers=True)
         operations = ipvs_plan.order(operations + ipvs_plan.plan_removal(current, remove))
-        return self._send(outcome, operations, desired, count_error)
+        return self._send(outcome, operations, desired, count_error, part)
 
     def _send(
         self,
@@ -190,7 +205,10 @@ class Actuator:
         operations: list[ipvs_plan.Operation],
         desired: Table,
         count_error: bool = True,
+        part: bool = False,
     ) -> Outcome:
+        """Send `operations`; then the kernel holds `desired` (or, with `part`,
+        what we knew with `desired`'s entries replaced)."""
         if operations:
             try:
                 self._engine.apply(operations)
@@ -205,7 +223,11 @@ class Actuator:
                 self.operations_total[op.kind] += 1
         outcome.operations = operations
         self._dirty = False
-        self._known = {key: _copy(entry) for key, entry in desired.items()}
+        known = {key: _copy(entry) for key, entry in desired.items()}
+        if part and self._known is not None:
+            self._known.update(known)
+        else:
+            self._known = known
         return outcome
 
     def _failed(self, outcome: Outcome, message: str) -> Outcome:

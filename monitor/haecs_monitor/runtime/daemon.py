@@ -60,7 +60,11 @@ from haecs_monitor.runtime.scheduler import CheckScheduler
 from haecs_monitor.runtime.state import ADMIN_ACTIONS, MonitorState
 from haecs_monitor.runtime.tasks import cancel_and_wait
 
-COALESCE_SECONDS = 0.02  # gather the transitions of one burst into one apply
+# A change after a quiet BURST_SECONDS goes to the kernel at once (a failed
+# server leaves the table as soon as its check says so); changes that follow
+# it closely are gathered COALESCE_SECONDS at a time into one apply.
+COALESCE_SECONDS = 0.02
+BURST_SECONDS = 1.0
 # How long the desired table is computed before the event loop gets a turn
 # (at 30,000 real servers the whole table took about 0.25 s natively, 1 s in
 # UML, in one stretch). Time, not a count: where the loop is busy, every turn
@@ -125,6 +129,10 @@ class Monitor:
         # Whether last_desired holds the entries as computed: a leaving
         # server is added into its service's entry (leaving.add_to).
         self._desired_reusable = False
+        # The services whose entry the last computation made (the others are
+        # the table's before it); None: all of them.
+        self._recomputed: Optional[set[ServiceKey]] = None
+        self._computed_at = 0.0  # the clock when the desired table was last computed
         self._waiters: list[asyncio.Future[Outcome]] = []
         self._pending_remove: set[ServiceKey] = set()
         # Real servers a reload dropped, drained before they go (leaving.py).
@@ -460,6 +468,7 @@ class Monitor:
     async def _apply_loop(self) -> None:
         interval = self.config.settings.reconcile_interval
         next_reconcile = self.clock() + interval
+        woken_at = -BURST_SECONDS  # when a change last woke the applier
         while not self._stop.is_set():
             interval = self.config.settings.reconcile_interval
             next_reconcile = min(next_reconcile, self.clock() + interval)
@@ -471,7 +480,9 @@ class Monitor:
                 deadline = min(deadline, self.clock() + LEAVING_POLL_SECONDS)
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self.clock()))
-                await asyncio.sleep(COALESCE_SECONDS)
+                if self.clock() - woken_at < BURST_SECONDS:
+                    await asyncio.sleep(COALESCE_SECONDS)
+                woken_at = self.clock()
             except asyncio.TimeoutError:
                 pass
             if self._recompute is not None:
@@ -484,16 +495,17 @@ class Monitor:
                 next_reconcile = self.clock() + interval
 
     def _next_ramp_step(self) -> tuple[Optional[float], set[ServiceKey]]:
-        """When the next slow-start weight changes, and the services ramping now
-        (each ramps until its end, when the full weight is due)."""
+        """When the next slow-start weight is due, and the services whose
+        weights were ramping when the desired table was last computed: one
+        whose ramp has ended since is due at once (its full weight)."""
         if self.board is None:
             return None, set()
         now = self.clock()
-        ramping = self.board.ramping(now)
+        ramping = self.board.ramping(since=min(now, self._computed_at))
         steps = [
-            step
+            now if step is None else step
             for ref in ramping
-            if (step := self.board.servers[ref].next_weight_change(now, 0.25)) is not None
+            for step in (self.board.servers[ref].next_weight_change(now, 0.25),)
         ]
         return min(steps, default=None), {ref.service for ref in ramping}
 
@@ -507,9 +519,15 @@ class Monitor:
             await self._finish_leaving()
         result = await self.compute_desired(only)
         remove = sorted(self._pending_remove, key=str)
-        function = self.actuator.reconcile if full else self.actuator.update
         try:
-            outcome: Outcome = await self._in_ipvs_thread(function, result.table, remove)
+            if full:
+                outcome: Outcome = await self._in_ipvs_thread(
+                    self.actuator.reconcile, result.table, remove
+                )
+            else:
+                outcome = await self._in_ipvs_thread(
+                    self.actuator.update, result.table, remove, self._recomputed
+                )
         except Exception as error:
             outcome = Outcome(error="%s: %s" % (type(error).__name__, error))
             self.log.error("apply_crashed", reason=outcome.error, where=_where(error))
@@ -627,6 +645,8 @@ class Monitor:
                     previous, result, (service.key for service in config.services), recomputed
                 )
             self._desired_reusable = not self.leaving
+            self._recomputed = recomputed
+            self._computed_at = now
             self.leaving.add_to(result.table)
             self._quorum_events(result)
             self.last_desired = result

@@ -170,3 +170,32 @@ def test_find_drift_service_attributes() -> None:
     assert [(d.kind, d.server, d.found) for d in drift] == [
         ("changed", None, "-A -t 10.0.0.1:80 -s rr")
     ]
+
+
+def test_update_of_named_services_plans_only_them_and_knows_the_rest() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1), rs(2)), B: vs(B, rs(1))})
+    # B differs too, but only A is named: B is neither planned nor forgotten.
+    outcome = actuator.update({A: vs(A, rs(1)), B: vs(B, rs(1), rs(3))}, services={A})
+    assert [op.ipvsadm_line() for op in outcome.operations] == ["-d -t 10.0.0.1:80 -r 10.0.2.2:80"]
+    assert actuator.known == {A: vs(A, rs(1)), B: vs(B, rs(1))} == engine.table
+    # Named, B's change goes in.
+    outcome = actuator.update({A: vs(A, rs(1)), B: vs(B, rs(1), rs(3))}, services={B})
+    assert kinds(outcome.operations) == ["add_real_server"]
+    assert actuator.known == {A: vs(A, rs(1)), B: vs(B, rs(1), rs(3))} == engine.table
+
+
+def test_update_of_named_services_plans_all_when_the_services_differ() -> None:
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1))})
+    outcome = actuator.update({A: vs(A, rs(1)), B: vs(B, rs(1))}, services=set())
+    assert kinds(outcome.operations) == ["add_service", "add_real_server"]
+    outcome = actuator.update({B: vs(B, rs(2))}, remove=[A], services={B})
+    assert set(kinds(outcome.operations)) == {
+        "delete_service",
+        "add_real_server",
+        "delete_real_server",
+    }
+    assert actuator.known == {B: vs(B, rs(2))} == engine.table

@@ -17,6 +17,7 @@ import yaml
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config.load import load_config
 from haecs_monitor.control import cli
+from haecs_monitor.core.health import ServerRef
 from haecs_monitor.errors import NotFound
 from haecs_monitor.runtime import daemon, scheduler
 from haecs_monitor.runtime.events import EventLog
@@ -720,14 +721,15 @@ def test_the_desired_table_is_computed_in_slices_from_one_configuration(
         data["services"].append(service)
     harness.write(data)
     turns = [0]
-    slices: list[tuple[int, int]] = []  # (loop turns so far, id of the running config)
-    race: dict[str, Any] = {}
+    # (the computation, loop turns so far, id of the running config)
+    slices: list[tuple[int, int, int]] = []
+    race: dict[str, Any] = {"computations": 0}
     compute = daemon.desired_mod.compute
 
     def recorded(inputs: Any, below: Any = frozenset()) -> Any:
         monitor = race.get("monitor")
         if monitor is not None:
-            slices.append((turns[0], id(monitor.config)))
+            slices.append((race["computations"], turns[0], id(monitor.config)))
             if race.get("reload") is None:
                 # The next file (one weight), and a reload that reads it now.
                 data["services"][0]["real_servers"][0]["weight"] = 7
@@ -746,8 +748,20 @@ def test_the_desired_table_is_computed_in_slices_from_one_configuration(
                 await asyncio.sleep(0)
 
         ticking = asyncio.ensure_future(ticker())
+        compute_desired = monitor.compute_desired
+
+        async def counted(only: Any = None) -> Any:
+            race["computations"] += 1
+            return await compute_desired(only)
+
+        monitor.compute_desired = counted  # type: ignore[method-assign]
         try:
-            await until(lambda: len(harness.engine.table) == 4, "four services")
+            await until(
+                lambda: (
+                    sum(len(entry.real_servers) for entry in harness.engine.table.values()) == 12
+                ),
+                "four services, every real server up",
+            )
             race["monitor"] = monitor
             await monitor._wait(monitor._request_apply())
             race.pop("monitor")
@@ -757,12 +771,14 @@ def test_the_desired_table_is_computed_in_slices_from_one_configuration(
             ticking.cancel()
 
     assert harness.run(scenario) == 0
-    # Four services: a slice each, then the empty rest.
-    assert len(slices) == 5, slices
-    assert all(a[0] < b[0] for a, b in zip(slices, slices[1:])), (
+    # The first computation recorded (the reload's may follow at once): four
+    # services, a slice each, then the empty rest.
+    first = [entry[1:] for entry in slices if entry[0] == slices[0][0]]
+    assert len(first) == 5, slices
+    assert all(a[0] < b[0] for a, b in zip(first, first[1:])), (
         "the loop did not turn between slices"
     )
-    assert len({config for _unused, config in slices}) == 1, "the configuration changed mid-table"
+    assert len({config for _unused, config in first}) == 1, "the configuration changed mid-table"
     assert harness.engine.table[KEY].real_servers[("10.0.2.1", 80)].weight == 7
 
 
@@ -868,13 +884,27 @@ def test_a_slow_start_ramp_recomputes_its_own_service_up_to_the_full_weight(
         await until(lambda: "10.0.2.10" not in harness.weights(), "10.0.2.10 out")
         computed.clear()
         harness.down.clear()
+        deadline = time.monotonic() + 5  # the ramp takes 1 s
         while harness.weights().get("10.0.2.10") != 10:
             weight = harness.weights().get("10.0.2.10")
             if weight is not None and (not seen or seen[-1] != weight):
                 seen.append(weight)
-            assert len(seen) < 20, seen
+            assert time.monotonic() < deadline, "the ramp stopped at %s" % seen
             await asyncio.sleep(0.01)
         seen.append(10)
+        # A table computed just before the ramp's end, the applier's next turn
+        # after it: the full weight is due at once (no later wake would bring it).
+        server = monitor.board.servers[ServerRef(KEY, "10.0.2.10", 80)]
+        assert server.ramp_start is not None
+        end = server.ramp_start + 1.0
+        clock = monitor.clock
+        monitor._computed_at, monitor.clock = end - 0.01, lambda: end + 0.01
+        try:
+            assert monitor._next_ramp_step() == (end + 0.01, {KEY})
+            monitor._computed_at = end + 0.005
+            assert monitor._next_ramp_step() == (None, set())
+        finally:
+            monitor.clock = clock
 
     assert harness.run(scenario) == 0
     assert seen == sorted(seen) and len(seen) >= 3 and seen[0] < 5, seen
