@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from haecs_monitor.checks import tcp
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.config.model import CheckSpec, CheckTiming
 
 
 def listeners(count: int) -> list[socket.socket]:
@@ -41,16 +41,15 @@ def listeners(count: int) -> list[socket.socket]:
 
 
 def spec_for(port: int, interval: float) -> CheckSpec:
-    return CheckSpec(
-        "tcp", interval, min(1.0, interval / 2), 2, 3, 0.5, 5.0, 0.0, "127.0.0.1", port
-    )
+    timing = CheckTiming(interval, min(1.0, interval / 2), 2, 3, 0.5, 5.0, 0.0)
+    return CheckSpec("tcp", timing, "127.0.0.1", port)
 
 
 async def streams_check(check: CheckSpec) -> bool:
     """The obvious asyncio design (for comparison): open_connection + close."""
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(check.address, check.port), check.timeout
+            asyncio.open_connection(check.address, check.port), check.timing.timeout
         )
     except (OSError, asyncio.TimeoutError):
         return False
@@ -73,7 +72,7 @@ async def checker(
             if not up:
                 counts["why: " + result.detail] = counts.get("why: " + result.detail, 0) + 1
         counts["up" if up else "down"] += 1
-        await asyncio.sleep(max(0.0, check.interval - (loop.time() - started)))
+        await asyncio.sleep(max(0.0, check.timing.interval - (loop.time() - started)))
 
 
 class _Health:

@@ -3,7 +3,7 @@
 
     result = await CHECKS[spec.type](spec, spec.address, spec.port)
 
-Every check keeps to spec.timeout, never raises (but CancelledError), and
+Every check keeps to spec.timing.timeout, never raises (but CancelledError), and
 says in `CheckResult.detail` why it judged up or down.
 """
 

@@ -45,7 +45,7 @@ LOCAL_FAULTS = frozenset(
 
 
 # async def check(spec, address, port) -> CheckResult; it never raises
-# (except CancelledError) and keeps to spec.timeout.
+# (except CancelledError) and keeps to spec.timing.timeout.
 CheckFunction = Callable[[CheckSpec, str, int], Awaitable[CheckResult]]
 
 
@@ -81,11 +81,11 @@ def unknown(detail: str) -> CheckResult:
 
 def timed_out(spec: CheckSpec, started: float, how: str = "") -> CheckResult:
     """Down for a timeout; `started` is the loop time the check's timer started."""
-    late = asyncio.get_running_loop().time() - started - spec.timeout
+    late = asyncio.get_running_loop().time() - started - spec.timing.timeout
     return CheckResult(
         False,
         None,
-        "timed out after %gs%s" % (spec.timeout, how),
+        "timed out after %gs%s" % (spec.timing.timeout, how),
         timed_out=True,
         late=max(0.0, late),
     )
@@ -129,6 +129,6 @@ class CheckType:
     # system call on Python 3.11, which in a user-mode-Linux guest or under
     # seccomp is far dearer than natively.  None: `probe` is all there is.
     bind: Optional[Callable[[asyncio.AbstractEventLoop], CheckFunction]] = None
-    # True when the probe keeps to spec.timeout by construction (its own
+    # True when the probe keeps to spec.timing.timeout by construction (its own
     # timer), so the scheduler's cut-off past the timeout is not needed.
     self_timed: bool = False

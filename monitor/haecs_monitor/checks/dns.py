@@ -31,10 +31,10 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
     try:
         query = dns.message.make_query(name, qtype)
         if spec.text("protocol") == "tcp":
-            ask = dns.asyncquery.tcp(query, address, timeout=spec.timeout, port=port)
+            ask = dns.asyncquery.tcp(query, address, timeout=spec.timing.timeout, port=port)
         else:
-            ask = dns.asyncquery.udp(query, address, timeout=spec.timeout, port=port)
-        reply = await within(ask, spec.timeout)
+            ask = dns.asyncquery.udp(query, address, timeout=spec.timing.timeout, port=port)
+        reply = await within(ask, spec.timing.timeout)
     except (asyncio.TimeoutError, dns.exception.Timeout):
         return timed_out(spec, started)
     except OSError as error:

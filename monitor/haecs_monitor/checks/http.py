@@ -40,7 +40,7 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
         return down("TLS setup: %s" % error)
     started = asyncio.get_running_loop().time()
     try:
-        return await within(_exchange(spec, address, port, context), spec.timeout)
+        return await within(_exchange(spec, address, port, context), spec.timing.timeout)
     except asyncio.TimeoutError:
         return timed_out(spec, started)
     except ssl.SSLCertVerificationError as error:

@@ -68,7 +68,7 @@ async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
     collector = asyncio.ensure_future(_collect(process.stderr, stderr))
     started = asyncio.get_running_loop().time()  # the script's time starts once it runs
     try:
-        await within(process.wait(), spec.timeout)
+        await within(process.wait(), spec.timing.timeout)
     except asyncio.TimeoutError:
         result = timed_out(spec, started, " (killed)")
         _kill_group(process.pid)

@@ -26,7 +26,9 @@ class SMTPProblem(HaecsError):
 async def check(spec: CheckSpec, address: str, port: int) -> CheckResult:
     started = asyncio.get_running_loop().time()
     try:
-        return await within(_session(spec, address, port, started + spec.timeout), spec.timeout)
+        return await within(
+            _session(spec, address, port, started + spec.timing.timeout), spec.timing.timeout
+        )
     except asyncio.TimeoutError:
         return timed_out(spec, started)
     except OSError as error:

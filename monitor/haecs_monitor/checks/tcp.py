@@ -79,7 +79,7 @@ async def connect_check(
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        await within(loop.sock_connect(sock, (address, port)), spec.timeout)
+        await within(loop.sock_connect(sock, (address, port)), spec.timing.timeout)
     except asyncio.TimeoutError:
         return timed_out(spec, started)
     except OSError as error:

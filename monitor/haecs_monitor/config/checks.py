@@ -144,15 +144,5 @@ def resolve_check(
         )
         return None
     return CheckSpec(
-        type=template.type,
-        interval=timing.interval,
-        timeout=timing.timeout,
-        rise=timing.rise,
-        fall=timing.fall,
-        fast_interval=timing.fast_interval,
-        down_interval=timing.down_interval,
-        jitter=timing.jitter,
-        address=address,
-        port=port,
-        params=template.params,
+        type=template.type, timing=timing, address=address, port=port, params=template.params
     )

@@ -58,18 +58,10 @@ DEFAULT_TIMING = CheckTiming()
 
 
 @functools.lru_cache(maxsize=1024)
-def shared_timing(
-    interval: float,
-    timeout: float,
-    rise: int,
-    fall: int,
-    fast_interval: float,
-    down_interval: float,
-    jitter: float,
-) -> CheckTiming:
-    """One CheckTiming object for every check with these values (they are
-    part of every check's key, and most checks share their timing)."""
-    return CheckTiming(interval, timeout, rise, fall, fast_interval, down_interval, jitter)
+def shared_timing(timing: CheckTiming) -> CheckTiming:
+    """One CheckTiming object for every check with these values (most checks
+    share their timing; a pickle then holds it, and its floats, once)."""
+    return timing
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -82,13 +74,7 @@ class CheckSpec:
     """
 
     type: str
-    interval: float
-    timeout: float
-    rise: int
-    fall: int
-    fast_interval: float
-    down_interval: float
-    jitter: float
+    timing: CheckTiming
     address: str
     port: int
     params: Params = ()
@@ -97,15 +83,8 @@ class CheckSpec:
     _dedup_key: CheckKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        timing = shared_timing(
-            self.interval,
-            self.timeout,
-            self.rise,
-            self.fall,
-            self.fast_interval,
-            self.down_interval,
-            self.jitter,
-        )
+        timing = shared_timing(self.timing)
+        object.__setattr__(self, "timing", timing)
         probe_key = (self.type, self.address, self.port, self.params)
         object.__setattr__(self, "_dedup_key", (probe_key, timing))
 
@@ -119,10 +98,6 @@ class CheckSpec:
         """What is probed and how, without the timing: checks with equal probe
         keys always get the same result."""
         return cast(CheckKey, self._dedup_key[0])
-
-    @property
-    def timing(self) -> CheckTiming:
-        return cast(CheckTiming, self._dedup_key[1])
 
     def param(self, name: str, default: ParamValue = None) -> ParamValue:
         for key, value in self.params:

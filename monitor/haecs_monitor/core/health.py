@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -168,7 +169,9 @@ class CheckHealth:
 
     def observe(self, result: CheckResult, now: float) -> Optional[CheckTransition]:
         mark = "?" if result.unknown else "+" if result.up else "-"
-        self.history = (self.history + mark)[-HISTORY:]
+        # Interned: the checks of a steady director share a few histories
+        # ("++++++++++") instead of holding a copy each.
+        self.history = sys.intern((self.history + mark)[-HISTORY:])
         if result.unknown:
             # Says nothing about the server: the counts and the state stay.
             self.unknowns += 1
@@ -186,9 +189,9 @@ class CheckHealth:
         else:
             self.failures += 1
             self.successes = 0
-        if self.up and self.failures >= self.spec.fall:
+        if self.up and self.failures >= self.spec.timing.fall:
             reason = "%d consecutive failure(s): %s" % (self.failures, result.detail)
-        elif not self.up and self.successes >= self.spec.rise:
+        elif not self.up and self.successes >= self.spec.timing.rise:
             reason = "%d consecutive success(es): %s" % (self.successes, result.detail)
         else:
             return None
@@ -200,16 +203,16 @@ class CheckHealth:
 
     def base_delay(self) -> float:
         if self.in_transition:
-            return self.spec.fast_interval
-        return self.spec.interval if self.up else self.spec.down_interval
+            return self.spec.timing.fast_interval
+        return self.spec.timing.interval if self.up else self.spec.timing.down_interval
 
     def next_delay(self, rand: RandomSource) -> float:
         """Seconds from this result to the next check."""
-        return jittered(self.base_delay(), self.spec.jitter, rand)
+        return jittered(self.base_delay(), self.spec.timing.jitter, rand)
 
     def first_delay(self, rand: RandomSource) -> float:
         """Seconds from start to the first check: spread over one interval."""
-        return rand() * self.spec.interval
+        return rand() * self.spec.timing.interval
 
     def carried_to(self, spec: CheckSpec) -> CheckHealth:
         """This state under a new spec (same probe, other timing)."""
@@ -234,8 +237,8 @@ class CheckHealth:
             "confirmed": self.confirmed,
             "successes": self.successes,
             "failures": self.failures,
-            "rise": self.spec.rise,
-            "fall": self.spec.fall,
+            "rise": self.spec.timing.rise,
+            "fall": self.spec.timing.fall,
             "weight": self.weight,
             "detail": self.detail,
             "history": self.history,

@@ -60,17 +60,23 @@ from haecs_monitor.runtime.scheduler import CheckScheduler
 from haecs_monitor.runtime.state import ADMIN_ACTIONS, MonitorState
 from haecs_monitor.runtime.tasks import cancel_and_wait
 
-# A change after a quiet BURST_SECONDS goes to the kernel at once (a failed
-# server leaves the table as soon as its check says so); changes that follow
-# it closely are gathered COALESCE_SECONDS at a time into one apply.
+# A change goes to the kernel at once (a failed server leaves the table as
+# soon as its check says so) unless another came less than BURST_SECONDS
+# before it: then the changes of the burst are gathered COALESCE_SECONDS at
+# a time into one apply.  (What arrives during an apply goes in the next.)
 COALESCE_SECONDS = 0.02
-BURST_SECONDS = 1.0
+BURST_SECONDS = 0.1
 # How long the desired table is computed before the event loop gets a turn
 # (at 30,000 real servers the whole table took about 0.25 s natively, 1 s in
 # UML, in one stretch). Time, not a count: where the loop is busy, every turn
 # between slices lengthens the apply; 20 ms kept the loop's worst lag near
 # 0.15 s natively at 30,000, 50 ms let it reach 0.34 s.
 DESIRED_SLICE_SECONDS = 0.02
+# A reconcile reads the whole IPVS table: at 30,000 real servers about 0.15 s
+# natively, seconds in a slow guest.  The next one waits at least this many
+# times as long as the last took, so reconciles never take more than a tenth
+# of the monitor's time (nor keep the kernel lock and the CPU from checks).
+RECONCILE_SPACING = 10.0
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
 
 
@@ -469,9 +475,10 @@ class Monitor:
         interval = self.config.settings.reconcile_interval
         next_reconcile = self.clock() + interval
         woken_at = -BURST_SECONDS  # when a change last woke the applier
+        stretch = 0.0  # RECONCILE_SPACING times the last reconcile's duration
         while not self._stop.is_set():
             interval = self.config.settings.reconcile_interval
-            next_reconcile = min(next_reconcile, self.clock() + interval)
+            next_reconcile = min(next_reconcile, self.clock() + max(interval, stretch))
             deadline = next_reconcile
             ramp, ramping_services = self._next_ramp_step()
             if ramp is not None:
@@ -490,9 +497,11 @@ class Monitor:
             self._wake.clear()
             full = self._reconcile_now or self.clock() >= next_reconcile
             self._reconcile_now = False
+            started = self.clock()
             await self._apply(full)
             if full:
-                next_reconcile = self.clock() + interval
+                stretch = RECONCILE_SPACING * (self.clock() - started)
+                next_reconcile = self.clock() + max(interval, stretch)
 
     def _next_ramp_step(self) -> tuple[Optional[float], set[ServiceKey]]:
         """When the next slow-start weight is due, and the services whose

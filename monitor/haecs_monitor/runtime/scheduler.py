@@ -212,7 +212,7 @@ class CheckScheduler:
         started = loop.time()
         try:
             return await within(
-                function(spec, spec.address, spec.port), spec.timeout + CHECK_GRACE_SECONDS
+                function(spec, spec.address, spec.port), spec.timing.timeout + CHECK_GRACE_SECONDS
             )
         except asyncio.TimeoutError:
             return timed_out(spec, started + CHECK_GRACE_SECONDS, " (cut off)")
@@ -232,7 +232,9 @@ def blame_late_loop(spec: CheckSpec, result: CheckResult) -> CheckResult:
     """A timeout noticed far past its deadline: our loop was stalled over
     the deadline, and the answer may have been there unread.  Ours, not
     the server's fault."""
-    if not result.timed_out or result.late < max(LATE_MIN_SECONDS, LATE_SHARE * spec.timeout):
+    if not result.timed_out or result.late < max(
+        LATE_MIN_SECONDS, LATE_SHARE * spec.timing.timeout
+    ):
         return result
     return unknown(
         "%s, but the monitor's event loop noticed it %.2fs late" % (result.detail, result.late)

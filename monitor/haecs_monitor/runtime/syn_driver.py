@@ -192,7 +192,12 @@ class SynDriver:
             self._schedule(key, now)
             return
         probe = _Probe(
-            key, spec, prober, prober.target(spec.address, spec.port), now, now + spec.timeout
+            key,
+            spec,
+            prober,
+            prober.target(spec.address, spec.port),
+            now,
+            now + spec.timing.timeout,
         )
         probe.resolve = lambda answer, when: self._answered(probe, answer, when)
         failed, probe.wire_key = prober.send(probe.target, now, probe.resolve)
@@ -217,7 +222,11 @@ class SynDriver:
         if answer is None:
             late = max(0.0, now - probe.deadline)
             result = CheckResult(
-                False, None, "timed out after %gs" % probe.spec.timeout, timed_out=True, late=late
+                False,
+                None,
+                "timed out after %gs" % probe.spec.timing.timeout,
+                timed_out=True,
+                late=late,
             )
         else:
             result = UP if answer else REFUSED

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, TypeVar
 
 from haecs_monitor.checks import CHECKS, CheckResult
-from haecs_monitor.config.model import CheckSpec, ParamValue
+from haecs_monitor.config.model import CheckSpec, CheckTiming, ParamValue
 
 T = TypeVar("T")
 
@@ -22,13 +22,7 @@ def spec(
 ) -> CheckSpec:
     return CheckSpec(
         type=check_type,
-        interval=timeout * 2,
-        timeout=timeout,
-        rise=2,
-        fall=3,
-        fast_interval=0.5,
-        down_interval=5.0,
-        jitter=0.0,
+        timing=CheckTiming(timeout * 2, timeout, 2, 3, 0.5, 5.0, 0.0),
         address=address,
         port=port,
         params=tuple(sorted(params.items())),

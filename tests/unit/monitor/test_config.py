@@ -86,7 +86,7 @@ def test_documented_example_loads(tmp_path: Any) -> None:
     assert real_server.server.weight == 3
     (check,) = real_server.checks  # the server's own checks replace the service's
     assert check.type == "http"
-    assert (check.interval, check.timeout, check.rise, check.fall) == (1.0, 0.5, 1, 3)
+    assert check.timing[:4] == (1.0, 0.5, 1, 3)
     assert check.param("path") == "/health"
     assert check.param("expect_status") == ((200, 299),)
     assert (check.address, check.port) == ("10.0.2.1", 80)

@@ -70,13 +70,13 @@ def test_a_changed_check_parameter_is_not_skipped(tmp_path: Path, form: str) -> 
     first, second = reload_of(tmp_path / "m.yml", data, form)
     assert second.services[0] is first.services[0]
     assert second.services[2] is not first.services[2]
-    assert [rs.checks[0].timeout for rs in second.services[2].real_servers] == [0.5, 0.5]
+    assert [rs.checks[0].timing.timeout for rs in second.services[2].real_servers] == [0.5, 0.5]
 
 
 def test_a_changed_global_section_reads_every_service_again(tmp_path: Path, form: str) -> None:
     first, second = reload_of(tmp_path / "m.yml", config_data(timeout=2.0), form)
     assert not any(new is old for new, old in zip(second.services, first.services))
-    assert second.services[0].real_servers[0].checks[0].timeout == 2.0
+    assert second.services[0].real_servers[0].checks[0].timing.timeout == 2.0
 
 
 def test_a_bad_reload_names_the_field_and_keeps_the_last_good_load(

@@ -909,3 +909,29 @@ def test_a_slow_start_ramp_recomputes_its_own_service_up_to_the_full_weight(
     assert harness.run(scenario) == 0
     assert seen == sorted(seen) and len(seen) >= 3 and seen[0] < 5, seen
     assert set(computed) == {KEY}, computed
+
+
+def test_reconciles_are_spaced_to_a_tenth_of_the_time_when_a_read_is_slow(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconcile every 0.1 s asked for, a kernel read of 0.05 s: the next
+    reconcile waits ten times as long as the last took."""
+    data = config_dict(harness.tmp)
+    data["global"]["reconcile_interval"] = 0.1
+    harness.write(data)
+    read = harness.engine.read
+
+    def slow_read(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(harness.engine, "read", slow_read)
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: len(harness.weights()) == 2, "all up")
+        reconciles = monitor.actuator.reconciles_total
+        await asyncio.sleep(1.6)
+        # At least 0.5 s apart: at most 4 in 1.6 s (16 at the asked interval).
+        assert 1 <= monitor.actuator.reconciles_total - reconciles <= 4
+
+    assert harness.run(scenario) == 0

@@ -274,7 +274,7 @@ def test_reload_timing_change_keeps_state() -> None:
     events = board.reload(config(interval=3), now=10, present={RS1})
     assert events == []
     assert not board.servers[RS2].up
-    assert board.servers[RS2].checks[0].spec.interval == 3
+    assert board.servers[RS2].checks[0].spec.timing.interval == 3
     assert board.servers[RS2].checks[0].confirmed
 
 

@@ -56,10 +56,10 @@ PROBES = """
 import asyncio, json, sys
 from haecs_monitor.checks import tcp
 from haecs_monitor.checks.syn import method
-from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.config.model import CheckSpec, CheckTiming
 
 def spec(address, port):
-    return CheckSpec("tcp", 1.0, 0.4, 2, 3, 0.5, 5.0, 0.0, address, port)
+    return CheckSpec("tcp", CheckTiming(1.0, 0.4, 2, 3, 0.5, 5.0, 0.0), address, port)
 
 async def main():
     loop = asyncio.get_running_loop()

@@ -160,7 +160,7 @@ class SynProber:
         failed, key = self.send(target, now, resolve)
         if failed is not None:
             return failed
-        timer = loop.call_at(now + spec.timeout, _expire, future)
+        timer = loop.call_at(now + spec.timing.timeout, _expire, future)
         try:
             answer = await future
         finally:
