@@ -165,12 +165,13 @@ class Actuator:
         if self._known is None or self._dirty:
             return self.reconcile(desired, remove)
         remove = [key for key in remove if key not in desired]
+        planned = desired
         part = services is not None and desired.keys() == self._known.keys()
         if part:
             assert services is not None
-            desired = {key: desired[key] for key in services if key in desired}
-        current = restrict(self._known, list(desired) + remove)
-        outcome = self._apply(Outcome(), current, desired, remove, count_error=False, part=part)
+            planned = {key: desired[key] for key in services if key in desired}
+        current = restrict(self._known, list(planned) + remove)
+        outcome = self._apply(Outcome(), current, planned, remove, count_error=False, part=part)
         if outcome.error is None:
             return outcome
         # Refused: the kernel is not what we left there (changed by hand).

@@ -6,8 +6,8 @@ for.  Every server transition, weight change or admin change wakes the
 applier, which coalesces what arrived together, computes the desired entries
 of the services concerned (the others are kept from the last table) and
 applies the difference without reading the kernel; every
-`reconcile_interval` it reads the kernel (one dump) and repairs drift.  All kernel work runs in one worker thread, in
-order.
+`reconcile_interval` it reads the kernel (one dump) and repairs drift.  All
+kernel work runs in one worker thread, in order.
 
 Signals: SIGHUP reloads (validate first: a bad config is rejected, the old
 one keeps running; a good one keeps the state of unchanged checks and

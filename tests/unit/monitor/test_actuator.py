@@ -199,3 +199,18 @@ def test_update_of_named_services_plans_all_when_the_services_differ() -> None:
         "delete_real_server",
     }
     assert actuator.known == {B: vs(B, rs(2))} == engine.table
+
+
+def test_a_refused_update_of_named_services_reconciles_the_whole_table() -> None:
+    """The fallback reconcile gets every service, not the named part: the
+    others are neither reported as drift nor forgotten."""
+    engine = FakeEngine()
+    actuator = Actuator(engine)
+    actuator.reconcile({A: vs(A, rs(1), rs(2)), B: vs(B, rs(1))})
+    del engine.table[A].real_servers[("10.0.2.2", 80)]  # by hand: the delete is refused
+    outcome = actuator.update({A: vs(A, rs(1)), B: vs(B, rs(1))}, services={A})
+    assert outcome.error is None and outcome.read_kernel
+    assert [(d.service, d.server, d.kind) for d in outcome.drift] == [
+        (A, ("10.0.2.2", 80), "missing")
+    ]
+    assert actuator.known == {A: vs(A, rs(1)), B: vs(B, rs(1))} == engine.table
