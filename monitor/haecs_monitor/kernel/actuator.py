@@ -166,9 +166,9 @@ class Actuator:
             return self.reconcile(desired, remove)
         remove = [key for key in remove if key not in desired]
         planned = desired
-        part = services is not None and desired.keys() == self._known.keys()
-        if part:
-            assert services is not None
+        part = False
+        if services is not None and desired.keys() == self._known.keys():
+            part = True
             planned = {key: desired[key] for key in services if key in desired}
         current = restrict(self._known, list(planned) + remove)
         outcome = self._apply(Outcome(), current, planned, remove, count_error=False, part=part)

@@ -511,12 +511,9 @@ class Monitor:
             return None, set()
         now = self.clock()
         ramping = self.board.ramping(since=min(now, self._computed_at))
-        steps = [
-            now if step is None else step
-            for ref in ramping
-            for step in (self.board.servers[ref].next_weight_change(now, 0.25),)
-        ]
-        return min(steps, default=None), {ref.service for ref in ramping}
+        steps = [self.board.servers[ref].next_weight_change(now, 0.25) for ref in ramping]
+        due = [now if step is None else step for step in steps]  # None: the ramp has ended
+        return min(due, default=None), {ref.service for ref in ramping}
 
     async def _apply(self, full: bool) -> Outcome:
         """Compute the desired table and bring the kernel to it."""
@@ -963,16 +960,6 @@ class Monitor:
             # A service new to the monitor may already be in the kernel (adopted
             # from another owner): plan it against a fresh read, not against what
             # the monitor last left there.
-            # Every service taken over as it was, no server changing state: the
-            # desired table is the one in the kernel, and planning 30,000 entries
-            # to find nothing would hold the loop for nothing.
-            same_table = (
-                len(new_keys) == len(old_keys)
-                and all(new_keys.get(key) is service for key, service in old_keys.items())
-                and not events
-                and not leavers
-                and config.static_services == old_static
-            )
             # The same services, some of them edited: only their entries change.
             edited: Optional[set[ServiceKey]] = None
             if (
@@ -990,6 +977,14 @@ class Monitor:
                     for event in events
                     if isinstance(event, (Transition, WeightChange))
                 )
+            # Every service taken over as it was, no server changing state: the
+            # desired table is the one in the kernel, and planning 30,000 entries
+            # to find nothing would hold the loop for nothing.
+            same_table = (
+                edited is not None
+                and all(new_keys[key] is service for key, service in old_keys.items())
+                and not events
+            )
         finally:
             self._model_lock.release()
         outcome = (
