@@ -178,7 +178,7 @@ lint: venv collection ## ruff check + format check, mypy --strict on module_util
 # Measured on 2 cores: about 1.5-2 min from cold (venv downloads), under a
 # minute warm.
 SANITY_SKIP :=
-SANITY_EXCLUDE := ^(tests/kernel|tests/docgen|bench)/
+SANITY_EXCLUDE := ^(tests/kernel|tests/docgen|tests/tooling|bench)/
 SANITY_PYTHON ?=
 # ansible-test's HOME: its venvs and caches live here, kept between runs
 # (make clean removes them).  ansible-test bootstraps pip in each venv with a
@@ -240,7 +240,7 @@ COV_SOURCES := --cov=plugins/module_utils $(if $(wildcard monitor),--cov=monitor
 
 unit: venv collection ## pytest tests/unit with coverage
 	mkdir -p $(COVERAGE_DIR); rm -f $(COVERAGE_DIR)/.coverage.unit
-	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.unit PYTHONPATH=$(COLLECTIONS) $(BIN)/pytest tests/unit tests/docgen \
+	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.unit PYTHONPATH=$(COLLECTIONS) $(BIN)/pytest tests/unit tests/docgen tests/tooling \
 	  $(COV_SOURCES) --cov-report=
 	$(MAKE) unit-monitor-oldest
 
