@@ -40,7 +40,7 @@ class MonitorView(Protocol):
     looplag: LoopLag
     notifier: Notifier
     api: Api
-    check_names: dict[CheckKey, str]
+    check_names: CheckNames
     state_changes: Counter[tuple[ServerRef, str]]  # (server, new state)
     reloads: Counter[str]
     last_error: Optional[str]
@@ -53,24 +53,32 @@ class MonitorView(Protocol):
     def admin(self) -> dict[tuple[str, str], str]: ...
 
     @property
-    def checks_total(self) -> Counter[tuple[CheckKey, str]]: ...
-
-    @property
-    def check_durations(self) -> dict[CheckKey, metrics.Histogram]: ...
-
-    @property
-    def last_duration(self) -> dict[CheckKey, float]: ...
+    def check_durations(self) -> dict[str, metrics.Histogram]: ...  # by check type
 
 
-def check_names(config: MonitorConfig) -> dict[CheckKey, str]:
-    """A short unique name per unique check: 'http 10.0.2.1:80 /health'."""
-    names: dict[CheckKey, str] = {}
-    used: Counter[str] = Counter()
-    for key, spec in config.unique_checks().items():
-        name = _describe(spec)
-        used[name] += 1
-        names[key] = name if used[name] == 1 else "%s #%d" % (name, used[name])
-    return names
+class CheckNames:
+    """A short unique name per unique check: 'http 10.0.2.1:80 /health'.
+
+    A name is made when asked for; only those that needed a number to be
+    unique ('... #2': checks that differ in what the name does not show)
+    are kept.  (A name kept for every check was about 100 B a check.)
+    """
+
+    __slots__ = ("_numbered",)
+
+    def __init__(self, config: Optional[MonitorConfig] = None) -> None:
+        self._numbered: dict[CheckKey, str] = {}
+        if config is None:
+            return
+        used: Counter[str] = Counter()
+        for key, spec in config.unique_checks().items():
+            name = _describe(spec)
+            used[name] += 1
+            if used[name] > 1:
+                self._numbered[key] = "%s #%d" % (name, used[name])
+
+    def of(self, spec: CheckSpec) -> str:
+        return self._numbered.get(spec.dedup_key) or _describe(spec)
 
 
 def _describe(spec: CheckSpec) -> str:
@@ -193,9 +201,9 @@ def _check(monitor: MonitorView, spec: CheckSpec, now: float) -> dict[str, Any]:
     assert monitor.board is not None
     key = spec.dedup_key
     health = monitor.board.checks[key]
-    duration = monitor.last_duration.get(key)
+    duration = health.last_duration
     return {
-        "name": monitor.check_names.get(key, spec.describe()),
+        "name": monitor.check_names.of(spec),
         "type": spec.type,
         "up": health.up,
         "confirmed": health.confirmed,
@@ -255,22 +263,24 @@ def families(monitor: MonitorView) -> list[metrics.Family]:
             in_table.add_labels(1 if server["in_table"] else 0, labels)
             admin.add_labels(1, '%s,state="%s"' % (labels, server["admin"]))
     duration = metrics.Family(
-        "haecs_check_duration_seconds", "histogram", "Duration of health checks"
+        "haecs_check_duration_seconds", "histogram", "Duration of health checks, by check type"
+    )
+    for check_type, histogram in sorted(monitor.check_durations.items()):
+        histogram.add_to(duration, type=check_type)
+    last_duration = metrics.Family(
+        "haecs_check_last_duration_seconds", "gauge", "Duration of the check's last run"
     )
     checks = metrics.Family("haecs_checks_total", "counter", "Health checks run, by result")
-    specs = monitor.board.checks if monitor.board else {}
-    for key, health in specs.items():
-        name = monitor.check_names.get(key, health.spec.describe())
-        histogram = monitor.check_durations.get(key)
-        if histogram is not None:
-            histogram.add_to(duration, check=name, type=health.spec.type)
-        for outcome in ("up", "down", "unknown"):
-            checks.add(
-                monitor.checks_total[(key, outcome)],
-                check=name,
-                type=health.spec.type,
-                result=outcome,
-            )
+    specs = monitor.board.checks.values() if monitor.board else ()
+    for health in specs:
+        labels = metrics.label_text(
+            {"check": monitor.check_names.of(health.spec), "type": health.spec.type}
+        )
+        if health.last_duration is not None:
+            last_duration.add_labels(round(health.last_duration, 6), labels)
+        checks.add_labels(health.ups, labels + ',result="up"')
+        checks.add_labels(health.downs, labels + ',result="down"')
+        checks.add_labels(health.unknowns, labels + ',result="unknown"')
     refused = metrics.Family(
         "haecs_api_connections_refused_total",
         "counter",
@@ -340,6 +350,7 @@ def families(monitor: MonitorView) -> list[metrics.Family]:
         admin,
         quorum,
         duration,
+        last_duration,
         checks,
         refused,
         changes,

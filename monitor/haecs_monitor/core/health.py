@@ -129,15 +129,18 @@ class CheckHealth:
         "changed_at",
         "confirmed",
         "detail",
+        "downs",
         "failures",
         "history",
         "last_checked",
+        "last_duration",
         "last_unknown",
         "spec",
         "successes",
         "unknown_streak",
         "unknowns",
         "up",
+        "ups",
         "weight",
     )
 
@@ -154,9 +157,14 @@ class CheckHealth:
         # The last HISTORY results, oldest first: "+" up, "-" down, "?" unknown
         # (one short string: cheap at tens of thousands of checks).
         self.history = ""
+        # Results by outcome since the check began (the metrics' counters,
+        # kept here: one slot each instead of a counter entry per outcome).
+        self.ups = 0
+        self.downs = 0
         self.unknowns = 0  # results the monitor could not get (local faults)
         self.unknown_streak = 0  # of them in a row, up to now
         self.last_unknown = ""
+        self.last_duration: Optional[float] = None  # seconds the last run took
 
     @property
     def state(self) -> str:
@@ -167,7 +175,11 @@ class CheckHealth:
         """Some, but not yet all, of the results needed to change state."""
         return self.failures > 0 if self.up else self.successes > 0
 
-    def observe(self, result: CheckResult, now: float) -> Optional[CheckTransition]:
+    def observe(
+        self, result: CheckResult, now: float, duration: Optional[float] = None
+    ) -> Optional[CheckTransition]:
+        if duration is not None:
+            self.last_duration = duration
         mark = "?" if result.unknown else "+" if result.up else "-"
         # Interned: the checks of a steady director share a few histories
         # ("++++++++++") instead of holding a copy each.
@@ -183,10 +195,12 @@ class CheckHealth:
         self.last_checked = now
         self.detail = result.detail
         if result.up:
+            self.ups += 1
             self.successes += 1
             self.failures = 0
             self.weight = result.weight
         else:
+            self.downs += 1
             self.failures += 1
             self.successes = 0
         if self.up and self.failures >= self.spec.timing.fall:
@@ -223,7 +237,10 @@ class CheckHealth:
         moved.weight = self.weight
         moved.detail = self.detail
         moved.last_checked = self.last_checked
+        moved.ups = self.ups
+        moved.downs = self.downs
         moved.unknowns = self.unknowns
+        moved.last_duration = self.last_duration
         moved.history = self.history
         moved.unknown_streak = self.unknown_streak
         moved.last_unknown = self.last_unknown
@@ -479,8 +496,11 @@ class HealthBoard:
         """The servers a check feeds."""
         return tuple(self._users.get(key, ()))
 
-    def record(self, key: CheckKey, result: CheckResult, now: float) -> list[Event]:
-        """Feed one result; the check's and its servers' changes, in that order.
+    def record(
+        self, key: CheckKey, result: CheckResult, now: float, duration: Optional[float] = None
+    ) -> list[Event]:
+        """Feed one result (of a run that took `duration` seconds); the
+        check's and its servers' changes, in that order.
 
         A result for a check no longer configured (a reload raced it) is ignored.
         """
@@ -491,7 +511,7 @@ class HealthBoard:
         reweighs = not result.unknown and result.up and result.weight != check.weight
         weights = {ref: self.servers[ref].base_weight() for ref in refs} if reweighs else {}
         events: list[Event] = []
-        change = check.observe(result, now)
+        change = check.observe(result, now, duration)
         if change is not None:
             events.append(change)
         elif not reweighs:

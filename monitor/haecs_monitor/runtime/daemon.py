@@ -98,7 +98,7 @@ class Monitor:
         # None when `config` was not loaded with one: the first reload reads all.
         self.sections = sections if sections is not None else SectionMemory()
         self._log_format_override = log_format
-        self.check_names: dict[CheckKey, str] = {}
+        self.check_names = report.CheckNames()
         self.config = config
         self.log = log
         self.clock = clock
@@ -279,7 +279,7 @@ class Monitor:
         else:
             self.notifier.configure((), 10.0)
         if not names_hold:
-            self.check_names = report.check_names(config)
+            self.check_names = report.CheckNames(config)
 
     def _new_probes(self, config: MonitorConfig) -> bool:
         """Whether `config` has a check whose probe the running one lacks."""
@@ -375,16 +375,8 @@ class Monitor:
     # --------------------------------------------------------------- checks
 
     @property
-    def checks_total(self) -> Counter[tuple[CheckKey, str]]:
-        return self.scheduler.checks_total
-
-    @property
-    def check_durations(self) -> dict[CheckKey, Histogram]:
-        return self.scheduler.check_durations
-
-    @property
-    def last_duration(self) -> dict[CheckKey, float]:
-        return self.scheduler.last_duration
+    def check_durations(self) -> dict[str, Histogram]:
+        return self.scheduler.durations
 
     def _observe(
         self, key: CheckKey, spec: CheckSpec, result: CheckResult, duration: float
@@ -392,28 +384,27 @@ class Monitor:
         assert self.board is not None
         if key not in self.board.checks:
             return  # a reload dropped it while it ran
-        self.scheduler.record(key, result, duration)
+        self.scheduler.record(spec.type, duration)
         if result.unknown:
             health = self.board.checks[key]
             if health.unknown_streak == 0:  # once per run of unknown results
                 self.log.warning(
-                    "check_unknown",
-                    check=self.check_names.get(key, spec.describe()),
-                    reason=result.detail,
+                    "check_unknown", check=self.check_names.of(spec), reason=result.detail
                 )
-        self.log.debug(
-            "check_result",
-            check=self.check_names.get(key, spec.describe()),
-            up=result.up,
-            detail=result.detail,
-            duration_seconds=round(duration, 4),
-        )
+        if self.log.wants("debug"):
+            self.log.debug(
+                "check_result",
+                check=self.check_names.of(spec),
+                up=result.up,
+                detail=result.detail,
+                duration_seconds=round(duration, 4),
+            )
         changed_services: set[ServiceKey] = set()  # the held ones are computed anyway
-        for event in self.board.record(key, result, self.clock()):
+        for event in self.board.record(key, result, self.clock(), duration):
             if isinstance(event, CheckTransition):
                 self.log.info(
                     "check_%s" % event.new,
-                    check=self.check_names.get(key, spec.describe()),
+                    check=self.check_names.of(spec),
                     state=event.new,
                     reason=event.reason,
                     history=self.board.checks[key].history,
@@ -855,7 +846,7 @@ class Monitor:
             started = self.clock()
             result = await self.scheduler.run(spec)
             return {
-                "check": self.check_names.get(spec.dedup_key, spec.describe()),
+                "check": self.check_names.of(spec),
                 "result": result.outcome,
                 "detail": result.detail,
                 "seconds": round(self.clock() - started, 4),

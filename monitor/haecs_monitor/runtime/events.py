@@ -50,6 +50,12 @@ class EventLog:
     def set_level(self, level: str) -> None:
         self._threshold = LEVELS.get(level, self._threshold)
 
+    def wants(self, level: str) -> bool:
+        """Whether an event at `level` is kept: for a caller whose fields cost
+        something to make."""
+        number = LEVELS.get(level, 20)
+        return number >= self._threshold or number >= LEVELS["info"]
+
     def debug(self, event: str, **fields: Any) -> None:
         self.emit("debug", event, fields)
 

@@ -271,11 +271,26 @@ def test_reload_keeps_state_of_unchanged_checks() -> None:
 def test_reload_timing_change_keeps_state() -> None:
     board = HealthBoard(config(), now=0, present={RS1, RS2})
     feed(board, RS2, [FAIL, FAIL, FAIL])
+    key = board.servers[RS2].checks[0].spec.dedup_key
+    board.record(key, OK, 4, duration=0.25)
     events = board.reload(config(interval=3), now=10, present={RS1})
     assert events == []
     assert not board.servers[RS2].up
-    assert board.servers[RS2].checks[0].spec.timing.interval == 3
-    assert board.servers[RS2].checks[0].confirmed
+    moved = board.servers[RS2].checks[0]
+    assert moved.spec.timing.interval == 3
+    assert moved.confirmed
+    # The metrics' counters and the last duration go with the state.
+    assert (moved.ups, moved.downs, moved.last_duration) == (1, 3, 0.25)
+
+
+def test_results_are_counted_by_outcome_with_the_last_duration() -> None:
+    board = HealthBoard(config(), now=0, present={RS1})
+    check = board.servers[RS1].checks[0]
+    assert (check.ups, check.downs, check.unknowns, check.last_duration) == (0, 0, 0, None)
+    board.record(check.spec.dedup_key, OK, 1, duration=0.5)
+    board.record(check.spec.dedup_key, FAIL, 2, duration=0.125)
+    board.record(check.spec.dedup_key, CheckResult(False, None, "no fd", unknown=True), 3)
+    assert (check.ups, check.downs, check.unknowns, check.last_duration) == (1, 1, 1, 0.125)
 
 
 def test_reload_new_check_starts_from_kernel_presence() -> None:

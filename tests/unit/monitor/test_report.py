@@ -8,9 +8,10 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+from haecs_monitor.checks.base import CheckResult, unknown
 from haecs_monitor.config.load import parse_config
-from haecs_monitor.control import report
-from haecs_monitor.core.health import ServerRef
+from haecs_monitor.control import metrics, report
+from haecs_monitor.core.health import HealthBoard, ServerRef
 from haecs_monitor.kernel.actuator import Actuator
 from haecs_monitor.runtime.events import EventLog
 from haecs_monitor.runtime.leaving import Leaving
@@ -39,10 +40,8 @@ def view(tmp: str, **changes: Any) -> Any:
         # A Notifier's counters (Python 3.9 cannot build its queue outside a loop).
         notifier=SimpleNamespace(sent_total=0, failed_total=0, dropped_total=0),
         api=SimpleNamespace(refused_connections={"unix": 2}),
-        check_names=report.check_names(config),
-        checks_total=Counter(),
+        check_names=report.CheckNames(config),
         check_durations={},
-        last_duration={},
         state_changes=Counter({(ServerRef(KEY, "10.0.2.1", 80), "down"): 4}),
         reloads=Counter({"accepted": 2, "rejected": 1}),
         last_error=None,
@@ -80,6 +79,61 @@ def test_metrics_carry_the_counters(tmp_path: Any) -> None:
     assert "haecs_reconcile_drift_total 1" in lines
 
 
-def test_check_names_tell_identical_checks_apart(tmp_path: Any) -> None:
-    names = report.check_names(parse_config(config_dict(str(tmp_path))))
-    assert sorted(names.values()) == ["tcp 10.0.2.1:80", "tcp 10.0.2.2:80"]
+def test_check_names_number_the_checks_a_name_cannot_tell_apart(tmp_path: Any) -> None:
+    data = config_dict(str(tmp_path))
+    first = data["services"][0]
+    for server in first["real_servers"]:
+        server["port"] = 80
+    # The same endpoints in a second service, checked at another interval.
+    data["services"].append(dict(first, port=81, checks=[{"type": "tcp", "interval": 2}]))
+    config = parse_config(data)
+    names = report.CheckNames(config)
+    made = sorted(names.of(spec) for spec in config.unique_checks().values())
+    assert made == [
+        "tcp 10.0.2.1:80",
+        "tcp 10.0.2.1:80 #2",
+        "tcp 10.0.2.2:80",
+        "tcp 10.0.2.2:80 #2",
+    ]
+    plain = report.CheckNames(parse_config(config_dict(str(tmp_path))))
+    assert sorted(plain.of(spec) for spec in config.unique_checks().values()) == [
+        "tcp 10.0.2.1:80",
+        "tcp 10.0.2.1:80",
+        "tcp 10.0.2.2:80",
+        "tcp 10.0.2.2:80",
+    ]
+
+
+def test_metrics_of_checks_per_check_counters_and_a_histogram_per_type(tmp_path: Any) -> None:
+    config = parse_config(config_dict(str(tmp_path)))
+    board = HealthBoard(config, 0.0)
+    ran, _never_ran = sorted(board.checks, key=lambda key: board.checks[key].spec.address)
+    board.record(ran, CheckResult(True, None, "connected"), 1.0, 0.002)
+    board.record(ran, CheckResult(False, None, "refused"), 2.0, 0.0005)
+    board.record(ran, CheckResult(False, None, "refused"), 3.0, 0.0004)
+    board.record(ran, unknown("no descriptor"), 4.0, 0.001)
+    durations = metrics.Histogram()
+    for seconds in (0.002, 0.0005, 0.0004, 0.001):
+        durations.observe(seconds)
+    text = report.metrics_text(view(str(tmp_path), board=board, check_durations={"tcp": durations}))
+    lines = set(text.splitlines())
+    labels = 'check="tcp 10.0.2.1:80",type="tcp"'
+    assert 'haecs_checks_total{%s,result="up"} 1' % labels in lines
+    assert 'haecs_checks_total{%s,result="down"} 2' % labels in lines
+    assert 'haecs_checks_total{%s,result="unknown"} 1' % labels in lines
+    assert "haecs_check_last_duration_seconds{%s} 0.001" % labels in lines
+    assert not [
+        line
+        for line in lines
+        if line.startswith("haecs_check_last_duration_seconds{") and "10.0.2.2" in line
+    ]  # never ran: no duration to show
+    assert 'haecs_check_duration_seconds_count{type="tcp"} 4' in lines
+    assert 'haecs_check_duration_seconds_bucket{type="tcp",le="0.001"} 3' in lines
+    assert not [
+        line for line in lines if line.startswith("haecs_check_duration") and "check=" in line
+    ]
+    document = report.status(view(str(tmp_path), board=board))
+    (service,) = document["services"]
+    checks = {server["id"]: server["checks"] for server in service["servers"]}
+    assert checks["10.0.2.1:80"][0]["last_duration_seconds"] == 0.001
+    assert checks["10.0.2.2:80"][0]["last_duration_seconds"] is None
