@@ -398,7 +398,7 @@ def _migrate(
 
 def _index(
     services: Iterable[ServiceConfig],
-    users: dict[CheckKey, list[ServerRef]],
+    users: dict[CheckKey, tuple[ServerRef, ...]],
     present: Collection[ServerRef],
     old_checks: Mapping[CheckKey, CheckHealth],
     now: float,
@@ -408,14 +408,19 @@ def _index(
     over, or new (up when a server that uses it is `present` in the kernel)."""
     entries: list[tuple[ServiceConfig, ServerRef, RealServerConfig]] = []
     keyed: list[tuple[CheckKey, CheckSpec]] = []
+    added: dict[CheckKey, list[ServerRef]] = {}
     for service in services:
         for real_server in service.real_servers:
             ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
             entries.append((service, ref, real_server))
             for spec in real_server.checks:
                 key = spec.dedup_key
-                users.setdefault(key, []).append(ref)
+                added.setdefault(key, []).append(ref)
                 keyed.append((key, spec))
+    # Kept as tuples: most checks have one server, and a tuple of one is
+    # 40 B smaller than a list of one.
+    for key, refs in added.items():
+        users[key] = users.get(key, ()) + tuple(refs)
     present_set = set(present)
 
     def initially_up(spec: CheckSpec) -> bool:
@@ -461,7 +466,7 @@ class HealthBoard:
         self.config = config
         self.checks: dict[CheckKey, CheckHealth] = {}
         self.servers: dict[ServerRef, ServerHealth] = {}
-        self._users: dict[CheckKey, list[ServerRef]] = {}
+        self._users: dict[CheckKey, tuple[ServerRef, ...]] = {}
         self._build(config, now, present, {}, {})
 
     def _build(
@@ -478,7 +483,7 @@ class HealthBoard:
         unchanged = (
             {id(service) for service in old_config.services} if old_config is not None else set()
         )
-        users: dict[CheckKey, list[ServerRef]] = {}
+        users: dict[CheckKey, tuple[ServerRef, ...]] = {}
         entries, checks = _index(config.services, users, present, old_checks, now)
         servers: dict[ServerRef, ServerHealth] = {}
         for service, ref, real_server in entries:
@@ -494,7 +499,7 @@ class HealthBoard:
 
     def users(self, key: CheckKey) -> tuple[ServerRef, ...]:
         """The servers a check feeds."""
-        return tuple(self._users.get(key, ()))
+        return self._users.get(key, ())
 
     def record(
         self, key: CheckKey, result: CheckResult, now: float, duration: Optional[float] = None
@@ -507,7 +512,7 @@ class HealthBoard:
         check = self.checks.get(key)
         if check is None:
             return []
-        refs = self._users.get(key, [])
+        refs = self._users.get(key, ())
         reweighs = not result.unknown and result.up and result.weight != check.weight
         weights = {ref: self.servers[ref].base_weight() for ref in refs} if reweighs else {}
         events: list[Event] = []
@@ -576,6 +581,7 @@ class HealthBoard:
         old_servers = self.servers
         servers = dict(old_servers)
         users = self._users
+        leaving: dict[CheckKey, set[ServerRef]] = {}
         for service in self.config.services:
             if id(service) in kept:
                 continue
@@ -583,11 +589,13 @@ class HealthBoard:
                 ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
                 servers.pop(ref, None)
                 for spec in real_server.checks:
-                    refs = users.get(spec.dedup_key)
-                    if refs is not None and ref in refs:
-                        refs.remove(ref)
-                        if not refs:
-                            del users[spec.dedup_key]
+                    leaving.setdefault(spec.dedup_key, set()).add(ref)
+        for key, gone in leaving.items():
+            remaining = tuple(ref for ref in users.get(key, ()) if ref not in gone)
+            if remaining:
+                users[key] = remaining
+            else:
+                users.pop(key, None)
         changed = [service for service in config.services if id(service) not in kept]
         entries, fresh = _index(changed, users, present, self.checks, now)
         checks = {key: health for key, health in self.checks.items() if key in users}

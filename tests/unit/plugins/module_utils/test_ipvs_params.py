@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import ServiceKey
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
+    FORWARDING_METHODS,
+    ServiceKey,
+)
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.params import (
     ValidationError,
     check_unknown,
@@ -255,6 +258,15 @@ def test_real_server_defaults() -> None:
     server = parse_real_server({"address": "10.0.0.2"}, TCP80)
     assert (server.port, server.forwarding, server.weight) == (80, "route", 1)
     assert server.ipvsadm_line(TCP80) == "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1"
+
+
+def test_a_choice_is_kept_as_the_shared_constant() -> None:
+    # An equal string made at run time (as a YAML or JSON loader makes one per
+    # value), not the constant itself.
+    given = "".join(["ma", "sq"])
+    assert given == "masq" and given is not FORWARDING_METHODS[0]
+    server = parse_real_server({"address": "10.0.0.2", "forwarding": given}, TCP80)
+    assert server.forwarding is FORWARDING_METHODS[0]
 
 
 def test_masq_maps_ports_and_fwmark_allows_port_zero() -> None:
