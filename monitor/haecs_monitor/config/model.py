@@ -93,6 +93,12 @@ class CheckSpec:
         """Identical checks (type, target, options and timing) share one key."""
         return self._dedup_key
 
+    @staticmethod
+    def endpoint_of(key: CheckKey) -> tuple[str, int]:
+        """The address and port that the check with dedup key KEY probes."""
+        probe = cast(CheckKey, key[0])
+        return cast(str, probe[1]), cast(int, probe[2])
+
     @property
     def probe_key(self) -> CheckKey:
         """What is probed and how, without the timing: checks with equal probe

@@ -63,7 +63,6 @@ class SynDriver:
         self._deadlines: list[tuple[float, int, _Probe]] = []
         self._inflight: dict[CheckKey, _Probe] = {}
         self._probers: set[SynProber] = set()
-        self._target_of: dict[CheckKey, tuple[str, int]] = {}  # what each check probes
         self._order = itertools.count()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_when = 0.0
@@ -101,11 +100,8 @@ class SynDriver:
             probe = self._inflight.pop(key, None)
             if probe is not None:
                 self._drop(probe)
-        for key in keys - self._keys:
-            spec = board.checks[key].spec
-            self._target_of[key] = (spec.address, spec.port)
         if dropped:
-            self._forget_targets(dropped)
+            self._forget_targets(dropped, keys)
         for key in keys - self._keys:
             heapq.heappush(self._due, (now + board.first_delay(key), next(self._order), key))
         self._keys = set(keys)
@@ -122,14 +118,14 @@ class SynDriver:
         self._due.clear()
         self._deadlines.clear()
         self._keys.clear()
-        self._target_of.clear()
 
     # ------------------------------------------------------------ internals
 
-    def _forget_targets(self, dropped: set[CheckKey]) -> None:
-        """The probers forget the targets of DROPPED that no check has now."""
-        gone = {self._target_of.pop(key) for key in dropped if key in self._target_of}
-        for address, port in gone - set(self._target_of.values()):
+    def _forget_targets(self, dropped: set[CheckKey], kept: set[CheckKey]) -> None:
+        """The probers forget the targets of DROPPED that no check of KEPT has."""
+        endpoint = CheckSpec.endpoint_of
+        gone = {endpoint(key) for key in dropped} - {endpoint(key) for key in kept}
+        for address, port in gone:
             family = method.FAMILIES["ipv6" if ":" in address else "ipv4"]
             prober = method.choose(self.loop, family).prober
             if prober is not None:

@@ -39,8 +39,10 @@ class Health:
 
 
 class Board:
+    """Keyed as the health board is, by each check's dedup key."""
+
     def __init__(self, specs: dict[str, CheckSpec], interval: float = 0.3) -> None:
-        self.checks = {key: Health(check) for key, check in specs.items()}
+        self.checks = {check.dedup_key: Health(check) for check in specs.values()}
         self.interval = interval
 
     def first_delay(self, key: Any) -> float:
@@ -90,8 +92,9 @@ def test_up_refused_and_timed_out_without_tasks(monkeypatch: pytest.MonkeyPatch)
             scheduler = scheduler_mod.CheckScheduler(
                 EventLog(io.StringIO()),
                 loop.time,
-                lambda key, check, result, duration: seen[key].append(result),
+                lambda key, check, result, duration: seen[names[key]].append(result),
             )
+            names = {check.dedup_key: name for name, check in specs.items()}
             board = Board(specs)
             scheduler.sync(board)  # type: ignore[arg-type]
             assert scheduler._waiting == {} and scheduler._running == {}  # none on the heap
@@ -103,7 +106,7 @@ def test_up_refused_and_timed_out_without_tasks(monkeypatch: pytest.MonkeyPatch)
             assert prober is not None
             open_target = ("127.0.0.1", specs["open"].port)
             assert open_target in prober._targets
-            board.checks.pop("open")
+            board.checks.pop(specs["open"].dedup_key)
             scheduler.sync(board)  # type: ignore[arg-type]
             assert open_target not in prober._targets
             assert ("127.0.0.1", specs["closed"].port) in prober._targets
