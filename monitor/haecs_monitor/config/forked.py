@@ -13,6 +13,7 @@ The child is a plain fork: call this before any thread or event loop runs.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 from typing import Optional, Union
@@ -68,10 +69,18 @@ def _loaded_message(path: str, sections: Optional[SectionMemory]) -> bytes:
 def _reply(message: bytes) -> Union[tuple[MonitorConfig, SectionMemory], list[str], None]:
     """The child's model and section memory, or its list of errors; None when
     it sent neither."""
+    # Without the cyclic collector's passes: the model holds no cycle, and at
+    # 30,000 real servers the passes the new objects set off were a quarter
+    # of the unpickle (about 0.1 s).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         reply = pickle.loads(message)
     except Exception:  # nothing or half a message: the child died writing it
         return None
+    finally:
+        if collecting:
+            gc.enable()
     if (
         isinstance(reply, tuple)
         and len(reply) == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Union, cast
+from typing import Any, NamedTuple, Optional, Union, cast
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
@@ -93,6 +93,13 @@ class CheckSpec:
         """Identical checks (type, target, options and timing) share one key."""
         return self._dedup_key
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The constructor's arguments (the key is made again from the same
+        # objects): a frozen slotted dataclass's own unpickling sets each
+        # field through dataclasses.fields(), most of a 30,000-server
+        # configuration's unpickle time.
+        return (CheckSpec, (self.type, self.timing, self.address, self.port, self.params))
+
     @staticmethod
     def endpoint_of(key: CheckKey) -> tuple[str, int]:
         """The address and port that the check with dedup key KEY probes."""
@@ -160,6 +167,49 @@ class RealServerConfig:
     @property
     def key(self) -> tuple[str, int]:
         return self.server.key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A check of the server's own endpoint is pickled without it and
+        # unpickled with the server's own address and port objects: a pickle
+        # shares equal strings but makes every int anew (a port above 256 is
+        # an object of its own: two more per real server).
+        server = self.server
+        return (
+            _real_server_config,
+            (
+                server,
+                tuple(
+                    (
+                        spec.type,
+                        spec.timing,
+                        None if spec.address == server.address else spec.address,
+                        None if spec.port == server.port else spec.port,
+                        spec.params,
+                    )
+                    for spec in self.checks
+                ),
+            ),
+        )
+
+
+def _real_server_config(
+    server: RealServer,
+    checks: tuple[tuple[str, CheckTiming, Optional[str], Optional[int], Params], ...],
+) -> RealServerConfig:
+    """A RealServerConfig unpickled (see its __reduce__)."""
+    return RealServerConfig(
+        server,
+        tuple(
+            CheckSpec(
+                check_type,
+                timing,
+                server.address if address is None else address,
+                server.port if port is None else port,
+                params,
+            )
+            for check_type, timing, address, port, params in checks
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,25 @@ def test_the_child_loads_the_same_model(tmp_path: Any, monkeypatch: pytest.Monke
     assert all(spec.dedup_key == key for key, spec in specs.items())
 
 
+def test_a_check_of_the_servers_own_endpoint_shares_its_objects(tmp_path: Any) -> None:
+    document = config_dict(str(tmp_path), servers=(1, 2), port=8080)
+    # the second server's check probes another endpoint: kept as it was
+    document["services"][0]["real_servers"][1]["checks"] = [
+        {"type": "tcp", "address": "10.0.9.9", "port": 9090}
+    ]
+    path = write(str(tmp_path), document)
+    config = forked.load_config_in_child(path)
+    assert config == load_config(path)
+    own, other = config.services[0].real_servers
+    (check,) = own.checks
+    assert check.port == 8080 and check.port is own.server.port
+    assert check.address is own.server.address
+    assert check.probe_key[2] is check.port  # the key made again from the same objects
+    (elsewhere,) = other.checks
+    assert (elsewhere.address, elsewhere.port) == ("10.0.9.9", 9090)
+    assert elsewhere.dedup_key == (("tcp", "10.0.9.9", 9090, ()), elsewhere.timing)
+
+
 def test_an_invalid_config_gives_the_same_errors(tmp_path: Any) -> None:
     document = config_dict(str(tmp_path))
     document["services"][0]["real_servers"][1]["weight"] = "heavy"
