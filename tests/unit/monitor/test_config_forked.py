@@ -59,7 +59,7 @@ def test_a_check_of_the_servers_own_endpoint_shares_its_objects(tmp_path: Any) -
     assert check.probe_key[2] is check.port  # the key made again from the same objects
     (elsewhere,) = other.checks
     assert (elsewhere.address, elsewhere.port) == ("10.0.9.9", 9090)
-    assert elsewhere.dedup_key == (("tcp", "10.0.9.9", 9090, ()), elsewhere.timing)
+    assert elsewhere.dedup_key == ("tcp", "10.0.9.9", 9090, (), elsewhere.timing)
 
 
 def test_an_invalid_config_gives_the_same_errors(tmp_path: Any) -> None:
