@@ -24,7 +24,9 @@ Semantics (HAProxy's):
   its interval (spreads a thousand checks over the interval); afterwards the
   delay is `interval` while stable up, `fast_interval` while changing state
   (some but not all of rise/fall counted) and `down_interval` while stable
-  down, each multiplied by a random factor in [1 - jitter, 1 + jitter].
+  down, each multiplied by a random factor in [1 - jitter, 1 + jitter].  The
+  delay runs from the time the last check was due to start, not from its
+  result: checks start that far apart however long each takes.
 * **weight** -- the configured weight, or the smallest dynamic weight a
   script check reported (exit code - 2) while up; a server that comes back
   up with `slow_start` > 0 ramps linearly from 1 to that weight over
@@ -221,7 +223,7 @@ class CheckHealth:
         return self.spec.timing.interval if self.up else self.spec.timing.down_interval
 
     def next_delay(self, rand: RandomSource) -> float:
-        """Seconds from this result to the next check."""
+        """Seconds from the time the last check was due to the next one."""
         return jittered(self.base_delay(), self.spec.timing.jitter, rand)
 
     def first_delay(self, rand: RandomSource) -> float:

@@ -5,8 +5,8 @@ one raw socket, its own heaps and timer, no task at all).  Every other check
 waiting for its next run is an entry of one heap (due time, key) under a
 single loop timer; such a check gets an asyncio task only while it runs.
 That run waits nothing but its check (with a hard cut-off), hands the result
-to the daemon and puts the check back on the heap after the jittered delay
-the health board asks for.  (A task per check that slept between runs held
+to the daemon and puts the check back on the heap, due the jittered delay
+the health board asks for after this run was due.  (A task per check that slept between runs held
 a task, a coroutine frame, a future and a timer handle per check: about
 1.5 KB each, the largest part of the monitor's memory per real server.)
 The scheduler keeps the check durations the metrics show, one histogram per
@@ -147,15 +147,15 @@ class CheckScheduler:
         heap = self._heap
         now = loop.time()
         while heap and heap[0][0] <= now:
-            _due, ticket, key = heapq.heappop(heap)
+            due, ticket, key = heapq.heappop(heap)
             if self._waiting.get(key) != ticket:
                 continue  # dropped or rescheduled since
             del self._waiting[key]
-            self._running[key] = loop.create_task(self._run_once(key), name="check")
+            self._running[key] = loop.create_task(self._run_once(key, due), name="check")
         if heap:
             self._arm(heap[0][0])
 
-    async def _run_once(self, key: CheckKey) -> None:
+    async def _run_once(self, key: CheckKey, due: float) -> None:
         loop = asyncio.get_running_loop()
         try:
             board = self._board
@@ -170,8 +170,9 @@ class CheckScheduler:
             if self._running.get(key) is asyncio.current_task():
                 del self._running[key]
         if not self._stopping and key in board.checks and key not in self._waiting:
-            due = loop.time() + max(0.0, board.next_delay(key))
-            self._schedule(key, due)
+            # A delay after this run's due time, not after its result: checks
+            # start that far apart however long each took (or now, if past).
+            self._schedule(key, max(loop.time(), due + max(0.0, board.next_delay(key))))
 
     def _function(
         self, check_type: str, loop: asyncio.AbstractEventLoop

@@ -47,6 +47,7 @@ class _Probe:
     target: Target
     started: float
     deadline: float
+    due: float  # when it was due: the next is due a delay after this
     wire_key: Key = (b"", 0, 0)
     done: bool = False
     resolve: Callable[[bool, float], None] = field(init=False)
@@ -171,11 +172,11 @@ class SynDriver:
         due = self._due
         horizon = now + SLACK
         while due and due[0][0] <= horizon:
-            _when, _order, key = heapq.heappop(due)
-            self._start(key, now)
+            when, _order, key = heapq.heappop(due)
+            self._start(key, now, when)
         self._arm()
 
-    def _start(self, key: CheckKey, now: float) -> None:
+    def _start(self, key: CheckKey, now: float, due: float) -> None:
         board = self._board
         if board is None or key not in self._keys or key in self._inflight:
             return
@@ -185,7 +186,7 @@ class SynDriver:
         spec = health.spec
         prober = self.prober_for(self.loop, spec)
         if prober is None:  # cannot happen for a key the scheduler gave us; keep it alive
-            self._schedule(key, now)
+            self._schedule(key, now, due)
             return
         probe = _Probe(
             key,
@@ -194,6 +195,7 @@ class SynDriver:
             prober.target(spec.address, spec.port),
             now,
             now + spec.timing.timeout,
+            due,
         )
         probe.resolve = lambda answer, when: self._answered(probe, answer, when)
         failed, probe.wire_key = prober.send(probe.target, now, probe.resolve)
@@ -232,11 +234,14 @@ class SynDriver:
         result = self._finish(probe.spec, result)
         self._observe(probe.key, probe.spec, result, now - probe.started)
         if probe.key in self._keys:
-            self._schedule(probe.key, now)
+            self._schedule(probe.key, now, probe.due)
 
-    def _schedule(self, key: CheckKey, now: float) -> None:
+    def _schedule(self, key: CheckKey, now: float, due: float) -> None:
+        """The next run of KEY: the board's delay after the run due at DUE
+        (checks start that far apart however late this one's answer came),
+        or now when that has passed."""
         board = self._board
         if board is None:
             return
         delay = max(0.0, board.next_delay(key))
-        heapq.heappush(self._due, (now + delay, next(self._order), key))
+        heapq.heappush(self._due, (max(now, due + delay), next(self._order), key))

@@ -149,6 +149,35 @@ def test_a_timeout_noticed_late_is_unknown(monkeypatch: pytest.MonkeyPatch) -> N
     assert seen[0].unknown and "noticed it" in seen[0].detail
 
 
+@needs_raw
+def test_probes_start_an_interval_apart_even_when_each_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(method.ENVIRONMENT, "syn")
+    starts: list[float] = []
+    with full_listener() as full:
+        specs = {"full": spec("tcp", full.getsockname()[1], timeout=0.2)}
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+
+            def observe(key: Any, check: Any, result: CheckResult, duration: float) -> None:
+                assert result.timed_out
+                starts.append(loop.time() - duration)
+
+            scheduler = scheduler_mod.CheckScheduler(EventLog(io.StringIO()), loop.time, observe)
+            scheduler.sync(Board(specs, interval=0.3))  # type: ignore[arg-type]
+            await asyncio.sleep(1.6)
+            await scheduler.stop()
+
+        asyncio.run(main())
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert len(gaps) >= 3
+    # Start to start: 0.3 s on average (one sent late is followed by one on
+    # time, not by a later grid); 0.5 s if the interval followed each timeout.
+    assert 0.3 - 0.01 <= (starts[-1] - starts[0]) / len(gaps) < 0.4
+
+
 def test_without_raw_socket_every_check_goes_by_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> None:
         raise PermissionError(1, "Operation not permitted")
