@@ -469,6 +469,10 @@ class HealthBoard:
         self.checks: dict[CheckKey, CheckHealth] = {}
         self.servers: dict[ServerRef, ServerHealth] = {}
         self._users: dict[CheckKey, tuple[ServerRef, ...]] = {}
+        # The checks added and dropped since `take_check_changes`; None after
+        # a build, when any may have.
+        self._check_changes: Optional[tuple[set[CheckKey], set[CheckKey]]] = None
+        self._down: set[ServerRef] = set()  # kept with every change: few, counted at once
         self._build(config, now, present, {}, {})
 
     def _build(
@@ -498,6 +502,25 @@ class HealthBoard:
         self.checks = checks
         self.servers = servers
         self._users = users
+        self._check_changes = None
+        self._down = {ref for ref, server in servers.items() if not server.up}
+
+    def up_count(self) -> int:
+        """How many servers are up."""
+        return len(self.servers) - len(self._down)
+
+    def _followed(self, transition: Transition) -> None:
+        if transition.new == UP:
+            self._down.discard(transition.server)
+        else:
+            self._down.add(transition.server)
+
+    def take_check_changes(self) -> Optional[tuple[set[CheckKey], set[CheckKey]]]:
+        """The checks added and dropped since the last call, or None when they
+        may be any (the board was built anew): who runs the checks need not
+        look at the others."""
+        changes, self._check_changes = self._check_changes, (set(), set())
+        return changes
 
     def users(self, key: CheckKey) -> tuple[ServerRef, ...]:
         """The servers a check feeds."""
@@ -530,6 +553,7 @@ class HealthBoard:
             server = self.servers[ref]
             transition = server.evaluate(now)
             if transition is not None:
+                self._followed(transition)
                 events.append(transition)
                 continue
             if reweighs:
@@ -568,6 +592,7 @@ class HealthBoard:
             if ref in old_servers and server is not old_servers[ref]:
                 transition = server.evaluate(now)
                 if transition is not None:
+                    self._followed(transition)
                     events.append(transition)
         return events
 
@@ -590,6 +615,7 @@ class HealthBoard:
             for real_server in service.real_servers:
                 ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
                 servers.pop(ref, None)
+                self._down.discard(ref)
                 for spec in real_server.checks:
                     leaving.setdefault(spec.dedup_key, set()).add(ref)
         for key, gone in leaving.items():
@@ -600,10 +626,23 @@ class HealthBoard:
                 users.pop(key, None)
         changed = [service for service in config.services if id(service) not in kept]
         entries, fresh = _index(changed, users, present, self.checks, now)
-        checks = {key: health for key, health in self.checks.items() if key in users}
+        # Every check has a server (users and checks have the same keys), so
+        # the checks to drop are those of the removed servers left without one.
+        dropped = {key for key in leaving if key not in users}
+        added = {key for key in fresh if key not in self.checks}
+        checks = dict(self.checks)
+        for key in dropped:
+            checks.pop(key, None)
         checks.update(fresh)
+        if self._check_changes is not None:
+            self._check_changes[0].difference_update(dropped)
+            self._check_changes[0].update(added)
+            self._check_changes[1].update(dropped)
         for service, ref, real_server in entries:
-            servers[ref] = _server_health(ref, real_server, service.slow_start, checks, old_servers)
+            server = _server_health(ref, real_server, service.slow_start, checks, old_servers)
+            servers[ref] = server
+            if not server.up:
+                self._down.add(ref)
         self.config = config
         self.checks = checks
         self.servers = servers

@@ -292,10 +292,12 @@ class Monitor:
             for real_server in service.real_servers
             for spec in real_server.checks
         ]
-        if not specs:
+        checks = self.board.checks
+        unknown = [spec for spec in specs if spec.dedup_key not in checks]
+        if not unknown:  # (most reloads: the probe keys of all checks are not needed)
             return False
-        known = {health.spec.probe_key for health in self.board.checks.values()}
-        return any(spec.probe_key not in known for spec in specs)
+        known = {health.spec.probe_key for health in checks.values()}
+        return any(spec.probe_key not in known for spec in unknown)
 
     def _present(self, kernel: Table) -> set[ServerRef]:
         """Configured servers the kernel holds and serves now (the health prior).
@@ -745,9 +747,11 @@ class Monitor:
         """One line for systemd's STATUS=: services, servers up, kernel state."""
         if self.board is None:
             return "starting"
-        servers = self.board.servers
-        up = sum(1 for server in servers.values() if server.up)
-        text = "%d services, %d/%d real servers up" % (len(self.config.services), up, len(servers))
+        text = "%d services, %d/%d real servers up" % (
+            len(self.config.services),
+            self.board.up_count(),
+            len(self.board.servers),
+        )
         if self.last_error:
             text += "; kernel: %s" % self.last_error
         return text

@@ -94,18 +94,23 @@ class SynDriver:
     def sync(self, board: HealthBoard, keys: set[CheckKey]) -> None:
         """Run exactly KEYS of BOARD: new ones start after their first delay;
         the probers forget the targets no check has any more."""
+        self.update(board, keys - self._keys, self._keys - keys)
+
+    def update(self, board: HealthBoard, added: set[CheckKey], dropped: set[CheckKey]) -> None:
+        """Start ADDED (after their first delay) and stop DROPPED, of BOARD."""
         self._board = board
         now = self.loop.time()
-        dropped = self._keys - keys
+        dropped = dropped & self._keys
         for key in dropped:
             probe = self._inflight.pop(key, None)
             if probe is not None:
                 self._drop(probe)
+        self._keys -= dropped
         if dropped:
-            self._forget_targets(dropped, keys)
-        for key in keys - self._keys:
+            self._forget_targets(dropped, self._keys)
+        for key in added - self._keys:
             heapq.heappush(self._due, (now + board.first_delay(key), next(self._order), key))
-        self._keys = set(keys)
+        self._keys |= added
         self._arm()
 
     def stop(self) -> None:

@@ -361,6 +361,7 @@ def board_snapshot(board: HealthBoard) -> dict[str, Any]:
     for health in board.servers.values():  # a server's checks are the board's own
         assert all(board.checks[c.spec.dedup_key] is c for c in health.checks)
     users = {key: sorted(board.users(key)) for key in board.checks}
+    assert board.up_count() == sum(1 for health in board.servers.values() if health.up)
     return {"checks": checks, "servers": servers, "users": users}
 
 
@@ -422,9 +423,17 @@ def test_a_reload_that_keeps_most_services_rebuilds_only_the_others() -> None:
     now_present = present - {s1_rs2}
     kept = ServerRef(before.services[3].key, "10.0.2.5", 80)
     kept_health = incremental.servers[kept]
+    assert incremental.take_check_changes() is None  # built anew: any
+    assert incremental.take_check_changes() == (set(), set())
+    checks_before = set(incremental.checks)
     events = incremental.reload(after, now=10, present=now_present)
     assert events == full_reload(rebuilt, after, 10, now_present)
     assert board_snapshot(incremental) == board_snapshot(rebuilt)
+    # What the scheduler is told: exactly the checks added and dropped.
+    added, dropped = incremental.take_check_changes() or (None, None)
+    assert added == set(incremental.checks) - checks_before and added
+    assert dropped == checks_before - set(incremental.checks) and dropped
+    assert rebuilt.take_check_changes() is None  # the full rebuild: any
     assert incremental.servers[kept] is kept_health
     assert ServerRef(before.services[2].key, "10.0.2.4", 80) not in incremental.servers
     new_server = ServerRef(edited.services[3].key, "10.0.2.2", 80)
@@ -466,6 +475,7 @@ def test_every_result_leaves_the_servers_as_their_checks_say() -> None:
         after = {ref: (s.up, s.base_weight()) for ref, s in board.servers.items()}
         for ref, server in board.servers.items():
             assert server.up == all(check.up for check in server.checks), (step, ref)
+        assert board.up_count() == sum(1 for up, _weight in after.values() if up), step
         moved = {e.server for e in events if isinstance(e, Transition)}
         reweighed = {e.server for e in events if isinstance(e, WeightChange)}
         assert moved == {ref for ref in after if after[ref][0] != before[ref][0]}, step
@@ -474,3 +484,33 @@ def test_every_result_leaves_the_servers_as_their_checks_say() -> None:
             for ref in after
             if ref not in moved and after[ref][0] and after[ref][1] != before[ref][1]
         }, step
+
+
+def test_check_changes_add_up_over_reloads_not_yet_taken() -> None:
+    """Two reloads between syncs: dropping what was dropped, then adding what
+    was added, leaves exactly the board's checks."""
+
+    def service(address: str, check_port: int) -> dict[str, Any]:
+        return {
+            "address": address,
+            "port": 80,
+            "checks": [{"type": "tcp", "port": check_port}],
+            "real_servers": [{"address": address.replace("10.0.0", "10.0.2"), "port": 80}],
+        }
+
+    def configured(*services: dict[str, Any]) -> MonitorConfig:
+        return parse_config({"services": list(services)})
+
+    base = configured(*(service("10.0.0.%d" % n, 80) for n in (1, 2, 3, 4)))
+    moved = configured(service("10.0.0.2", 81))  # one check moved to another port
+    first = dataclasses.replace(
+        base, services=(base.services[0], moved.services[0], *base.services[2:])
+    )
+    board = HealthBoard(base, now=0)
+    running = set(board.checks)
+    board.take_check_changes()
+    board.reload(first, now=1)
+    board.reload(base, now=2)  # and back: the original service object again
+    added, dropped = board.take_check_changes() or (set(), set())
+    assert (running - dropped) | added == set(board.checks) == running
+    assert dropped == {moved.services[0].real_servers[0].checks[0].dedup_key} | added

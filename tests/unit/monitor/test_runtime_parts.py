@@ -4,6 +4,7 @@ scheduler, and how an operator's SERVICE SERVER names resolve."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import re
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from haecs_monitor.checks.base import CheckResult
+from haecs_monitor.config.load import parse_config
 from haecs_monitor.core import ids
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.errors import Ambiguous, NotFound
@@ -212,6 +214,56 @@ def test_checks_start_an_interval_apart_however_long_each_takes(
     # Start to start: 0.25 s on average (a late start is not carried
     # forward), where waiting the interval after each result makes it 0.4 s.
     assert 0.25 - 0.01 <= (starts[-1] - starts[0]) / len(gaps) < 0.32
+
+
+def test_after_a_partial_reload_the_scheduler_touches_only_added_and_dropped_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def probe(spec: Any, address: str, port: int) -> CheckResult:
+        return CheckResult(True, None, "connected")
+
+    monkeypatch.setattr(scheduler_mod, "CHECKS", {"tcp": probe})
+
+    def service(address: str, check_port: int) -> dict[str, Any]:
+        return {
+            "address": address,
+            "port": 80,
+            "checks": [{"type": "tcp", "port": check_port, "interval": 30, "timeout": 1}],
+            "real_servers": [{"address": address.replace("10.0.0", "10.0.2"), "port": 80}],
+        }
+
+    base = parse_config({"services": [service("10.0.0.%d" % n, 80) for n in (1, 2, 3, 4)]})
+    moved = parse_config({"services": [service("10.0.0.2", 81)]})
+    reloaded = dataclasses.replace(
+        base, services=(base.services[0], moved.services[0], *base.services[2:])
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        board = HealthBoard(base, loop.time(), set(), lambda: 0.5)
+        scheduler = scheduler_mod.CheckScheduler(
+            EventLog(io.StringIO()), loop.time, lambda *args: None
+        )
+        scheduler.sync(board)
+        tickets = dict(scheduler._waiting)
+        (gone,) = [key for key in board.checks if key[2] == 80 and key[1] == "10.0.2.2"]
+        board.reload(reloaded, loop.time())
+
+        def look_at_all(board: Any) -> None:
+            raise AssertionError("a partial reload looked at every check")
+
+        scheduler._sync_all = look_at_all  # type: ignore[method-assign]
+        scheduler.sync(board)
+        (new,) = set(board.checks) - set(tickets)
+        assert gone not in scheduler._waiting and new in scheduler._waiting
+        # the others keep their place on the heap: not looked at again
+        assert {k: t for k, t in scheduler._waiting.items() if k != new} == {
+            k: t for k, t in tickets.items() if k != gone
+        }
+        assert scheduler.scheduled() == 4
+        await scheduler.stop()
+
+    asyncio.run(main())
 
 
 def test_a_crashing_check_is_unknown_not_down(monkeypatch: pytest.MonkeyPatch) -> None:

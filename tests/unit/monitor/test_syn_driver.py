@@ -48,6 +48,9 @@ class Board:
     def first_delay(self, key: Any) -> float:
         return 0.0
 
+    def take_check_changes(self) -> None:
+        return None  # any check may have changed: the scheduler looks at all
+
     def next_delay(self, key: Any) -> float:
         return self.interval
 
