@@ -8,6 +8,7 @@ scheduler asks of it: checks, first and next delay).  Needs a raw socket
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import socket
 import time
@@ -17,7 +18,9 @@ import pytest
 from checkhelp import free_port, spec
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.checks.syn import method
+from haecs_monitor.config.load import parse_config
 from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime import scheduler as scheduler_mod
 from haecs_monitor.runtime.events import EventLog
 
@@ -201,3 +204,65 @@ def test_without_raw_socket_every_check_goes_by_the_heap(monkeypatch: pytest.Mon
 
     asyncio.run(main())
     assert seen and seen[0].detail == "connect: Connection refused"
+
+
+@needs_raw
+def test_a_partial_reload_starts_and_stops_only_its_syn_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(method.ENVIRONMENT, "syn")
+    seen: list[tuple[Any, str]] = []
+    closed = free_port()
+
+    def service(number: int, check_port: int) -> dict[str, Any]:
+        return {
+            "address": "10.0.0.%d" % number,
+            "port": 80,
+            "checks": [{"type": "tcp", "address": "127.0.0.1", "port": check_port}],
+            "real_servers": [{"address": "10.0.2.%d" % number, "port": 80}],
+        }
+
+    with socket.socket() as first, socket.socket() as second:
+        for listener in (first, second):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(16)
+        timing = {"interval": 0.2, "timeout": 0.1, "fast_interval": 0.2, "down_interval": 0.2}
+        data = {
+            "global": {"check_defaults": timing},
+            "services": [service(1, first.getsockname()[1]), service(2, closed)],
+        }
+        base = parse_config(data)
+        data["services"][1] = service(2, second.getsockname()[1])  # its check moves
+        moved = parse_config(data).services[1]
+        reloaded = dataclasses.replace(base, services=(base.services[0], moved))
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            scheduler = scheduler_mod.CheckScheduler(
+                EventLog(io.StringIO()),
+                loop.time,
+                lambda key, check, result, duration: seen.append((key, result.outcome)),
+            )
+            board = HealthBoard(base, loop.time(), set(), lambda: 0.0)
+            scheduler.sync(board)
+            assert scheduler._driver is not None and len(scheduler._driver) == 2
+            await asyncio.sleep(0.5)
+            old = {key for key in board.checks if key[2] == closed}
+            assert {outcome for key, outcome in seen if key in old} == {"down"}
+            board.reload(reloaded, loop.time())
+
+            def look_at_all(board: Any) -> None:
+                raise AssertionError("a partial reload looked at every check")
+
+            scheduler._sync_all = look_at_all  # type: ignore[method-assign]
+            scheduler.sync(board)
+            seen.clear()
+            await asyncio.sleep(0.6)
+            prober = method.choose(loop, method.FAMILIES["ipv4"]).prober
+            assert prober is not None and ("127.0.0.1", closed) not in prober._targets
+            await scheduler.stop()
+            assert len(seen) >= 4 and not [key for key, _outcome in seen if key in old]
+            assert {key for key, _outcome in seen} == set(board.checks)
+            assert {outcome for _key, outcome in seen} == {"up"}
+
+        asyncio.run(main())
