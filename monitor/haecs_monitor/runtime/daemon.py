@@ -955,6 +955,11 @@ class Monitor:
             # A service new to the monitor may already be in the kernel (adopted
             # from another owner): plan it against a fresh read, not against what
             # the monitor last left there.
+            changed = {
+                key
+                for key in new_keys.keys() & old_keys.keys()
+                if new_keys[key] is not old_keys[key] and new_keys[key] != old_keys[key]
+            }
             # The same services, some of them edited: only their entries change.
             edited: Optional[set[ServiceKey]] = None
             if (
@@ -962,11 +967,7 @@ class Monitor:
                 and not leavers
                 and config.static_services == old_static
             ):
-                edited = {
-                    key
-                    for key, service in new_keys.items()
-                    if old_keys[key] is not service and old_keys[key] != service
-                }
+                edited = set(changed)
                 edited.update(
                     event.server.service
                     for event in events
@@ -994,11 +995,6 @@ class Monitor:
         self.reloads["accepted"] += 1
         added = len(set(new_keys) - set(old_keys))
         removed = len(set(old_keys) - set(new_keys))
-        changed = sum(
-            1
-            for key in set(new_keys) & set(old_keys)
-            if new_keys[key] is not old_keys[key] and new_keys[key] != old_keys[key]
-        )
         operations = len(outcome.operations) if outcome is not None else 0
         summary = (
             "reload OK: %d services (%d added, %d removed, %d changed), checks %d kept, %d started, %d stopped, "
@@ -1007,7 +1003,7 @@ class Monitor:
                 len(new_keys),
                 added,
                 removed,
-                changed,
+                len(changed),
                 len(old_checks & new_checks),
                 len(new_checks - old_checks),
                 len(old_checks - new_checks),

@@ -6,9 +6,10 @@ waiting for its next run is an entry of one heap (due time, key) under a
 single loop timer; such a check gets an asyncio task only while it runs.
 That run waits nothing but its check (with a hard cut-off), hands the result
 to the daemon and puts the check back on the heap, due the jittered delay
-the health board asks for after this run was due.  (A task per check that slept between runs held
-a task, a coroutine frame, a future and a timer handle per check: about
-1.5 KB each, the largest part of the monitor's memory per real server.)
+the health board asks for after this run was due.  (A task per check that
+slept between runs held a task, a coroutine frame, a future and a timer
+handle per check: about 1.5 KB each, the largest part of the monitor's
+memory per real server.)
 The scheduler keeps the check durations the metrics show, one histogram per
 check type (the per-check counters and last duration are the board's).
 What a result means for a server is the board's and the daemon's business,
@@ -92,9 +93,7 @@ class CheckScheduler:
         elif by_syn:
             self._driver = SynDriver(loop, blame_late_loop, self._observe)
             self._driver.sync(board, by_syn)
-        for key in added:
-            if key not in by_syn and key not in self._waiting and key not in self._running:
-                self._schedule(key, loop.time() + board.first_delay(key))
+        self._start_on_heap(board, added, by_syn, loop)
 
     def _sync_all(self, board: HealthBoard) -> None:
         self._board = board
@@ -111,7 +110,18 @@ class CheckScheduler:
             if self._driver is None:
                 self._driver = SynDriver(loop, blame_late_loop, self._observe)
             self._driver.sync(board, by_syn)
-        for key in board.checks:
+        self._start_on_heap(board, board.checks, by_syn, loop)
+
+    def _start_on_heap(
+        self,
+        board: HealthBoard,
+        keys: Iterable[CheckKey],
+        by_syn: set[CheckKey],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Put those of KEYS not run by SYN, nor waiting or running already, on
+        the heap after their first delay."""
+        for key in keys:
             if key not in by_syn and key not in self._waiting and key not in self._running:
                 self._schedule(key, loop.time() + board.first_delay(key))
 
