@@ -12,10 +12,8 @@ constant below); ``genl`` frames and sends them.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import struct
-from typing import Dict, Optional
+from _socket import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, inet_ntop, inet_pton, ntohs
 
 from .genl import (
     _BE16,
@@ -42,6 +40,10 @@ from .model import (
     ServiceKey,
     Stats,
 )
+
+TYPE_CHECKING = False  # typing only for mypy: see the package's docstring
+if TYPE_CHECKING:
+    from typing import Dict, Optional
 
 IPVS_GENL_NAME = b"IPVS"
 IPVS_GENL_VERSION = 1
@@ -106,9 +108,9 @@ SVC_F_PERSISTENT = 0x1
 SVC_F_HASHED = 0x2
 SVC_F_ONEPACKET = 0x4
 
-AF = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
-AF_NAME = {socket.AF_INET: IPV4, socket.AF_INET6: IPV6}
-PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
+AF = {IPV4: AF_INET, IPV6: AF_INET6}
+AF_NAME = {AF_INET: IPV4, AF_INET6: IPV6}
+PROTO = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP, "sctp": 132}
 PROTO_NAME = {number: name for name, number in PROTO.items()}
 FWD = {"masq": 0, FORWARDING_LOCAL: 1, "tunnel": 2, "route": 3}
 FWD_NAME = {number: name for name, number in FWD.items()}
@@ -119,17 +121,19 @@ TUN_CSUM_NAME = {number: name for name, number in TUN_CSUM.items()}
 
 
 def _addr_bytes(address: str, family: str) -> bytes:
-    packed = socket.inet_pton(AF[family], address)
+    packed = inet_pton(AF[family], address)
     return packed + b"\0" * (16 - len(packed))
 
 
 def _addr_text(payload: bytes, family: str) -> str:
     if family == IPV4:
-        return socket.inet_ntop(socket.AF_INET, payload[:4])
-    text = socket.inet_ntop(socket.AF_INET6, payload[:16])
+        return inet_ntop(AF_INET, payload[:4])
+    text = inet_ntop(AF_INET6, payload[:16])
     if "." in text:
         # inet_ntop writes IPv4-mapped addresses as ::ffff:1.2.3.4; the model
         # uses ipaddress's canonical form everywhere.
+        import ipaddress
+
         return ipaddress.IPv6Address(payload[:16]).compressed
     return text
 
@@ -356,8 +360,8 @@ def decode_real_server_message(
         fields = _DEST_FIXED.unpack_from(payload, _DEST_OFFSET)
         if fields[0::3] == _DEST_FIXED_LENGTHS and fields[1::3] == _DEST_FIXED_TYPES:
             af = fields[38]
-            if af == socket.AF_INET:
-                address = socket.inet_ntop(socket.AF_INET, fields[2][:4])
+            if af == AF_INET:
+                address = inet_ntop(AF_INET, fields[2][:4])
             else:
                 address = _addr_text(fields[2], IPV6)
             forwarding = FWD_NAME.get(fields[8] & 0x7, "route")
@@ -368,13 +372,13 @@ def decode_real_server_message(
                 stats = decode_stats(rest.get(DEST_STATS64), rest.get(DEST_STATS))
             return RealServer(
                 address,
-                socket.ntohs(fields[5]),
+                ntohs(fields[5]),
                 forwarding,
                 fields[11],
                 fields[23],
                 fields[26],
                 TUN_TYPE_NAME.get(fields[14], "ipip") if tunnel else "ipip",
-                socket.ntohs(fields[17]) if tunnel else 0,
+                ntohs(fields[17]) if tunnel else 0,
                 TUN_CSUM_NAME.get(fields[20], "none") if tunnel else "none",
                 fields[29],
                 fields[32],

@@ -10,7 +10,6 @@ monitor runs the very same file.
 from __future__ import annotations
 
 import errno
-from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import kmod
 from .codec import (
@@ -51,6 +50,10 @@ from .plan import (
     SET_SERVICE,
     Operation,
 )
+
+TYPE_CHECKING = False  # typing only for mypy: see the package's docstring
+if TYPE_CHECKING:
+    from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 
 _COMMANDS = {
     ADD_SERVICE: CMD_NEW_SERVICE,

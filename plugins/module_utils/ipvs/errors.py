@@ -12,7 +12,9 @@ were undone.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False  # typing only for mypy: see the package's docstring
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 
 class HaecsError(Exception):

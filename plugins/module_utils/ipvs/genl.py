@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import struct
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from _socket import (
+    AF_NETLINK,
+    MSG_DONTWAIT,
+    SO_RCVBUF,
+    SO_SNDBUF,
+    SOCK_RAW,
+    SOL_SOCKET,
+)
+from _socket import socket as raw_socket
 
 from .errors import HaecsError
+
+TYPE_CHECKING = False  # typing only for mypy: see the package's docstring
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 NETLINK_GENERIC = 16
 # A dump answer is at most 32 KB per datagram; errors are far smaller.
@@ -105,16 +116,28 @@ def _cstring(payload: bytes) -> str:
 # -------------------------------------------------------------------- socket
 
 
-class Batch(NamedTuple):
+class Batch:
     """What one `GenlSocket.batch` did."""
 
-    sent: int  # messages sent (the kernel handled every one of them)
-    errors: List[Tuple[int, NetlinkError]]  # (index, error) of each refused one, in order
-    answers_lost: bool  # the socket overflowed: some refusals may be missing
+    __slots__ = ("answers_lost", "errors", "sent")
+
+    def __init__(
+        self, sent: int, errors: List[Tuple[int, NetlinkError]], answers_lost: bool
+    ) -> None:
+        self.sent = sent  # messages sent (the kernel handled every one of them)
+        self.errors = errors  # (index, error) of each refused one, in order
+        self.answers_lost = answers_lost  # the socket overflowed: some refusals may be missing
 
     @property
     def failed(self) -> bool:
         return bool(self.errors) or self.answers_lost
+
+    def __repr__(self) -> str:
+        return "Batch(sent=%d, errors=%r, answers_lost=%r)" % (
+            self.sent,
+            self.errors,
+            self.answers_lost,
+        )
 
 
 class GenlSocket:
@@ -122,7 +145,7 @@ class GenlSocket:
 
     def __init__(self, family_name: bytes, version: int = 1, buffer_bytes: int = 8 << 20) -> None:
         self.version = version
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self.sock = raw_socket(AF_NETLINK, SOCK_RAW, NETLINK_GENERIC)
         self._buffer = bytearray(RECV_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
         try:
@@ -147,13 +170,13 @@ class GenlSocket:
 
     def _set_buffers(self, size: int) -> None:
         for force, plain in (
-            (SO_RCVBUFFORCE, socket.SO_RCVBUF),
-            (SO_SNDBUFFORCE, socket.SO_SNDBUF),
+            (SO_RCVBUFFORCE, SO_RCVBUF),
+            (SO_SNDBUFFORCE, SO_SNDBUF),
         ):
             try:
-                self.sock.setsockopt(socket.SOL_SOCKET, force, size)
+                self.sock.setsockopt(SOL_SOCKET, force, size)
             except OSError:
-                self.sock.setsockopt(socket.SOL_SOCKET, plain, size)
+                self.sock.setsockopt(SOL_SOCKET, plain, size)
 
     def close(self) -> None:
         self.sock.close()
@@ -272,7 +295,7 @@ class GenlSocket:
         lost = False
         while True:
             try:
-                data = self._recv(socket.MSG_DONTWAIT)
+                data = self._recv(MSG_DONTWAIT)
             except BlockingIOError:
                 return errors, lost
             except OSError as error:

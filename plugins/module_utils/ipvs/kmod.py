@@ -10,9 +10,12 @@ names the module, while nothing has been changed yet.
 from __future__ import annotations
 
 import os
-from typing import Iterable, List
 
 from .errors import HaecsError
+
+TYPE_CHECKING = False  # typing only for mypy: see the package's docstring
+if TYPE_CHECKING:
+    from typing import Iterable, List
 
 MODULE_DIR = "/sys/module"
 

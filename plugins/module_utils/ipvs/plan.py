@@ -11,19 +11,22 @@ then deletes.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Final, Iterable, List, Mapping, Optional, Tuple
-
 from .model import (
     RealServer,
     Service,
     ServiceKey,
-    ServiceOrder,
     Table,
     Value,
     VirtualService,
     format_endpoint,
     service_order,
 )
+
+TYPE_CHECKING = False  # typing only for mypy: see the package's docstring
+if TYPE_CHECKING:
+    from typing import Any, Dict, Final, Iterable, List, Mapping, Optional, Tuple
+
+    from .model import ServiceOrder
 
 ADD_SERVICE = "add_service"
 SET_SERVICE = "set_service"
