@@ -13,7 +13,7 @@ constant below); ``genl`` frames and sends them.
 from __future__ import annotations
 
 import struct
-from _socket import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, inet_ntop, inet_pton, ntohs
+from _socket import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, htons, inet_ntop, inet_pton, ntohs
 
 from .genl import (
     _BE16,
@@ -257,19 +257,38 @@ def decode_stats(stats64: Optional[bytes], stats32: Optional[bytes]) -> Optional
 
 
 # ADDR, PORT, ADDR_FAMILY as one attribute block: the key of a destination.
-_DEST_KEY = struct.Struct("=HH16s" + "HH2s2x" + "HHH2x")
+_DEST_KEY = struct.Struct("=HH16s" + "HHH2x" + "HHH2x")
 # ... followed by FWD_METHOD, WEIGHT, U_THRESH, L_THRESH.
 _DEST_SETTINGS = struct.Struct("=HHI" + "HHI" + "HHI" + "HHI")
-_DEST_TUNNEL = struct.Struct("=HHB3x" + "HH2s2x" + "HHH2x")
+_DEST_TUNNEL = struct.Struct("=HHB3x" + "HHH2x" + "HHH2x")
+
+
+# The whole IPVS_CMD_ATTR_DEST of a server that is not a tunnel, in one pack
+# (a create sends one per real server): key, then settings.
+_DEST_FULL = struct.Struct("=HH" + _DEST_KEY.format[1:] + _DEST_SETTINGS.format[1:])
 
 
 def encode_real_server(server: RealServer, full: bool = True) -> bytes:
     """IPVS_CMD_ATTR_DEST; `full=False` gives just the key (for DEL_DEST)."""
-    family = IPV6 if ":" in server.address else IPV4
+    address = server.address
+    af = AF_INET6 if ":" in address else AF_INET
+    # "16s" pads an IPv4 address with zeros; htons packed in the host's
+    # order is the port in network order.
+    if full and server.forwarding != "tunnel":
+        return _DEST_FULL.pack(
+            _DEST_FULL.size, ATTR_DEST | NLA_F_NESTED,
+            20, DEST_ADDR, inet_pton(af, address),
+            6, DEST_PORT, htons(server.port),
+            6, DEST_ADDR_FAMILY, af,
+            8, DEST_FWD_METHOD, FWD[server.forwarding],
+            8, DEST_WEIGHT, server.weight,
+            8, DEST_U_THRESH, server.upper_threshold,
+            8, DEST_L_THRESH, server.lower_threshold,
+        )  # fmt: skip
     body = _DEST_KEY.pack(
-        20, DEST_ADDR, _addr_bytes(server.address, family),
-        6, DEST_PORT, _BE16.pack(server.port),
-        6, DEST_ADDR_FAMILY, AF[family],
+        20, DEST_ADDR, inet_pton(af, address),
+        6, DEST_PORT, htons(server.port),
+        6, DEST_ADDR_FAMILY, af,
     )  # fmt: skip
     if full:
         body += _DEST_SETTINGS.pack(
@@ -278,12 +297,11 @@ def encode_real_server(server: RealServer, full: bool = True) -> bytes:
             8, DEST_U_THRESH, server.upper_threshold,
             8, DEST_L_THRESH, server.lower_threshold,
         )  # fmt: skip
-        if server.forwarding == "tunnel":
-            body += _DEST_TUNNEL.pack(
-                5, DEST_TUN_TYPE, TUN_TYPE[server.tunnel_type],
-                6, DEST_TUN_PORT, _BE16.pack(server.tunnel_port),
-                6, DEST_TUN_FLAGS, TUN_CSUM[server.tunnel_checksum],
-            )  # fmt: skip
+        body += _DEST_TUNNEL.pack(
+            5, DEST_TUN_TYPE, TUN_TYPE[server.tunnel_type],
+            6, DEST_TUN_PORT, htons(server.tunnel_port),
+            6, DEST_TUN_FLAGS, TUN_CSUM[server.tunnel_checksum],
+        )  # fmt: skip
     return _NLA.pack(4 + len(body), ATTR_DEST | NLA_F_NESTED) + body
 
 

@@ -64,6 +64,7 @@ _BE16 = struct.Struct("!H")
 _I32 = struct.Struct("=i")
 _FLAGS = struct.Struct("=II")
 _HEADER_SIZE = _NLMSGHDR.size + _GENLHDR.size
+_HEADERS = struct.Struct("=IHHII" + "BBH")  # both headers in one pack
 
 
 class NetlinkError(HaecsError, OSError):
@@ -196,13 +197,17 @@ class GenlSocket:
     ) -> Tuple[int, bytes]:
         if seq is None:
             seq = self.next_seq()
-        length = _HEADER_SIZE + len(payload)
-        header = _NLMSGHDR.pack(
-            length, self.family_id if msg_type is None else msg_type, flags, seq, 0
+        headers = _HEADERS.pack(
+            _HEADER_SIZE + len(payload),
+            self.family_id if msg_type is None else msg_type,
+            flags,
+            seq,
+            0,
+            cmd,
+            self.version if version is None else version,
+            0,
         )
-        return seq, header + _GENLHDR.pack(
-            cmd, self.version if version is None else version, 0
-        ) + payload
+        return seq, headers + payload
 
     def resolve_family(self, name: bytes) -> int:
         seq, request = self.message(

@@ -382,6 +382,8 @@ REAL_SERVER_SETTINGS = (
     "tunnel_checksum",
 )
 
+_real_server_settings = operator.attrgetter(*REAL_SERVER_SETTINGS)
+
 
 class RealServer(Value):
     """A real server (IPVS destination) of one virtual service.
@@ -474,6 +476,8 @@ class RealServer(Value):
         A route or tunnel destination that is a local address is reported
         back by the kernel as 'local'; that is not a difference.
         """
+        if _real_server_settings(self) == _real_server_settings(other):
+            return True  # what a converge with nothing to do sees, read in C
         mine, theirs = self.canonical(), other.canonical()
         if FORWARDING_LOCAL in (mine.forwarding, theirs.forwarding):
             forwardings = {mine.forwarding, theirs.forwarding}
