@@ -273,7 +273,9 @@ def encode_real_server(server: RealServer, full: bool = True) -> bytes:
     address = server.address
     af = AF_INET6 if ":" in address else AF_INET
     # "16s" pads an IPv4 address with zeros; htons packed in the host's
-    # order is the port in network order.
+    # order is the port in network order.  The arguments are spelled out
+    # here and again below: sharing them as tuples unpacked into each pack
+    # made this, the path of every created real server, 0.44 -> 0.70 us.
     if full and server.forwarding != "tunnel":
         return _DEST_FULL.pack(
             _DEST_FULL.size, ATTR_DEST | NLA_F_NESTED,

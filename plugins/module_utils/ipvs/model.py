@@ -63,9 +63,8 @@ def parse_address(text: str) -> Tuple[str, str, bool]:
 
     Cached: a large table names the same real servers in many services.  A
     dict rather than functools.lru_cache, and ipaddress imported only for
-    what is not a plain IPv4 address: those imports and ipaddress's parsing
-    were a sixth of a whole-process converge of 11,000 entries in the test
-    kernel.
+    what is not a plain IPv4 address: a process that reads or converges the
+    table does not pay for those imports (see the package's docstring).
     """
     parsed = _PARSED_ADDRESSES.get(text)
     if parsed is None:
