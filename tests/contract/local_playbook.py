@@ -6,11 +6,12 @@ strings comes out of inventory order shows where a play lost that order).
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 import pytest
 import yaml
@@ -50,3 +51,60 @@ def run_playbook(
         timeout=300,
         check=False,
     )
+
+
+def validation_messages(
+    folder: pathlib.Path,
+    inventory: Mapping[str, Any],
+    role: str,
+    cases: List[Mapping[str, Any]],
+    host: str,
+    keep: Optional[Mapping[str, str]] = None,
+) -> dict[str, Any]:
+    """Run ROLE's validate entry point on HOST once for each case's variables.
+
+    Returns {"found": [...]}: for each case, in order, "" when its checks
+    passed, else the failed task's message; plus each of KEEP's names with
+    the value of its Jinja expression at the end of the run.
+    """
+    tasks: list[dict[str, Any]] = []
+    for index, settings in enumerate(cases):
+        tasks.append(
+            {
+                "name": "case %d" % index,
+                "block": [
+                    {
+                        "name": "the checks of case %d" % index,
+                        "ansible.builtin.include_role": {"name": role, "tasks_from": "validate"},
+                        "vars": dict(settings),
+                    },
+                    {"ansible.builtin.set_fact": {"found": "{{ found + [''] }}"}},
+                ],
+                "rescue": [
+                    {
+                        "ansible.builtin.set_fact": {
+                            "found": "{{ found + [ansible_failed_result.msg] }}"
+                        }
+                    },
+                ],
+            }
+        )
+    kept = ", ".join("%r: %s" % (name, expression) for name, expression in (keep or {}).items())
+    tasks.append(
+        {
+            "name": "the messages",
+            "ansible.builtin.copy": {
+                "content": "{{ {'found': found%s} | to_json }}" % (", " + kept if kept else ""),
+                "dest": str(folder / "found.json"),
+                "mode": "0600",
+            },
+        }
+    )
+    play = [{"hosts": host, "gather_facts": False, "vars": {"found": []}, "tasks": tasks}]
+    (folder / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    ran = run_playbook(folder, inventory, folder / "play.yml", [])
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert (folder / "found.json").exists(), ran.stdout[-3000:]
+    result: dict[str, Any] = json.loads((folder / "found.json").read_text())
+    assert len(result["found"]) == len(cases)
+    return result

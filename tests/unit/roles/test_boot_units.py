@@ -32,6 +32,7 @@ DIRECTOR = render(
     director_rules_file="/etc/ipvsadm.rules",
     director_marks=[{"mark": 42, "destination": "192.0.2.20", "ports": [80, 443]}],
     director_marks_file="/etc/haecs/director-marks.json",
+    director_ipvs_timeouts={"tcp": 120, "udp": 60},
 )
 DIRECTOR_WITHOUT_MARKS = render(
     "director",
@@ -40,6 +41,7 @@ DIRECTOR_WITHOUT_MARKS = render(
     director_rules_file="/etc/ipvsadm.rules",
     director_marks=[],
     director_marks_file="/etc/haecs/director-marks.json",
+    director_ipvs_timeouts={},
 )
 REAL_SERVER = render(
     "real_server",
@@ -52,13 +54,15 @@ REAL_SERVER = render(
 )
 
 
-def test_the_director_unit_puts_the_vips_and_marks_back_then_restores_the_table() -> None:
+def test_the_director_unit_puts_the_vips_marks_and_timeouts_back_then_restores_the_table() -> None:
     lines = DIRECTOR.splitlines()
     starts = [line for line in lines if line.startswith("ExecStart=")]
     assert starts == [
         "ExecStart=/usr/sbin/ip address replace 192.0.2.10/32 dev eth0",
         "ExecStart=/usr/sbin/ip address replace 2001:db8::10/128 dev eth0",
         "ExecStart=/usr/sbin/nft -j -f /etc/haecs/director-marks.json",
+        # tcp_fin not given: 0 keeps the kernel's value.
+        "ExecStart=/usr/sbin/ipvsadm --set 120 0 60",
         "ExecStart=/usr/sbin/ipvsadm-restore",
     ]
     assert "StandardInput=file:/etc/ipvsadm.rules" in lines
@@ -70,6 +74,8 @@ def test_the_director_unit_puts_the_vips_and_marks_back_then_restores_the_table(
         line for line in DIRECTOR_WITHOUT_MARKS.splitlines() if line.startswith("ExecStart=")
     ]
     assert not any("nft" in line for line in without)
+    # No timeouts given (the default {}): the boot leaves the kernel's alone.
+    assert not any("--set" in line for line in without)
 
 
 def test_the_real_server_unit_puts_the_vips_and_the_route_back() -> None:
@@ -88,9 +94,12 @@ def test_the_real_server_unit_puts_the_vips_and_the_route_back() -> None:
     [("haecs-director.service", DIRECTOR), ("haecs-real-server.service", REAL_SERVER)],
 )
 def test_the_units_verify(tmp_path: Any, name: str, text: str) -> None:
-    # verify wants every executable to exist: ipvsadm-restore may not be installed here.
-    if not pathlib.Path("/usr/sbin/ipvsadm-restore").exists():
-        text = text.replace("/usr/sbin/ipvsadm-restore", "/usr/bin/true")
+    # verify wants every executable to exist: ipvsadm may not be installed here.
+    for program in ("/usr/sbin/ipvsadm-restore", "/usr/sbin/ipvsadm"):
+        if not pathlib.Path(program).exists():
+            text = text.replace(program + " ", "/usr/bin/true ").replace(
+                program + "\n", "/usr/bin/true\n"
+            )
     rules = tmp_path / "ipvsadm.rules"
     rules.write_text("")
     unit = tmp_path / name

@@ -4,13 +4,11 @@ nothing and need no kernel): each message names the variable and its rule."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 from typing import Any
 
-import yaml
-from local_playbook import run_playbook
+from local_playbook import validation_messages
 
 DIRECTORS = ["dir1", "dir2", "dir3", "dir4"]
 SERVICES = [
@@ -61,45 +59,6 @@ CASES: list[tuple[dict[str, Any], str | None]] = [
 ]
 
 
-def _playbook() -> list[dict[str, Any]]:
-    tasks = []
-    for index, (settings, _message) in enumerate(CASES):
-        tasks.append(
-            {
-                "name": "case %d" % index,
-                "block": [
-                    {
-                        "name": "the checks of case %d" % index,
-                        "ansible.builtin.include_role": {
-                            "name": "haecs.lvs.ha",
-                            "tasks_from": "validate",
-                        },
-                        "vars": settings,
-                    },
-                    {"ansible.builtin.set_fact": {"found": "{{ found + [''] }}"}},
-                ],
-                "rescue": [
-                    {
-                        "ansible.builtin.set_fact": {
-                            "found": "{{ found + [ansible_failed_result.msg] }}"
-                        }
-                    },
-                ],
-            }
-        )
-    tasks.append(
-        {
-            "name": "the messages",
-            "ansible.builtin.copy": {
-                "content": "{{ {'found': found, 'peers': ha_peers} | to_json }}",
-                "dest": "{{ result_file }}",
-                "mode": "0600",
-            },
-        }
-    )
-    return [{"hosts": "dir1", "gather_facts": False, "vars": {"found": []}, "tasks": tasks}]
-
-
 def test_each_bad_setting_is_refused_naming_the_variable(tmp_path: pathlib.Path) -> None:
     inventory = {
         "all": {
@@ -112,21 +71,17 @@ def test_each_bad_setting_is_refused_naming_the_variable(tmp_path: pathlib.Path)
             "children": {"lvs_directors": {"hosts": {name: {} for name in DIRECTORS}}},
         }
     }
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(_playbook(), sort_keys=False))
-    ran = run_playbook(
+    result = validation_messages(
         tmp_path,
         inventory,
-        tmp_path / "play.yml",
-        ["-e", "result_file=%s" % (tmp_path / "found.json")],
+        "haecs.lvs.ha",
+        [settings for settings, _message in CASES],
+        "dir1",
+        keep={"peers": "ha_peers"},
     )
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    assert (tmp_path / "found.json").exists(), ran.stdout[-3000:]
-    result = json.loads((tmp_path / "found.json").read_text())
     # The unicast peers in inventory order, so the rendered file is the same on every run.
     assert result["peers"] == DIRECTORS[1:]
-    found = result["found"]
-    assert len(found) == len(CASES)
-    for (settings, message), seen in zip(CASES, found):
+    for (settings, message), seen in zip(CASES, result["found"]):
         if message is None:
             assert seen == "", (settings, seen)
         else:
