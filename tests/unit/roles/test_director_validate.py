@@ -63,7 +63,11 @@ def test_each_bad_setting_is_refused_naming_the_variable(tmp_path: pathlib.Path)
         }
     }
     found = validation_messages(
-        tmp_path, inventory, "haecs.lvs.director", [settings for settings, _ in CASES], "dir1"
+        tmp_path,
+        inventory,
+        "haecs.lvs.director",
+        [settings for settings, _messages in CASES],
+        "dir1",
     )["found"]
     for (settings, messages), seen in zip(CASES, found):
         if not messages:
