@@ -37,7 +37,7 @@ from haecs_monitor.config.model import (
     ServiceConfig,
 )
 from haecs_monitor.config.reader import Problems, Reader, as_list, as_mapping, item, shown
-from haecs_monitor.config.sections import Digest, SectionMemory, data_digest, digest_of
+from haecs_monitor.config.sections import Digest, SectionMemory, data_digest, digest_of_bytes
 from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
 from haecs_monitor.config.yamlsections import (
     Sections,
@@ -114,13 +114,15 @@ def load_config(path: str, memory: Optional[SectionMemory] = None) -> MonitorCon
         raise ConfigError(["%s: cannot read: %s" % (shown(path), error)]) from None
     if len(raw) > MAX_FILE_BYTES:
         raise ConfigError(["%s: larger than %d bytes" % (path, MAX_FILE_BYTES)])
+    # Of the bytes, before any decoding: the hash lets other threads run
+    # (the daemon's event loop), and an unchanged file is never decoded.
+    file_digest = digest_of_bytes(raw)
+    if memory is not None and memory.config is not None and memory.file_digest == file_digest:
+        return memory.config
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(["%s: not UTF-8 text (byte %d)" % (path, error.start)]) from None
-    file_digest = digest_of(text)
-    if memory is not None and memory.config is not None and memory.file_digest == file_digest:
-        return memory.config
     if memory is not None:
         sections = split_services(text)
         if sections is not None:

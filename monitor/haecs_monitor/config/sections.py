@@ -22,7 +22,12 @@ Digest = bytes
 
 def digest_of(text: str) -> Digest:
     """A short digest of `text`; equal digests mean equal text."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return digest_of_bytes(text.encode("utf-8", "surrogatepass"))
+
+
+def digest_of_bytes(data: bytes) -> Digest:
+    """A short digest of `data`; equal digests mean equal bytes."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def data_digest(data: object) -> Digest:

@@ -67,18 +67,20 @@ def split_services(text: str) -> Optional[Sections]:
     end_pattern = r"^[^ #\n]" if indent else r"^(?!-(?: |$))[^ #\n]"
     ending = re.compile(end_pattern, re.MULTILINE).search(text, first.start())
     end = ending.start() if ending is not None else len(text)
-    block = text[first.start() : end]
+    # The block is searched in place (pos, endpos), never copied out: a copy
+    # of megabytes is page faults while no other thread runs.
+    start = first.start()
     # A line less indented than the items, or at their indentation but not
     # an item, is not the plain shape.
     stray = r"^ {%d}(?:[^ #\n-]|-[^ \n])" % indent
     if indent > 1:
         stray += r"|^ {1,%d}[^ #\n]" % (indent - 1)
-    if re.search(stray, block, re.MULTILINE):
+    if re.compile(stray, re.MULTILINE).search(text, start, end):
         return None
     item = re.compile(r"^ {%d}-(?: |$)" % indent, re.MULTILINE)
-    starts = [found.start() for found in item.finditer(block)] + [len(block)]
+    starts = [found.start() for found in item.finditer(text, start, end)] + [end]
     head = text[: keys[0].start()] + PLACEHOLDER + text[end:]
-    sections = [_source(_trimmed(block[a:b], indent)) for a, b in zip(starts, starts[1:])]
+    sections = [_source(_trimmed(text[a:b], indent)) for a, b in zip(starts, starts[1:])]
     return Sections(head, sections)
 
 

@@ -473,6 +473,8 @@ class HealthBoard:
         # a build, when any may have.
         self._check_changes: Optional[tuple[set[CheckKey], set[CheckKey]]] = None
         self._down: set[ServerRef] = set()  # kept with every change: few, counted at once
+        # The checks the last build or reload started and stopped.
+        self.reload_counts = (0, 0)
         self._build(config, now, present, {}, {})
 
     def _build(
@@ -499,6 +501,10 @@ class HealthBoard:
                 continue
             servers[ref] = _server_health(ref, real_server, service.slow_start, checks, old_servers)
         self.config = config
+        self.reload_counts = (
+            sum(1 for key in checks if key not in old_checks),
+            sum(1 for key in old_checks if key not in checks),
+        )
         self.checks = checks
         self.servers = servers
         self._users = users
@@ -577,19 +583,21 @@ class HealthBoard:
         whose state changes with the new check set (rare: a check replaced by
         one that starts down).
         """
-        old_servers = self.servers
         kept = {id(service) for service in self.config.services} & {
             id(service) for service in config.services
         }
         if len(kept) * 2 < len(config.services):
+            old_servers = self.servers
             self._build(config, now, present, self.checks, old_servers, self.config)
-            rebuilt: Iterable[ServerRef] = self.servers
+            rebuilt: Iterable[tuple[ServerRef, Optional[ServerHealth]]] = (
+                (ref, old_servers.get(ref)) for ref in self.servers
+            )
         else:
             rebuilt = self._rebuild_changed(config, now, present, kept)
         events: list[Event] = []
-        for ref in rebuilt:
+        for ref, before in rebuilt:
             server = self.servers[ref]
-            if ref in old_servers and server is not old_servers[ref]:
+            if before is not None and server is not before:
                 transition = server.evaluate(now)
                 if transition is not None:
                     self._followed(transition)
@@ -598,23 +606,27 @@ class HealthBoard:
 
     def _rebuild_changed(
         self, config: MonitorConfig, now: float, present: Collection[ServerRef], kept: set[int]
-    ) -> list[ServerRef]:
+    ) -> list[tuple[ServerRef, Optional[ServerHealth]]]:
         """`_build` for a reload that took most services over as they were
         (the same objects, config/sections.py): only the servers of services
         that are new or changed are built again, the rest of the board is
         kept as it is.  At 30,000 real servers, one changed service costs
         milliseconds where the whole board took about 0.2 s of the loop.
-        Returns the servers built."""
-        old_servers = self.servers
-        servers = dict(old_servers)
+        The board's dicts are changed in place: copies of them were most of
+        such a reload, in the test kernel mostly the page faults of their
+        fresh memory.  Returns each server built, with the one it replaced."""
+        servers = self.servers
         users = self._users
+        previous: dict[ServerRef, ServerHealth] = {}
         leaving: dict[CheckKey, set[ServerRef]] = {}
         for service in self.config.services:
             if id(service) in kept:
                 continue
             for real_server in service.real_servers:
                 ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-                servers.pop(ref, None)
+                before = servers.pop(ref, None)
+                if before is not None:
+                    previous[ref] = before
                 self._down.discard(ref)
                 for spec in real_server.checks:
                     leaving.setdefault(spec.dedup_key, set()).add(ref)
@@ -625,12 +637,12 @@ class HealthBoard:
             else:
                 users.pop(key, None)
         changed = [service for service in config.services if id(service) not in kept]
-        entries, fresh = _index(changed, users, present, self.checks, now)
+        checks = self.checks
+        entries, fresh = _index(changed, users, present, checks, now)
         # Every check has a server (users and checks have the same keys), so
         # the checks to drop are those of the removed servers left without one.
         dropped = {key for key in leaving if key not in users}
-        added = {key for key in fresh if key not in self.checks}
-        checks = dict(self.checks)
+        added = {key for key in fresh if key not in checks}
         for key in dropped:
             checks.pop(key, None)
         checks.update(fresh)
@@ -638,15 +650,14 @@ class HealthBoard:
             self._check_changes[0].difference_update(dropped)
             self._check_changes[0].update(added)
             self._check_changes[1].update(dropped)
+        self.reload_counts = (len(added), len(dropped))
         for service, ref, real_server in entries:
-            server = _server_health(ref, real_server, service.slow_start, checks, old_servers)
+            server = _server_health(ref, real_server, service.slow_start, checks, previous)
             servers[ref] = server
             if not server.up:
                 self._down.add(ref)
         self.config = config
-        self.checks = checks
-        self.servers = servers
-        return [ref for _unused, ref, _unused_too in entries]
+        return [(ref, previous.get(ref)) for _unused, ref, _unused_too in entries]
 
     def ramping(self, since: float) -> list[ServerRef]:
         """Servers whose slow-start weight was still growing at `since`: the

@@ -920,7 +920,6 @@ class Monitor:
         await self._model_lock.acquire()
         try:
             old_keys = {service.key: service for service in self.config.services}
-            old_checks = set(self.board.checks)
             names_hold = checks_unchanged(self.config, config)
             old_static = self.config.static_services
             self.config = config
@@ -950,7 +949,8 @@ class Monitor:
             for event in events:
                 if isinstance(event, Transition):
                     self._server_transition(event)
-            new_checks = set(self.board.checks)
+            checks_started, checks_stopped = self.board.reload_counts
+            checks_total = len(self.board.checks)
             parsed = self.clock()
             # A service new to the monitor may already be in the kernel (adopted
             # from another owner): plan it against a fresh read, not against what
@@ -1004,9 +1004,9 @@ class Monitor:
                 added,
                 removed,
                 len(changed),
-                len(old_checks & new_checks),
-                len(new_checks - old_checks),
-                len(old_checks - new_checks),
+                checks_total - checks_started,
+                checks_started,
+                checks_stopped,
                 operations,
             )
         )

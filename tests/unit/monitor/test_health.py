@@ -345,6 +345,7 @@ def full_reload(board: HealthBoard, new: MonitorConfig, now: float, present: Any
         if ref in old_servers and server is not old_servers[ref]:
             transition = server.evaluate(now)
             if transition is not None:
+                board._followed(transition)  # the count of servers up, as reload keeps it
                 events.append(transition)
     return events
 
@@ -434,10 +435,55 @@ def test_a_reload_that_keeps_most_services_rebuilds_only_the_others() -> None:
     assert added == set(incremental.checks) - checks_before and added
     assert dropped == checks_before - set(incremental.checks) and dropped
     assert rebuilt.take_check_changes() is None  # the full rebuild: any
+    # What the reload's summary counts: the checks started and stopped, the
+    # same from the partial rebuild (in place) as from the full one.
+    assert incremental.reload_counts == (len(added), len(dropped))
+    assert rebuilt.reload_counts == (len(added), len(dropped))
     assert incremental.servers[kept] is kept_health
     assert ServerRef(before.services[2].key, "10.0.2.4", 80) not in incremental.servers
     new_server = ServerRef(edited.services[3].key, "10.0.2.2", 80)
     assert not incremental.servers[new_server].up  # shares s1_rs2's check, which is down
+
+
+def test_a_partial_reload_reports_the_servers_its_new_checks_take_down() -> None:
+    """A changed service whose server gets a check not run yet, and is not in
+    the kernel, goes down at the reload; the partial rebuild (in place)
+    reports it as the full rebuild does, and keeps the other service's
+    servers as they were."""
+
+    def service(port: int, check: str) -> Any:
+        return {
+            "address": "10.0.0.1",
+            "port": port,
+            "checks": [{"type": check}],
+            "real_servers": [
+                {"address": "10.0.2.%d" % n, "port": 80, "forwarding": "masq"} for n in (1, 2)
+            ],
+        }
+
+    timing = {"check_defaults": {"interval": 2, "timeout": 1, "rise": 2, "fall": 2, "jitter": 0}}
+    before = parse_config({"global": timing, "services": [service(80, "tcp"), service(81, "tcp")]})
+    edited = parse_config({"global": timing, "services": [service(80, "tcp"), service(81, "http")]})
+    after = dataclasses.replace(edited, services=(before.services[0], edited.services[1]))
+    present = {ServerRef(s.key, *rs.key) for s in before.services for rs in s.real_servers}
+    gone = ServerRef(before.services[1].key, "10.0.2.2", 80)  # left the kernel
+    incremental, rebuilt = (HealthBoard(before, now=0, present=present) for _unused in range(2))
+    kept = {
+        ref: incremental.servers[ref]
+        for ref in incremental.servers
+        if ref.service == before.services[0].key
+    }
+    events = incremental.reload(after, now=10, present=present - {gone})
+    assert events == full_reload(rebuilt, after, 10, present - {gone})
+    assert [(event.server, event.new) for event in events if isinstance(event, Transition)] == [
+        (gone, DOWN)
+    ]
+    assert board_snapshot(incremental) == board_snapshot(rebuilt)
+    assert incremental.up_count() == 3
+    assert all(incremental.servers[ref] is health for ref, health in kept.items())
+    # The tcp checks of :81 (shared with :80, same address and port) stay;
+    # two http checks start.
+    assert incremental.reload_counts == rebuilt.reload_counts == (2, 0)
 
 
 def test_every_result_leaves_the_servers_as_their_checks_say() -> None:
