@@ -342,9 +342,16 @@ def _remembered_services(
     defaults_ok: bool,
     problems: Problems,
 ) -> list[ServiceConfig]:
-    """As `_services`, taking each unchanged section's service from `memory`."""
+    """As `_services`, taking each unchanged section's service from `memory`.
+
+    A section read anew (the file switched between YAML and JSON, say) that
+    validates to a service equal to the last load's is that same object, so
+    the daemon sees by identity that it did not change: otherwise a switch
+    of format rebuilds all of its health state in the event loop."""
+    last: Optional[dict[ServiceKey, ServiceConfig]] = None
 
     def each() -> Iterator[tuple[str, Optional[ServiceConfig]]]:
+        nonlocal last
         for index, (digest, entry) in enumerate(sources):
             path = item("services", index)
             service = memory.recall(digest, context)
@@ -352,6 +359,12 @@ def _remembered_services(
                 found = problems.found
                 service = _service(entry(), path, settings, defaults_ok, problems)
                 if service is not None and problems.found == found:
+                    if last is None:
+                        config = memory.config
+                        last = {} if config is None else {s.key: s for s in config.services}
+                    same = last.get(service.key)
+                    if same is not None and same == service:
+                        service = same
                     memory.remember(digest, context, service)
             yield path, service
 

@@ -64,6 +64,31 @@ def test_only_the_changed_section_is_read_again(tmp_path: Path, form: str) -> No
     assert second.services[1].real_servers[0].server.weight == 7
 
 
+@pytest.mark.parametrize("switch", [("yaml", "json"), ("json", "yaml")])
+def test_a_format_switch_keeps_the_services_it_did_not_change(
+    tmp_path: Path, switch: tuple[str, str]
+) -> None:
+    """Every section is read again, but a service equal to the last load's is
+    that same object: only the edited one is new."""
+    memory = SectionMemory()
+    path = tmp_path / "m.yml"
+    write(path, config_data(), switch[0])
+    first = load_config(str(path), memory)
+    data = config_data()
+    data["services"][1]["real_servers"][0]["weight"] = 7
+    write(path, data, switch[1])
+    second = load_config(str(path), memory)
+    assert [new is old for new, old in zip(second.services, first.services)] == [True, False, True]
+    assert second.services[1].real_servers[0].server.weight == 7
+    # The memory holds the kept objects under the new format's sections.
+    third = load_config(str(path), memory)
+    assert third is second
+    data["services"][1]["real_servers"][0]["weight"] = 8
+    write(path, data, switch[1])
+    fourth = load_config(str(path), memory)
+    assert [new is old for new, old in zip(fourth.services, first.services)] == [True, False, True]
+
+
 def test_a_changed_check_parameter_is_not_skipped(tmp_path: Path, form: str) -> None:
     data = config_data()
     data["services"][2]["checks"] = [{"type": "tcp", "timeout": 0.5}]
