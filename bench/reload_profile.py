@@ -26,7 +26,8 @@ import pstats
 import sys
 import tempfile
 import time
-from typing import Any
+from collections.abc import Collection, Iterator
+from typing import Any, Optional
 
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.config import load as config_load
@@ -36,7 +37,11 @@ from haecs_monitor.runtime.events import EventLog
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import plan as ipvs_plan
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import ApplyResult
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Table, VirtualService
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
+    ServiceKey,
+    Table,
+    VirtualService,
+)
 
 LAG_PERIOD = 0.01  # how often the lag probe wakes during the reload
 
@@ -52,6 +57,12 @@ class CountingEngine:
     def read(self, with_stats: bool = False, services_only: bool = False) -> Table:
         self.reads += 1
         return {k: VirtualService(v.service, dict(v.real_servers)) for k, v in self.table.items()}
+
+    def read_each(
+        self, with_stats: bool = False, only: Optional[Collection[ServiceKey]] = None
+    ) -> Iterator[VirtualService]:
+        table = self.read()  # a copy, as a kernel read is
+        return iter([entry for key, entry in table.items() if only is None or key in only])
 
     def apply(self, operations: list[ipvs_plan.Operation]) -> ApplyResult:
         self.table = ipvs_plan.simulate(self.table, operations)

@@ -295,3 +295,17 @@ def test_read_only_named_services(ipvs) -> None:  # type: ignore[no-untyped-def]
     partial = ipvs.read(only=wanted)
     assert sorted(partial, key=str) == sorted(wanted, key=str)
     assert all(partial[key] == desired[key] for key in wanted)
+
+
+def test_read_each_gives_the_table_service_by_service(ipvs) -> None:  # type: ignore[no-untyped-def]
+    desired = build()
+    ipvs.apply(plan(ipvs.read(), desired))
+    whole = ipvs.read(with_stats=True)
+    each = list(ipvs.read_each(with_stats=True))
+    assert [entry.key for entry in each] == list(whole)
+    assert all(entry == whole[entry.key] for entry in each)
+    assert all(entry.real_servers == whole[entry.key].real_servers for entry in each)
+    wanted = [key for key in desired if key.is_fwmark]
+    assert [entry.key for entry in ipvs.read_each(only=wanted)] == [
+        key for key in whole if key in wanted
+    ]

@@ -50,7 +50,7 @@ from haecs_monitor.core.health import (
 )
 from haecs_monitor.errors import NotFound
 from haecs_monitor.kernel.actuator import Actuator, Engine, Outcome
-from haecs_monitor.runtime import fdlimit, gcfreeze, sdnotify
+from haecs_monitor.runtime import fdlimit, gcfreeze, memtrim, sdnotify
 from haecs_monitor.runtime.events import EventLog
 from haecs_monitor.runtime.leaving import POLL_SECONDS as LEAVING_POLL_SECONDS
 from haecs_monitor.runtime.leaving import Leaving
@@ -224,6 +224,7 @@ class Monitor:
         self.systemd.ready(self.summary())
         self._applier = loop.create_task(self._apply_loop(), name="applier")
         self.scheduler.sync(self.board)
+        memtrim.release_free_memory()  # what building all this freed
         await self._stop.wait()
         return await self._shutdown()
 
@@ -520,9 +521,7 @@ class Monitor:
         remove = sorted(self._pending_remove, key=str)
         try:
             if full:
-                outcome: Outcome = await self._in_ipvs_thread(
-                    self.actuator.reconcile, result.table, remove
-                )
+                outcome: Outcome = await self._in_ipvs_thread(self._reconcile, result.table, remove)
             else:
                 outcome = await self._in_ipvs_thread(
                     self.actuator.update, result.table, remove, self._recomputed
@@ -535,6 +534,16 @@ class Monitor:
             if not waiter.done():
                 waiter.set_result(outcome)
         return outcome
+
+    def _reconcile(self, desired: Table, remove: list[ServiceKey]) -> Outcome:
+        """`actuator.reconcile` and then, in the same worker thread, the
+        memory its read of the whole table freed is given back (the read's
+        large blocks otherwise stay in the C heap: 10 MB at 30,000 real
+        servers in the test kernel)."""
+        try:
+            return self.actuator.reconcile(desired, remove)
+        finally:
+            memtrim.release_free_memory()
 
     async def _finish_leaving(self) -> None:
         """Remove the leaving servers that are drained or out of time."""
@@ -992,6 +1001,9 @@ class Monitor:
         )
         done = self.clock()
         gcfreeze.freeze_long_lived()
+        # What the load freed, off the loop: the call holds no GIL but may
+        # take the test kernel milliseconds.
+        loop.run_in_executor(None, memtrim.release_free_memory)
         self.reloads["accepted"] += 1
         added = len(set(new_keys) - set(old_keys))
         removed = len(set(old_keys) - set(new_keys))

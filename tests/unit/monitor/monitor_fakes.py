@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+from typing import Optional
+
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs import plan as ipvs_plan
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.engine import ApplyResult, IPVSError
-from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import Table, VirtualService
+from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
+    ServiceKey,
+    Table,
+    VirtualService,
+)
 
 
 class FakeEngine:
@@ -17,6 +24,14 @@ class FakeEngine:
     def read(self, with_stats: bool = False, services_only: bool = False) -> Table:
         self.reads += 1
         return {k: VirtualService(v.service, dict(v.real_servers)) for k, v in self.table.items()}
+
+    def read_each(
+        self, with_stats: bool = False, only: Optional[Collection[ServiceKey]] = None
+    ) -> Iterator[VirtualService]:
+        self.reads += 1
+        for key, entry in list(self.table.items()):
+            if only is None or key in only:
+                yield VirtualService(entry.service, dict(entry.real_servers))
 
     def apply(self, operations: list[ipvs_plan.Operation]) -> ApplyResult:
         if self.refuse:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import sys
+from collections.abc import Iterator
+from typing import Any
+
 from haecs_monitor.kernel.actuator import Actuator, find_drift
 from monitor_fakes import FakeEngine
 
@@ -160,6 +165,9 @@ def test_read_failure_is_an_error_not_an_exception() -> None:
         def read(self, with_stats: bool = False, services_only: bool = False) -> Table:
             raise IPVSError("IPVS is not available in this kernel")
 
+        def read_each(self, with_stats: bool = False, only: object = None) -> Iterator[Any]:
+            raise IPVSError("IPVS is not available in this kernel")
+
     actuator = Actuator(Broken())
     outcome = actuator.reconcile({A: vs(A)})
     assert outcome.error is not None and "not available" in outcome.error
@@ -214,3 +222,97 @@ def test_a_refused_update_of_named_services_reconciles_the_whole_table() -> None
         (A, ("10.0.2.2", 80), "missing")
     ]
     assert actuator.known == {A: vs(A, rs(1)), B: vs(B, rs(1))} == engine.table
+
+
+def whole_table_reconcile(
+    kernel: Table, known: Table | None, desired: Table, remove: list[ServiceKey]
+) -> tuple[list[str], list[tuple[object, ...]], int]:
+    """The reconcile as it was before it read service by service: the whole
+    managed table read, diffed and planned at once (the reference)."""
+    remove = [key for key in remove if key not in desired]
+    current = {key: kernel[key] for key in [*desired, *remove] if key in kernel}
+    drift = find_drift(known, current) if known is not None else []
+    adopted = 0
+    if known is None:
+        for key, want in desired.items():
+            have = current.get(key)
+            if have is not None:
+                adopted += have.service == want.service
+                adopted += sum(
+                    1
+                    for server_key, server in want.real_servers.items()
+                    if server_key in have.real_servers
+                    and have.real_servers[server_key].same_as(server)
+                )
+    operations = ipvs_plan.order(
+        ipvs_plan.plan(current, desired, purge_real_servers=True)
+        + ipvs_plan.plan_removal(current, remove)
+    )
+    return (
+        [op.ipvsadm_line() for op in operations],
+        [(d.service, d.server, d.kind, d.expected, d.found) for d in drift],
+        adopted,
+    )
+
+
+def random_table(rand: random.Random, keys: list[ServiceKey]) -> Table:
+    table: Table = {}
+    for key in rand.sample(keys, rand.randint(0, len(keys))):
+        servers = [
+            rs(last, rand.randint(0, 2)) for last in rand.sample(range(1, 6), rand.randint(0, 4))
+        ]
+        table[key] = vs(key, *servers, scheduler=rand.choice(("wrr", "rr")))
+    return table
+
+
+def test_reconcile_service_by_service_equals_the_whole_table_diff() -> None:
+    """Operations (in order), drift (in order) and adopted entries equal the
+    whole-table diff's, over 400 random kernels, known and desired tables."""
+    keys = [A, B, ServiceKey.for_address("tcp", "10.0.0.3", 80), FOREIGN]
+    for seed in range(400):
+        rand = random.Random(seed)
+        kernel = random_table(rand, keys)
+        desired = random_table(rand, keys[:3])
+        known = random_table(rand, keys[:3]) if rand.random() < 0.7 else None
+        remove = rand.sample(keys, rand.randint(0, 2))
+        expected = whole_table_reconcile(kernel, known, desired, remove)
+        engine = FakeEngine({key: vs(key) for key in ()})
+        engine.table = {
+            key: VirtualService(entry.service, dict(entry.real_servers))
+            for key, entry in kernel.items()
+        }
+        actuator = Actuator(engine)
+        actuator._known = known
+        outcome = actuator.reconcile(desired, remove)
+        got = (
+            [op.ipvsadm_line() for op in outcome.operations],
+            [(d.service, d.server, d.kind, d.expected, d.found) for d in outcome.drift],
+            outcome.adopted_entries,
+        )
+        assert got == expected, seed
+        assert outcome.error is None
+
+
+def test_reconcile_lets_go_of_each_service_read_that_needs_nothing() -> None:
+    """The table is never held whole: by the time a service is read, those
+    read two steps before (found as desired) are referenced by nothing but
+    the reader (the step between: the caller's loop variable holds the last)."""
+    keys = [A, B, ServiceKey.for_address("tcp", "10.0.0.3", 80), FOREIGN]
+    desired = {key: vs(key, rs(1), rs(2)) for key in keys[:3]}
+    yielded: list[VirtualService] = []
+    held: list[int] = []
+
+    class Reader(FakeEngine):
+        def read_each(self, with_stats: bool = False, only: Any = None) -> Iterator[Any]:
+            for key in self.table:
+                if len(yielded) >= 2:
+                    held.append(sys.getrefcount(yielded[-2]))
+                entry = self.table[key]
+                yielded.append(VirtualService(entry.service, dict(entry.real_servers)))
+                yield yielded[-1]
+
+    engine = Reader({key: vs(key, rs(1), rs(2)) for key in keys[:3]})
+    outcome = Actuator(engine).reconcile(desired)
+    assert outcome.operations == [] and outcome.adopted_entries == 9
+    # The list `yielded` and getrefcount's argument: nothing else holds it.
+    assert held == [2]

@@ -255,6 +255,9 @@ def test_unreadable_kernel_is_fatal_in_one_line(harness: Harness) -> None:
         def read(self, with_stats: bool = False, services_only: bool = False) -> Any:
             raise IPVSError("IPVS is not available in this kernel")
 
+        def read_each(self, with_stats: bool = False, only: Any = None) -> Any:
+            raise IPVSError("IPVS is not available in this kernel")
+
     harness.write(config_dict(harness.tmp))
     config = load_config(harness.path)
 
@@ -919,13 +922,13 @@ def test_reconciles_are_spaced_to_a_tenth_of_the_time_when_a_read_is_slow(
     data = config_dict(harness.tmp)
     data["global"]["reconcile_interval"] = 0.1
     harness.write(data)
-    read = harness.engine.read
+    read_each = harness.engine.read_each
 
     def slow_read(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.05)
-        return read(*args, **kwargs)
+        yield from read_each(*args, **kwargs)
 
-    monkeypatch.setattr(harness.engine, "read", slow_read)
+    monkeypatch.setattr(harness.engine, "read_each", slow_read)
 
     async def scenario(monitor: daemon.Monitor) -> None:
         await until(lambda: len(harness.weights()) == 2, "all up")
