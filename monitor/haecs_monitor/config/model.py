@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union, cast
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
@@ -64,42 +64,41 @@ def shared_timing(timing: CheckTiming) -> CheckTiming:
     return timing
 
 
-@dataclass(frozen=True, **SLOTS)
-class CheckSpec:
+class _CheckFields(NamedTuple):
+    type: str
+    address: str
+    port: int
+    params: Params
+    timing: CheckTiming
+
+
+class CheckSpec(_CheckFields):
     """One check of one endpoint, fully resolved (defaults applied, target known).
 
     `address`/`port` are the endpoint probed: the real server's own unless the
     check names another.  `params` holds the type's options as sorted
     (name, value) pairs with every default filled in.
+
+    A tuple of its fields, and so its own dedup key: every table of checks
+    (health, scheduler, metrics, names) is indexed by the spec itself.  A
+    separate key tuple beside a spec object was 80 B more per check.
+    Constructed as (type, timing, address, port, params), as before.
     """
 
-    type: str
-    timing: CheckTiming
-    address: str
-    port: int
-    params: Params = ()
-    # Built once: the key is what every table of checks (health, scheduler,
-    # metrics, names) is indexed by, so they all share this one object.
-    _dedup_key: CheckKey = field(init=False, repr=False, compare=False)
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        timing = shared_timing(self.timing)
-        object.__setattr__(self, "timing", timing)
-        # One flat tuple: the probe key is its first four items (a nested
-        # probe key was a second tuple per check).
-        object.__setattr__(
-            self, "_dedup_key", (self.type, self.address, self.port, self.params, timing)
-        )
+    def __new__(
+        cls, type: str, timing: CheckTiming, address: str, port: int, params: Params = ()
+    ) -> CheckSpec:
+        return super().__new__(cls, type, address, port, params, shared_timing(timing))
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickled as constructed
+        return (self.type, self.timing, self.address, self.port, self.params)
 
     @property
     def dedup_key(self) -> CheckKey:
         """Identical checks (type, target, options and timing) share one key."""
-        return self._dedup_key
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The constructor's arguments: the key is made again from the same
-        # objects instead of pickled beside them (a third of the pickle).
-        return (CheckSpec, (self.type, self.timing, self.address, self.port, self.params))
+        return self
 
     @staticmethod
     def endpoint_of(key: CheckKey) -> tuple[str, int]:
@@ -110,7 +109,7 @@ class CheckSpec:
     def probe_key(self) -> CheckKey:
         """What is probed and how, without the timing: checks with equal probe
         keys always get the same result."""
-        return self._dedup_key[:4]
+        return self[:4]
 
     def param(self, name: str, default: ParamValue = None) -> ParamValue:
         for key, value in self.params:

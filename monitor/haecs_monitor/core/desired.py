@@ -186,18 +186,32 @@ def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, Servi
     if sorry:
         for sorry_server in spec.sorry_servers:
             entry.real_servers[sorry_server.key] = sorry_server
-            servers[sorry_server.key] = ServerOutcome(True, sorry_server.weight, "sorry")
+            servers[sorry_server.key] = _outcome(True, sorry_server.weight, "sorry")
     return entry, ServiceOutcome(below, healthy, total, threshold, sorry, servers)
 
 
 def _server(item: ServerInput, on_failure: str, replaced_by_sorry: bool) -> ServerOutcome:
     if item.admin == DISABLE:
-        return ServerOutcome(False, 0, "disabled")
+        return _outcome(False, 0, "disabled")
     if not item.up or replaced_by_sorry:
         reason = "down" if not item.up else "below-quorum"
-        if on_failure == INHIBIT:
-            return ServerOutcome(True, 0, reason)
-        return ServerOutcome(False, 0, reason)
+        return _outcome(on_failure == INHIBIT, 0, reason)
     if item.admin == DRAIN:
-        return ServerOutcome(True, 0, "drained")
-    return ServerOutcome(True, max(0, item.weight), "up")
+        return _outcome(True, 0, "drained")
+    return _outcome(True, max(0, item.weight), "up")
+
+
+_OUTCOMES: dict[tuple[bool, int, str], ServerOutcome] = {}
+_OUTCOMES_KEPT = 4096
+
+
+def _outcome(in_table: bool, weight: int, reason: str) -> ServerOutcome:
+    """One shared ServerOutcome per value: the outcomes of every server are
+    kept from one apply to the next, and most servers have the same one."""
+    key = (in_table, weight, reason)
+    outcome = _OUTCOMES.get(key)
+    if outcome is None:
+        outcome = ServerOutcome(in_table, weight, reason)
+        if len(_OUTCOMES) < _OUTCOMES_KEPT:
+            _OUTCOMES[key] = outcome
+    return outcome

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -129,7 +129,6 @@ class CheckHealth:
 
     __slots__ = (
         "changed_at",
-        "confirmed",
         "detail",
         "downs",
         "failures",
@@ -149,12 +148,11 @@ class CheckHealth:
     def __init__(self, spec: CheckSpec, up: bool, now: float) -> None:
         self.spec = spec
         self.up = up
-        self.confirmed = False
         self.successes = 0  # consecutive, while down
         self.failures = 0  # consecutive, while up
         self.weight: Optional[int] = None  # dynamic weight of the last success
         self.detail = "not checked yet"
-        self.last_checked: Optional[float] = None
+        self.last_checked: Optional[float] = None  # of the last result not unknown
         self.changed_at = now
         # The last HISTORY results, oldest first: "+" up, "-" down, "?" unknown
         # (one short string: cheap at tens of thousands of checks).
@@ -171,6 +169,11 @@ class CheckHealth:
     @property
     def state(self) -> str:
         return UP if self.up else DOWN
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether a result (not an unknown one) came since the check began."""
+        return self.last_checked is not None
 
     @property
     def in_transition(self) -> bool:
@@ -193,7 +196,6 @@ class CheckHealth:
             self.last_unknown = result.detail
             return None
         self.unknown_streak = 0
-        self.confirmed = True
         self.last_checked = now
         self.detail = result.detail
         if result.up:
@@ -233,7 +235,6 @@ class CheckHealth:
     def carried_to(self, spec: CheckSpec) -> CheckHealth:
         """This state under a new spec (same probe, other timing)."""
         moved = CheckHealth(spec, self.up, self.changed_at)
-        moved.confirmed = self.confirmed
         moved.successes = self.successes
         moved.failures = self.failures
         moved.weight = self.weight
@@ -271,7 +272,7 @@ class CheckHealth:
 class ServerHealth:
     """One real server of one service: up when all its checks are up."""
 
-    __slots__ = ("checks", "config", "ramp_start", "ref", "slow_start", "up")
+    __slots__ = ("_own", "config", "ramp_start", "ref", "slow_start", "up")
 
     def __init__(
         self,
@@ -282,7 +283,11 @@ class ServerHealth:
     ) -> None:
         self.ref = ref
         self.config = config
-        self.checks = checks
+        # Most servers have one check, kept as itself: a tuple of one was
+        # 48 B more per server.
+        self._own: Union[CheckHealth, tuple[CheckHealth, ...]] = (
+            checks[0] if len(checks) == 1 else checks
+        )
         self.slow_start = slow_start
         self.up = self._all_up()
         self.ramp_start: Optional[float] = None  # set when it comes back up
@@ -291,8 +296,16 @@ class ServerHealth:
     def state(self) -> str:
         return UP if self.up else DOWN
 
+    @property
+    def checks(self) -> tuple[CheckHealth, ...]:
+        own = self._own
+        return (own,) if own.__class__ is CheckHealth else own  # type: ignore[return-value]
+
     def _all_up(self) -> bool:
-        return all(check.up for check in self.checks)
+        own = self._own
+        if own.__class__ is CheckHealth:
+            return own.up
+        return all(check.up for check in own)  # type: ignore[union-attr]
 
     def evaluate(self, now: float) -> Optional[Transition]:
         """Follow the checks; a Transition when the server's state changed."""
@@ -400,7 +413,7 @@ def _migrate(
 
 def _index(
     services: Iterable[ServiceConfig],
-    users: dict[CheckKey, tuple[ServerRef, ...]],
+    users: dict[CheckKey, Users],
     present: Collection[ServerRef],
     old_checks: Mapping[CheckKey, CheckHealth],
     now: float,
@@ -419,16 +432,28 @@ def _index(
                 key = spec.dedup_key
                 added.setdefault(key, []).append(ref)
                 keyed.append((key, spec))
-    # Kept as tuples: most checks have one server, and a tuple of one is
-    # 40 B smaller than a list of one.
     for key, refs in added.items():
-        users[key] = users.get(key, ()) + tuple(refs)
+        before = users.get(key)
+        users[key] = _users_value(_as_refs(before) + tuple(refs) if before is not None else refs)
     present_set = set(present)
 
     def initially_up(spec: CheckSpec) -> bool:
-        return any(ref in present_set for ref in users.get(spec.dedup_key, ()))
+        return any(ref in present_set for ref in _as_refs(users.get(spec.dedup_key, ())))
 
     return entries, _migrate(old_checks, keyed, initially_up, now)
+
+
+Users = Union[ServerRef, tuple[ServerRef, ...]]
+
+
+def _users_value(refs: Sequence[ServerRef]) -> Users:
+    """How the servers of one check are kept: most checks have one server,
+    kept as itself (a tuple of one was 48 B more per check)."""
+    return refs[0] if len(refs) == 1 else tuple(refs)
+
+
+def _as_refs(users: Users) -> tuple[ServerRef, ...]:
+    return (users,) if users.__class__ is ServerRef else users  # type: ignore[return-value]
 
 
 def _server_health(
@@ -468,7 +493,7 @@ class HealthBoard:
         self.config = config
         self.checks: dict[CheckKey, CheckHealth] = {}
         self.servers: dict[ServerRef, ServerHealth] = {}
-        self._users: dict[CheckKey, tuple[ServerRef, ...]] = {}
+        self._users: dict[CheckKey, Users] = {}
         # The checks added and dropped since `take_check_changes`; None after
         # a build, when any may have.
         self._check_changes: Optional[tuple[set[CheckKey], set[CheckKey]]] = None
@@ -491,7 +516,7 @@ class HealthBoard:
         unchanged = (
             {id(service) for service in old_config.services} if old_config is not None else set()
         )
-        users: dict[CheckKey, tuple[ServerRef, ...]] = {}
+        users: dict[CheckKey, Users] = {}
         entries, checks = _index(config.services, users, present, old_checks, now)
         servers: dict[ServerRef, ServerHealth] = {}
         for service, ref, real_server in entries:
@@ -530,7 +555,7 @@ class HealthBoard:
 
     def users(self, key: CheckKey) -> tuple[ServerRef, ...]:
         """The servers a check feeds."""
-        return self._users.get(key, ())
+        return _as_refs(self._users.get(key, ()))
 
     def record(
         self, key: CheckKey, result: CheckResult, now: float, duration: Optional[float] = None
@@ -543,7 +568,7 @@ class HealthBoard:
         check = self.checks.get(key)
         if check is None:
             return []
-        refs = self._users.get(key, ())
+        refs = _as_refs(self._users.get(key, ()))
         reweighs = not result.unknown and result.up and result.weight != check.weight
         weights = {ref: self.servers[ref].base_weight() for ref in refs} if reweighs else {}
         events: list[Event] = []
@@ -631,9 +656,9 @@ class HealthBoard:
                 for spec in real_server.checks:
                     leaving.setdefault(spec.dedup_key, set()).add(ref)
         for key, gone in leaving.items():
-            remaining = tuple(ref for ref in users.get(key, ()) if ref not in gone)
+            remaining = tuple(ref for ref in _as_refs(users.get(key, ())) if ref not in gone)
             if remaining:
-                users[key] = remaining
+                users[key] = _users_value(remaining)
             else:
                 users.pop(key, None)
         changed = [service for service in config.services if id(service) not in kept]

@@ -397,7 +397,10 @@ class RealServer(Value):
         "persistent_connections",
         "stats",
     )
-    __slots__ = _fields
+    # _key: the key tuple, made on first use and kept (the monitor keys
+    # several tables of tens of thousands of servers by it; one tuple each).
+    __slots__ = (*_fields, "_key")
+    _key: Tuple[str, int]
 
     def __init__(
         self,
@@ -444,7 +447,11 @@ class RealServer(Value):
 
     @property
     def key(self) -> Tuple[str, int]:
-        return (self.address, self.port)
+        try:
+            return self._key
+        except AttributeError:
+            key = self._key = (self.address, self.port)
+            return key
 
     @property
     def family(self) -> str:

@@ -7,7 +7,6 @@ without a line added (its cases are chosen by what it speaks)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import socket
@@ -145,7 +144,7 @@ def test_cancelling_ends_the_check_at_once(
     check_type: str, silent_tcp: int, silent_udp: int
 ) -> None:
     check = silent_target(check_type, silent_tcp, silent_udp)
-    check = dataclasses.replace(check, timing=check.timing._replace(timeout=30.0, interval=60.0))
+    check = check._replace(timing=check.timing._replace(timeout=30.0, interval=60.0))
 
     async def cancel_soon() -> float:
         task = asyncio.ensure_future(CHECKS[check.type](check, check.address, check.port))

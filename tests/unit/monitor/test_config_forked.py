@@ -60,6 +60,9 @@ def test_a_check_of_the_servers_own_endpoint_shares_its_objects(tmp_path: Any) -
     (elsewhere,) = other.checks
     assert (elsewhere.address, elsewhere.port) == ("10.0.9.9", 9090)
     assert elsewhere.dedup_key == ("tcp", "10.0.9.9", 9090, (), elsewhere.timing)
+    # A spec is its own key (no second tuple per check), its timing shared.
+    assert check.dedup_key is check and elsewhere.dedup_key is elsewhere
+    assert check.timing is elsewhere.timing
 
 
 def test_an_invalid_config_gives_the_same_errors(tmp_path: Any) -> None:

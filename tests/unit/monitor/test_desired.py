@@ -39,6 +39,20 @@ def weights(result: desired.Desired, key: ServiceKey = KEY) -> dict[str, int]:
     }
 
 
+def test_equal_outcomes_are_one_object() -> None:
+    """Kept from one apply to the next for every server: shared, not one each."""
+    first = desired.compute([ServiceInput(SERVICE, (server(1, weight=3), server(2, weight=3)))])
+    again = desired.compute([ServiceInput(SERVICE, (server(3, weight=3), server(4, up=False)))])
+    outcomes = [*first.services[KEY].servers.values(), *again.services[KEY].servers.values()]
+    assert [(o.in_table, o.weight, o.reason) for o in outcomes] == [
+        (True, 3, "up"),
+        (True, 3, "up"),
+        (True, 3, "up"),
+        (False, 0, "down"),
+    ]
+    assert outcomes[0] is outcomes[1] is outcomes[2]
+
+
 def test_all_up_keeps_configured_weights() -> None:
     result = desired.compute([ServiceInput(SERVICE, (server(1, weight=3), server(2, weight=1)))])
     assert result.table[KEY].service == SERVICE

@@ -172,6 +172,25 @@ def test_server_up_only_when_all_checks_up() -> None:
     assert isinstance(events[-1], Transition) and events[-1].new == UP
 
 
+def test_a_check_of_one_server_and_a_check_shared_by_two() -> None:
+    """One check of one server is kept without a tuple around it (in the
+    server's health and among the check's users); a shared one feeds both."""
+    shared = {"type": "tcp", "address": "10.0.9.9", "port": 9}
+    board = HealthBoard(config(checks=[{"type": "tcp"}, shared], rise=1, fall=1), 0, {RS1, RS2})
+    own, common = board.servers[RS1].checks
+    assert board.checks[own.spec.dedup_key] is own
+    assert board.users(own.spec.dedup_key) == (RS1,)
+    assert board.users(common.spec.dedup_key) == (RS1, RS2)
+    events = board.record(common.spec.dedup_key, FAIL, 1)
+    assert [e.server for e in events if isinstance(e, Transition)] == [RS1, RS2]
+    alone = HealthBoard(config(rise=1, fall=1), 0, {RS1, RS2})
+    (check,) = alone.servers[RS2].checks
+    assert alone.users(check.spec.dedup_key) == (RS2,)
+    events = alone.record(check.spec.dedup_key, FAIL, 1)
+    assert [e.server for e in events if isinstance(e, Transition)] == [RS2]
+    assert alone.servers[RS1].up and not alone.servers[RS2].up
+
+
 def test_server_without_checks_is_always_up() -> None:
     board = HealthBoard(config(checks=[]), now=0)
     assert board.servers[RS1].up and board.servers[RS1].reason() == "no checks"

@@ -110,12 +110,11 @@ def test_up_refused_and_timed_out_without_tasks(monkeypatch: pytest.MonkeyPatch)
             # its prober forgets the target (no other check probes it)
             prober = method.choose(loop, method.FAMILIES["ipv4"]).prober
             assert prober is not None
-            open_target = ("127.0.0.1", specs["open"].port)
-            assert open_target in prober._targets
+            assert prober.knows("127.0.0.1", specs["open"].port)
             board.checks.pop(specs["open"].dedup_key)
             scheduler.sync(board)  # type: ignore[arg-type]
-            assert open_target not in prober._targets
-            assert ("127.0.0.1", specs["closed"].port) in prober._targets
+            assert not prober.knows("127.0.0.1", specs["open"].port)
+            assert prober.knows("127.0.0.1", specs["closed"].port)
             count = len(seen["open"])
             await asyncio.sleep(0.5)
             assert len(seen["open"]) == count
@@ -259,7 +258,7 @@ def test_a_partial_reload_starts_and_stops_only_its_syn_checks(
             seen.clear()
             await asyncio.sleep(0.6)
             prober = method.choose(loop, method.FAMILIES["ipv4"]).prober
-            assert prober is not None and ("127.0.0.1", closed) not in prober._targets
+            assert prober is not None and not prober.knows("127.0.0.1", closed)
             await scheduler.stop()
             assert len(seen) >= 4 and not [key for key, _outcome in seen if key in old]
             assert {key for key, _outcome in seen} == set(board.checks)

@@ -37,13 +37,15 @@ _NO_KEY: Key = (b"", 0, 0)
 class Target:
     """What stays the same between probes of one address and port."""
 
-    __slots__ = ("address", "expires", "packed", "port", "template")
+    __slots__ = ("address", "checksum_base", "expires", "packed", "port")
 
     def __init__(self, family: int, address: str, port: int) -> None:
         self.address = address
         self.packed = socket.inet_pton(family, address)  # OSError: not an address
         self.port = port
-        self.template: Optional[packet.SynTemplate] = None
+        # IPv4: the checksum's constant share (packet.checksum_base), from
+        # the source address the kernel chose; learned again after `expires`.
+        self.checksum_base: Optional[int] = None
         self.expires = 0.0
 
 
@@ -56,7 +58,9 @@ class SynProber:
         self._sock = sock
         self._ports = ports
         self._pending = Pending()
-        self._targets: dict[tuple[str, int], Target] = {}
+        # By port, then address: the addresses are the configuration's own
+        # strings, where an (address, port) key was a new tuple per target.
+        self._targets: dict[int, dict[str, Target]] = {}
         self._random = random.Random()
         self._ipv4 = family == socket.AF_INET
         self._destination_port = 0 if self._ipv4 else socket.IPPROTO_TCP
@@ -102,13 +106,23 @@ class SynProber:
 
     def target(self, address: str, port: int) -> Target:
         """The cached target; OSError when ADDRESS is not one of this family."""
-        target = self._targets.get((address, port))
+        at_port = self._targets.get(port)
+        target = at_port.get(address) if at_port is not None else None
         if target is None:
-            target = self._targets[(address, port)] = Target(self.family, address, port)
+            target = Target(self.family, address, port)
+            self._targets.setdefault(port, {})[address] = target
         return target
 
+    def knows(self, address: str, port: int) -> bool:
+        """Whether a target of ADDRESS:PORT is cached."""
+        return address in self._targets.get(port, {})
+
     def forget(self, address: str, port: int) -> None:
-        self._targets.pop((address, port), None)
+        at_port = self._targets.get(port)
+        if at_port is not None:
+            at_port.pop(address, None)
+            if not at_port:
+                del self._targets[port]
 
     def send(
         self, target: Target, now: float, resolve: Resolve
@@ -116,20 +130,20 @@ class SynProber:
         """Send one SYN to TARGET; RESOLVE gets its answer.  A result instead
         when it could not be sent (no route: down; a local fault: unknown).
         The caller times the probe out: `cancel(key, resolve)`."""
-        if self._ipv4 and (target.template is None or target.expires <= now):
+        if self._ipv4 and (target.checksum_base is None or target.expires <= now):
             try:
                 source = source_address(self.family, target.address)
             except OSError as error:
                 return os_error("route", error), _NO_KEY
-            target.template = packet.SynTemplate(source, target.packed, target.port)
+            target.checksum_base = packet.checksum_base(source, target.packed, target.port)
             target.expires = now + SOURCE_MAX_AGE
         our_port = self._ports.take()
         key = (target.packed, target.port, our_port)
         if self._pending.busy(key):  # every port of the pool busy towards this target
             return os_error("send", OSError(11, "all probe ports busy towards this target")), key
         seq = self._random.getrandbits(32)
-        if target.template is not None:
-            segment = target.template.build(our_port, seq)
+        if target.checksum_base is not None:
+            segment = packet.syn_with_base(target.checksum_base, our_port, target.port, seq)
         else:  # IPv6: the kernel fills in the checksum (IPV6_CHECKSUM)
             segment = packet.syn_segment(our_port, target.port, seq)
         self._pending.add(key, seq, resolve)

@@ -96,6 +96,16 @@ def test_values_pickle_as_their_constructor_arguments() -> None:
     assert WEB.__reduce__() == (ServiceKey, ("ipv4", "tcp", "10.0.0.1", 80, 0))
 
 
+def test_a_real_servers_key_is_made_once() -> None:
+    """The monitor keys several tables of tens of thousands of servers by
+    it: one tuple per server, not one per table."""
+    server = RealServer("10.1.0.1", 8080, "masq", 3)
+    assert server.key == ("10.1.0.1", 8080) and server.key is server.key
+    changed = server.replace(weight=4)
+    assert changed.key == server.key and changed.key is not server.key
+    assert pickle.loads(pickle.dumps(server)).key == server.key
+
+
 def test_repr_names_every_field_in_order() -> None:
     assert repr(WEB) == (
         "ServiceKey(family='ipv4', protocol='tcp', address='10.0.0.1', port=80, fwmark=0)"
