@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Optional
 
 import pytest
@@ -309,3 +310,9 @@ def test_read_each_gives_the_table_service_by_service(ipvs) -> None:  # type: ig
     assert [entry.key for entry in ipvs.read_each(only=wanted)] == [
         key for key in whole if key in wanted
     ]
+    # The reader keeps no entry it gave: the caller's reference and
+    # getrefcount's argument are the only ones.
+    reader = ipvs.read_each()
+    first = next(reader)
+    next(reader)
+    assert sys.getrefcount(first) == 2

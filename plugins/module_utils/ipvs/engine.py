@@ -202,7 +202,8 @@ class IPVS:
         8 MB of RSS at 30,000 real servers, for good, when it read it all)."""
         try:
             services = self._read(with_stats, True, only)
-            for entry in services.values():
+            for key in list(services):
+                entry = services.pop(key)  # held by the caller alone
                 self._read_real_servers(entry, with_stats)
                 yield entry
         except NetlinkError as error:
