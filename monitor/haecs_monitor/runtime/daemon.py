@@ -521,7 +521,9 @@ class Monitor:
         remove = sorted(self._pending_remove, key=str)
         try:
             if full:
-                outcome: Outcome = await self._in_ipvs_thread(self._reconcile, result.table, remove)
+                outcome: Outcome = await self._in_ipvs_thread(
+                    self.actuator.reconcile, result.table, remove
+                )
             else:
                 outcome = await self._in_ipvs_thread(
                     self.actuator.update, result.table, remove, self._recomputed
@@ -534,16 +536,6 @@ class Monitor:
             if not waiter.done():
                 waiter.set_result(outcome)
         return outcome
-
-    def _reconcile(self, desired: Table, remove: list[ServiceKey]) -> Outcome:
-        """`actuator.reconcile` and then, in the same worker thread, the
-        memory its read of the whole table freed is given back (the read's
-        large blocks otherwise stay in the C heap: 10 MB at 30,000 real
-        servers in the test kernel)."""
-        try:
-            return self.actuator.reconcile(desired, remove)
-        finally:
-            memtrim.release_free_memory()
 
     async def _finish_leaving(self) -> None:
         """Remove the leaving servers that are drained or out of time."""
