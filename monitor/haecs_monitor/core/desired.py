@@ -23,6 +23,7 @@ the rules an operator reads in docs/design/monitor-config.md:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -201,17 +202,8 @@ def _server(item: ServerInput, on_failure: str, replaced_by_sorry: bool) -> Serv
     return _outcome(True, max(0, item.weight), "up")
 
 
-_OUTCOMES: dict[tuple[bool, int, str], ServerOutcome] = {}
-_OUTCOMES_KEPT = 4096
-
-
+@functools.lru_cache(maxsize=4096)
 def _outcome(in_table: bool, weight: int, reason: str) -> ServerOutcome:
     """One shared ServerOutcome per value: the outcomes of every server are
     kept from one apply to the next, and most servers have the same one."""
-    key = (in_table, weight, reason)
-    outcome = _OUTCOMES.get(key)
-    if outcome is None:
-        outcome = ServerOutcome(in_table, weight, reason)
-        if len(_OUTCOMES) < _OUTCOMES_KEPT:
-            _OUTCOMES[key] = outcome
-    return outcome
+    return ServerOutcome(in_table, weight, reason)

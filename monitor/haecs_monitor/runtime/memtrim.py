@@ -14,24 +14,20 @@ C library has no `malloc_trim` (musl), nothing is done.
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Callable, Optional
 
-_trim: Optional[Callable[[int], int]] = None
-_looked = False
 
-
+@functools.lru_cache(maxsize=1)
 def _malloc_trim() -> Optional[Callable[[int], int]]:
-    global _trim, _looked
-    if not _looked:
-        _looked = True
-        try:
-            function = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            return None
-        function.argtypes = [ctypes.c_size_t]
-        function.restype = ctypes.c_int
-        _trim = function
-    return _trim
+    """The C library's malloc_trim, looked up once; None when it has none."""
+    try:
+        function = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function
 
 
 def release_free_memory() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 
 import pytest
 from haecs_monitor.runtime import memtrim
@@ -17,9 +18,10 @@ def rss_kb() -> int:
 
 
 @pytest.fixture
-def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(memtrim, "_looked", False)
-    monkeypatch.setattr(memtrim, "_trim", None)
+def fresh() -> Iterator[None]:
+    memtrim._malloc_trim.cache_clear()
+    yield
+    memtrim._malloc_trim.cache_clear()
 
 
 @pytest.mark.usefixtures("fresh")
