@@ -102,3 +102,58 @@ def test_the_section_memory_comes_back_from_the_child(tmp_path: Any) -> None:
     assert sections.config is config
     again = load_config(path, sections)  # the same file: recalled, not read
     assert again is config
+
+
+def many_services(tmp: str, services: int, per_service: int) -> dict[str, Any]:
+    document = config_dict(tmp)
+    template = document["services"][0]
+    document["services"] = [
+        dict(
+            template,
+            address="10.1.%d.%d" % divmod(number, 250),
+            real_servers=[
+                {"address": "10.2.%d.%d" % divmod(number * per_service + n, 250), "weight": 1}
+                for n in range(per_service)
+            ],
+        )
+        for number in range(services)
+    ]
+    return document
+
+
+def test_each_service_comes_back_once_shared_by_config_and_memory(tmp_path: Any) -> None:
+    path = write(str(tmp_path), many_services(str(tmp_path), 30, 3))
+    sections = SectionMemory()
+    config = forked.load_config_in_child(path, sections)
+    assert config == load_config(path)
+    assert len(config.services) == 30 == len(sections)
+    # The next load of the same sections recalls the very services the
+    # child sent, each one object in the config and the memory.
+    with open(path, "a") as handle:
+        handle.write("\n# edited\n")
+    again = load_config(path, sections)
+    assert again is not config
+    assert all(new is old for new, old in zip(again.services, config.services))
+
+
+def test_the_unpickled_model_keeps_no_dead_memory_between_its_objects(tmp_path: Any) -> None:
+    """A single pickle's memo held every real server's constructor arguments
+    until the end of the load: their memory, freed last, stayed as holes
+    between the model's objects.  Measured as the traced peak of the daemon's
+    unpickling against what the model keeps (one pickle: 1.34x here, one
+    pickle per service 1.18x)."""
+    import gc
+    import tracemalloc
+
+    path = write(str(tmp_path), many_services(str(tmp_path), 300, 10))
+    message = forked._loaded_message(path, SectionMemory())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        reply = forked._reply(message)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(reply, tuple) and len(reply[0].services) == 300
+    print("RATIO", peak / kept)
+    assert peak < 1.26 * kept, (peak, kept)

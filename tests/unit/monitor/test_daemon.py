@@ -9,6 +9,7 @@ import io
 import json
 import os
 import time
+import types
 from collections.abc import Awaitable
 from typing import Any, Callable
 
@@ -938,3 +939,14 @@ def test_reconciles_are_spaced_to_a_tenth_of_the_time_when_a_read_is_slow(
         assert 1 <= monitor.actuator.reconciles_total - reconciles <= 4
 
     assert harness.run(scenario) == 0
+
+
+def test_results_within_a_millisecond_share_one_recorded_time() -> None:
+    readings = iter([10.0, 10.0005, 10.0009, 10.002, 9.0])
+    owner = types.SimpleNamespace(clock=lambda: next(readings), _last_result_time=float("-inf"))
+    first = daemon.Monitor._result_time(owner)  # type: ignore[arg-type]
+    assert first == 10.0
+    assert daemon.Monitor._result_time(owner) is first  # type: ignore[arg-type]
+    assert daemon.Monitor._result_time(owner) is first  # type: ignore[arg-type]
+    assert daemon.Monitor._result_time(owner) == 10.002  # type: ignore[arg-type]
+    assert daemon.Monitor._result_time(owner) == 9.0  # type: ignore[arg-type]  # set back

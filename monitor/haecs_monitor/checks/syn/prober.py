@@ -37,11 +37,13 @@ _NO_KEY: Key = (b"", 0, 0)
 class Target:
     """What stays the same between probes of one address and port."""
 
-    __slots__ = ("address", "checksum_base", "expires", "packed", "port")
+    # Not the packed address: packed again per probe (a fraction of a
+    # microsecond), it is not 45 B more per target.
+    __slots__ = ("address", "checksum_base", "expires", "port")
 
     def __init__(self, family: int, address: str, port: int) -> None:
+        socket.inet_pton(family, address)  # OSError: not an address
         self.address = address
-        self.packed = socket.inet_pton(family, address)  # OSError: not an address
         self.port = port
         # IPv4: the checksum's constant share (packet.checksum_base), from
         # the source address the kernel chose; learned again after `expires`.
@@ -58,6 +60,7 @@ class SynProber:
         self._sock = sock
         self._ports = ports
         self._pending = Pending()
+        self._shared_expiry = float("-inf")
         # By port, then address: the addresses are the configuration's own
         # strings, where an (address, port) key was a new tuple per target.
         self._targets: dict[int, dict[str, Target]] = {}
@@ -130,15 +133,16 @@ class SynProber:
         """Send one SYN to TARGET; RESOLVE gets its answer.  A result instead
         when it could not be sent (no route: down; a local fault: unknown).
         The caller times the probe out: `cancel(key, resolve)`."""
+        packed = socket.inet_pton(self.family, target.address)
         if self._ipv4 and (target.checksum_base is None or target.expires <= now):
             try:
                 source = source_address(self.family, target.address)
             except OSError as error:
                 return os_error("route", error), _NO_KEY
-            target.checksum_base = packet.checksum_base(source, target.packed, target.port)
-            target.expires = now + SOURCE_MAX_AGE
+            target.checksum_base = packet.checksum_base(source, packed, target.port)
+            target.expires = self._expiry(now)
         our_port = self._ports.take()
-        key = (target.packed, target.port, our_port)
+        key = (packed, target.port, our_port)
         if self._pending.busy(key):  # every port of the pool busy towards this target
             return os_error("send", OSError(11, "all probe ports busy towards this target")), key
         seq = self._random.getrandbits(32)
@@ -153,6 +157,15 @@ class SynProber:
             self._pending.remove(key, resolve)
             return os_error("send", error), key
         return None, key
+
+    def _expiry(self, now: float) -> float:
+        """When a source address learned at NOW is learned again.  The
+        targets learned within one second share one float (24 B per target):
+        some learn theirs again up to a second early."""
+        shared = self._shared_expiry
+        if not 0.0 <= now + SOURCE_MAX_AGE - shared < 1.0:
+            shared = self._shared_expiry = now + SOURCE_MAX_AGE
+        return shared
 
     def cancel(self, key: Key, resolve: Resolve, timed_out: bool, target: Target) -> None:
         """Stop waiting for a probe; after a timeout, learn TARGET's source
