@@ -19,7 +19,6 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     format_endpoint,
 )
 from haecs_monitor.errors import HaecsError
-from haecs_monitor.slots import SLOTS
 
 # A check option after validation: hashable, so a CheckSpec is hashable too.
 ParamValue = Union[str, int, float, bool, None, tuple["ParamValue", ...]]
@@ -158,10 +157,42 @@ class CheckSpec(_CheckFields):
         return "%s %s" % (self.type, format_endpoint(self.address, self.port))
 
 
-@dataclass(frozen=True, **SLOTS)
 class RealServerConfig:
-    server: RealServer  # as configured: `weight` is the configured weight
-    checks: tuple[CheckSpec, ...] = ()  # empty: no checks, the server counts as up
+    """A configured real server (`weight` is the configured weight) and its
+    checks (none: the server counts as up).  Immutable."""
+
+    # Most servers have one check, kept as itself: a tuple of one was 48 B
+    # more per real server.  `checks` gives the tuple either way.
+    __slots__ = ("_checks", "server")
+    server: RealServer
+    _checks: Union[CheckSpec, tuple[CheckSpec, ...]]
+
+    def __init__(self, server: RealServer, checks: tuple[CheckSpec, ...] = ()) -> None:
+        object.__setattr__(self, "server", server)
+        object.__setattr__(self, "_checks", checks[0] if len(checks) == 1 else tuple(checks))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a RealServerConfig cannot be changed (%s)" % name)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("a RealServerConfig cannot be changed (%s)" % name)
+
+    @property
+    def checks(self) -> tuple[CheckSpec, ...]:
+        checks = self._checks
+        return (checks,) if checks.__class__ is CheckSpec else checks  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not RealServerConfig:
+            return NotImplemented
+        mine, theirs = self._checks, other._checks
+        return mine.__class__ is theirs.__class__ and mine == theirs and self.server == other.server
+
+    def __hash__(self) -> int:
+        return hash((self.server, self._checks))
+
+    def __repr__(self) -> str:
+        return "RealServerConfig(server=%r, checks=%r)" % (self.server, self.checks)
 
     @property
     def key(self) -> tuple[str, int]:

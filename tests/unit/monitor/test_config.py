@@ -952,3 +952,37 @@ def test_yaml_unclosed_quote_names_the_line_it_starts_on(tmp_path: Any) -> None:
     assert error.endswith(
         '; it starts at line 2, column 9, while scanning a quoted scalar: name: "abc'
     )
+
+
+def test_a_real_server_with_one_check_keeps_it_without_a_tuple() -> None:
+    import pickle
+
+    from haecs_monitor.config.model import CheckSpec, CheckTiming, RealServerConfig
+
+    from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import RealServer
+
+    server = RealServer("10.0.2.1", 80, "masq")
+    one = CheckSpec("tcp", CheckTiming(), "10.0.2.1", 80)
+    two = CheckSpec("http", CheckTiming(), "10.0.2.1", 80, (("path", "/"),))
+    single, double, none = (
+        RealServerConfig(server, (one,)),
+        RealServerConfig(server, (one, two)),
+        RealServerConfig(server),
+    )
+    assert single.checks == (one,) and double.checks == (one, two) and none.checks == ()
+    assert single._checks is one  # the spec itself: a tuple of one was 48 B more
+    # equal and hashed by what it holds, whatever the form
+    assert single == RealServerConfig(RealServer("10.0.2.1", 80, "masq"), (one,))
+    assert hash(single) == hash(RealServerConfig(server, (one,)))
+    assert single != double != none != single
+    assert single != RealServerConfig(server, (two,))
+    assert len({single, double, none, RealServerConfig(server, [one])}) == 3  # type: ignore[arg-type]
+    for config in (single, double, none):
+        again = pickle.loads(pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL))
+        assert again == config and again.checks == config.checks
+        assert copy.deepcopy(config) == config
+    assert repr(single) == "RealServerConfig(server=%r, checks=(%r,))" % (server, one)
+    with pytest.raises(AttributeError):
+        single.server = server  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del single.server
