@@ -5,7 +5,7 @@ and profiled on the host at full size; the UML bench (monitor_bench.py,
 phase reload) confirms the figures against a real kernel.
 
     bench/python bench/reload_profile.py [--services 2000] [--per-service 15]
-        [--format yaml|json] [--change none|edited|weight|check] [--profile FILE]
+        [--format yaml|json] [--change none|edited|weight|check|switch] [--profile FILE]
 
 Runs one `Monitor` (the daemon itself) with checks that answer "up" at once,
 reloads it and prints the reload's seconds (wall and CPU: on a shared host
@@ -137,6 +137,9 @@ async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
     elif args.change == "edited":  # other bytes, the same services
         with open(path, "a") as handle:
             handle.write("\n# edited\n" if args.format == "yaml" else "\n")
+    elif args.change == "switch":  # the same services written in the other format
+        other = "json" if args.format == "yaml" else "yaml"
+        write(path, config_data(args.services, args.per_service), other)
     elif args.change == "check":
         data = config_data(args.services, args.per_service)
         data["services"][-1]["checks"] = [{"type": "tcp", "timeout": 0.5}]
@@ -190,7 +193,9 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=2000)
     parser.add_argument("--per-service", type=int, default=15)
     parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
-    parser.add_argument("--change", choices=("none", "edited", "weight", "check"), default="none")
+    parser.add_argument(
+        "--change", choices=("none", "edited", "weight", "check", "switch"), default="none"
+    )
     parser.add_argument("--profile", help="write the cProfile table of the reload here")
     args = parser.parse_args()
     scheduler.CHECKS = {"tcp": checked_up}  # type: ignore[assignment]

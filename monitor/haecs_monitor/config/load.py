@@ -37,7 +37,13 @@ from haecs_monitor.config.model import (
     ServiceConfig,
 )
 from haecs_monitor.config.reader import Problems, Reader, as_list, as_mapping, item, shown
-from haecs_monitor.config.sections import Digest, SectionMemory, data_digest, digest_of_bytes
+from haecs_monitor.config.sections import (
+    Digest,
+    SectionMemory,
+    data_digest,
+    digest_of_bytes,
+    sorted_digest,
+)
 from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
 from haecs_monitor.config.yamlsections import (
     Sections,
@@ -214,7 +220,7 @@ def _parse(
         if sources is None:  # not a list: _services says what is wrong
             services = _services(top.get("services"), settings, defaults_ok, problems)
         else:
-            context = data_digest(top.get("global"))
+            context = sorted_digest(top.get("global"))
             services = _remembered_services(
                 sources, memory, context, settings, defaults_ok, problems
             )
@@ -347,7 +353,12 @@ def _remembered_services(
     A section read anew (the file switched between YAML and JSON, say) that
     validates to a service equal to the last load's is that same object, so
     the daemon sees by identity that it did not change: otherwise a switch
-    of format rebuilds all of its health state in the event loop."""
+    of format rebuilds all of its health state in the event loop.
+
+    A section read anew is also remembered by the digest of its data, its
+    mappings' keys sorted: the same data written again in the other format,
+    another layout or another key order is then parsed but not validated
+    again (at 30,000 real servers the validation was most of a switch)."""
     last: Optional[dict[ServiceKey, ServiceConfig]] = None
 
     def each() -> Iterator[tuple[str, Optional[ServiceConfig]]]:
@@ -356,8 +367,15 @@ def _remembered_services(
             path = item("services", index)
             service = memory.recall(digest, context)
             if service is None:
+                data = entry()
+                by_data = sorted_digest(data)
+                service = memory.recall(by_data, context)
+                if service is not None:
+                    memory.remember(digest, context, service)
+                    yield path, service
+                    continue
                 found = problems.found
-                service = _service(entry(), path, settings, defaults_ok, problems)
+                service = _service(data, path, settings, defaults_ok, problems)
                 if service is not None and problems.found == found:
                     if last is None:
                         config = memory.config
@@ -366,6 +384,7 @@ def _remembered_services(
                     if same is not None and same == service:
                         service = same
                     memory.remember(digest, context, service)
+                    memory.remember(by_data, context, service)
             yield path, service
 
     return _unique(each(), problems)

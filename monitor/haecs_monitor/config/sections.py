@@ -5,9 +5,13 @@ Each service section whose digest (of its text, or of its parsed data) and
 context (the `global` section it was validated under) match the last load
 is not parsed or validated again: the `ServiceConfig` the last load made
 from it is returned as it is, so the daemon also sees by identity which
-services did not change.  Only sections that validated without a problem
-are remembered, so a section that had one is always read again and
-reported.  The memory holds one load: each load replaces it.
+services did not change.  A section that had to be parsed is remembered
+by the digest of its data as well, its mappings' keys sorted
+(`sorted_digest`): the same data written again (the other format, another
+layout or key order) is then parsed but not validated again.  Only
+sections that validated without a problem are remembered, so a section
+that had one is always read again and reported.  The memory holds one
+load: each load replaces it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,23 @@ def data_digest(data: object) -> Digest:
     (1, 1.0, True and "1"); equal data written in another key order only
     costs a second validation."""
     return digest_of("%s:%r" % (type(data).__name__, data))
+
+
+def sorted_digest(data: object) -> Digest:
+    """`data_digest` of `data` with every mapping's keys in one order: the
+    same section written with its keys in another order (YAML and JSON
+    written by different tools) has the same digest.  Slower than
+    `data_digest` (a Python walk of the data): for sections read anew only."""
+    return data_digest(_keys_sorted(data))
+
+
+def _keys_sorted(data: object) -> object:
+    if data.__class__ is dict:
+        # By repr: keys of several types (1, "1", True) sort, and stay apart.
+        return {key: _keys_sorted(data[key]) for key in sorted(data, key=repr)}
+    if data.__class__ is list:
+        return [_keys_sorted(item) for item in data]
+    return data
 
 
 class SectionMemory:
