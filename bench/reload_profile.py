@@ -109,7 +109,9 @@ def write(path: str, data: dict[str, Any], form: str) -> None:
         else:
             import yaml  # type: ignore[import-untyped]
 
-            yaml.dump(data, handle, Dumper=getattr(yaml, "CDumper", yaml.Dumper))
+            # Keys in the order given, as the UML bench writes them: a switch of
+            # format is then the same data.
+            yaml.dump(data, handle, Dumper=getattr(yaml, "CDumper", yaml.Dumper), sort_keys=False)
 
 
 async def checked_up(spec: Any, address: str, port: int) -> CheckResult:

@@ -37,13 +37,7 @@ from haecs_monitor.config.model import (
     ServiceConfig,
 )
 from haecs_monitor.config.reader import Problems, Reader, as_list, as_mapping, item, shown
-from haecs_monitor.config.sections import (
-    Digest,
-    SectionMemory,
-    data_digest,
-    digest_of_bytes,
-    sorted_digest,
-)
+from haecs_monitor.config.sections import Digest, SectionMemory, data_digest, digest_of_bytes
 from haecs_monitor.config.yamlfile import YAMLProblem, load_yaml
 from haecs_monitor.config.yamlsections import (
     Sections,
@@ -220,9 +214,9 @@ def _parse(
         if sources is None:  # not a list: _services says what is wrong
             services = _services(top.get("services"), settings, defaults_ok, problems)
         else:
-            context = sorted_digest(top.get("global"))
+            context = data_digest(top.get("global"))
             services = _remembered_services(
-                sources, memory, context, settings, defaults_ok, problems
+                sources, text_sections is not None, memory, context, settings, defaults_ok, problems
             )
     static = _static_services(top.get("static_services"), services, problems)
     return MonitorConfig(settings, tuple(services), static)
@@ -342,6 +336,7 @@ def _unique(
 
 def _remembered_services(
     sources: list[SectionSource],
+    by_text: bool,
     memory: SectionMemory,
     context: Digest,
     settings: GlobalSettings,
@@ -355,10 +350,11 @@ def _remembered_services(
     the daemon sees by identity that it did not change: otherwise a switch
     of format rebuilds all of its health state in the event loop.
 
-    A section read anew is also remembered by the digest of its data, its
-    mappings' keys sorted: the same data written again in the other format,
-    another layout or another key order is then parsed but not validated
-    again (at 30,000 real servers the validation was most of a switch)."""
+    A section `by_text` (YAML, digested as written) that must be read is
+    also remembered by the digest of its data, as JSON sections are: the
+    same services written again in the other format or another layout are
+    parsed but not validated again (at 30,000 real servers the validation
+    was most of a switch).  Another key order still costs a validation."""
     last: Optional[dict[ServiceKey, ServiceConfig]] = None
 
     def each() -> Iterator[tuple[str, Optional[ServiceConfig]]]:
@@ -368,12 +364,13 @@ def _remembered_services(
             service = memory.recall(digest, context)
             if service is None:
                 data = entry()
-                by_data = sorted_digest(data)
-                service = memory.recall(by_data, context)
-                if service is not None:
-                    memory.remember(digest, context, service)
-                    yield path, service
-                    continue
+                by_data = data_digest(data) if by_text else None
+                if by_data is not None:
+                    service = memory.recall(by_data, context)
+                    if service is not None:
+                        memory.remember(digest, context, service, by_data)
+                        yield path, service
+                        continue
                 found = problems.found
                 service = _service(data, path, settings, defaults_ok, problems)
                 if service is not None and problems.found == found:
@@ -383,8 +380,7 @@ def _remembered_services(
                     same = last.get(service.key)
                     if same is not None and same == service:
                         service = same
-                    memory.remember(digest, context, service)
-                    memory.remember(by_data, context, service)
+                    memory.remember(digest, context, service, by_data)
             yield path, service
 
     return _unique(each(), problems)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from haecs_monitor.config import load as config_load
 from haecs_monitor.config.load import ConfigError, MonitorConfig, load_config
-from haecs_monitor.config.sections import SectionMemory, checks_unchanged, sorted_digest
+from haecs_monitor.config.sections import SectionMemory, checks_unchanged
 from haecs_monitor.config.yamlsections import split_services
 
 
@@ -34,6 +34,11 @@ def config_data(services: int = 3, timeout: float = 1.0) -> dict[str, Any]:
 
 def write(path: Path, data: dict[str, Any], form: str) -> None:
     path.write_text(json.dumps(data) if form == "json" else yaml.safe_dump(data))
+
+
+def write_as_given(path: Path, data: dict[str, Any], form: str) -> None:
+    """Keys in the data's order in both formats (PyYAML sorts them by default)."""
+    path.write_text(json.dumps(data) if form == "json" else yaml.safe_dump(data, sort_keys=False))
 
 
 def reload_of(path: Path, data: dict[str, Any], form: str) -> tuple[MonitorConfig, MonitorConfig]:
@@ -95,64 +100,64 @@ def test_a_format_switch_keeps_the_services_it_did_not_change(
     assert [new is old for new, old in zip(fourth.services, first.services)] == [True, False, True]
 
 
-def test_the_sorted_digest_ignores_key_order_only() -> None:
-    one = {"b": [1, {"y": 2, "x": "1"}], "a": None}
-    assert sorted_digest(one) == sorted_digest({"a": None, "b": [1, {"x": "1", "y": 2}]})
-    for other in (
-        {"a": None, "b": [{"x": "1", "y": 2}, 1]},  # a list's order counts
-        {"a": None, "b": [1, {"x": 1, "y": 2}]},  # 1 is not "1"
-        {"a": None, "b": [1.0, {"x": "1", "y": 2}]},  # nor 1.0
-        {"a": None, "b": [True, {"x": "1", "y": 2}]},  # nor True
-        {"a": None, "b": [1, {"x": "1", 2: 2}]},  # a key's type counts ("y" -> 2)
-        {"a": "", "b": [1, {"x": "1", "y": 2}]},
-    ):
-        assert sorted_digest(other) != sorted_digest(one), other
-    assert sorted_digest({1: "a", "1": "b"}) != sorted_digest({1: "b", "1": "a"})
-    assert sorted_digest({1: "a", "1": "b"}) == sorted_digest({"1": "b", 1: "a"})
-
-
-@pytest.mark.parametrize("switch", [("yaml", "json"), ("json", "yaml"), ("json", "json")])
-def test_the_same_data_written_again_in_another_key_order_is_not_validated_again(
-    tmp_path: Path, switch: tuple[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """YAML written by PyYAML sorts keys, JSON keeps them as given: a switch
-    between the two reads every section again but validates none of the
-    unchanged ones (at 30,000 real servers the validation was most of it)."""
-    memory = SectionMemory()
-    path = tmp_path / "m.yml"
-    data = config_data(4)
-    write(path, data, switch[0])
-    first = load_config(str(path), memory)
-    validated: list[str] = []
+@pytest.fixture
+def validated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the service sections validated from now on."""
+    paths: list[str] = []
     validate = config_load._service
 
     def counted(raw: Any, where: str, *args: Any) -> Any:
-        validated.append(where)
+        paths.append(where)
         return validate(raw, where, *args)
 
     monkeypatch.setattr(config_load, "_service", counted)
-    reordered = {
-        "services": [dict(reversed(list(service.items()))) for service in data["services"]],
-        "global": data["global"],
-    }
-    reordered["services"][2]["port"] = 8080
-    path.write_text(
-        json.dumps(reordered)
-        if switch[1] == "json"
-        else yaml.safe_dump(reordered, sort_keys=False, default_flow_style=True)
-    )
+    return paths
+
+
+@pytest.mark.parametrize("switch", [("yaml", "json"), ("json", "yaml")])
+def test_the_same_data_written_in_the_other_format_is_not_validated_again(
+    tmp_path: Path, switch: tuple[str, str], validated: list[str]
+) -> None:
+    """A YAML section is remembered by its data as well: a switch between the
+    formats reads every section again but validates only the changed one,
+    also after a reload that recalled every section by its text."""
+    memory = SectionMemory()
+    path = tmp_path / "m.yml"
+    data = config_data(4)
+    write_as_given(path, data, switch[0])
+    first = load_config(str(path), memory)
+    with open(path, "a") as handle:  # recalled by text (YAML) or by data (JSON)
+        handle.write("\n# edited\n" if switch[0] == "yaml" else "\n")
+    assert load_config(str(path), memory).services == first.services
+    assert len(validated) == 4  # the first load's
+    validated.clear()
+    data["services"][2]["port"] = 8080
+    write_as_given(path, data, switch[1])
     second = load_config(str(path), memory)
     assert validated == ["services[2]"]
     assert kept(second, first) == [True, True, False, True]
     assert second.services[2].service.key.port == 8080
-    # and back: the reordered file's sections are remembered by their data
-    # as well; the memory holds one load, so the one changed is read again
+    # and back: what the other format's load read is remembered both ways
     validated.clear()
-    write(path, data, switch[0])
-    third = load_config(str(path), memory)
-    assert validated == ["services[2]"]
-    assert kept(third, first) == [True, True, False, True]
-    assert third.services[2] == first.services[2]
+    write_as_given(path, data, switch[0])
+    assert load_config(str(path), memory).services == second.services
+    assert validated == []
+
+
+def test_another_key_order_is_validated_again_to_the_same_services(
+    tmp_path: Path, validated: list[str]
+) -> None:
+    memory = SectionMemory()
+    path = tmp_path / "m.yml"
+    data = config_data(3)
+    write(path, data, "json")
+    first = load_config(str(path), memory)
+    validated.clear()
+    data["services"] = [dict(reversed(list(service.items()))) for service in data["services"]]
+    write(path, data, "json")
+    second = load_config(str(path), memory)
+    assert len(validated) == 3
+    assert kept(second, first) == [True, True, True]
 
 
 def test_a_changed_check_parameter_is_not_skipped(tmp_path: Path, form: str) -> None:
