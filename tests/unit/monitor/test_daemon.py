@@ -10,6 +10,7 @@ import json
 import os
 import time
 import types
+import weakref
 from collections.abc import Awaitable
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     RealServer,
     Service,
     ServiceKey,
+    Table,
     VirtualService,
 )
 
@@ -950,3 +952,33 @@ def test_results_within_a_millisecond_share_one_recorded_time() -> None:
     assert daemon.Monitor._result_time(owner) is first  # type: ignore[arg-type]
     assert daemon.Monitor._result_time(owner) == 10.002  # type: ignore[arg-type]
     assert daemon.Monitor._result_time(owner) == 9.0  # type: ignore[arg-type]  # set back
+
+
+def test_the_table_read_at_the_start_is_let_go(harness: Harness) -> None:
+    """The kernel's table, read to adopt it, is not held for the daemon's life
+    (a read-back copy of every real server)."""
+
+    class Read(dict):  # type: ignore[type-arg]  # a table that can be referenced weakly
+        pass
+
+    reads: list[weakref.ref[Read]] = []
+    plain_read = harness.engine.read
+
+    def read(with_stats: bool = False, services_only: bool = False) -> Table:
+        table = Read(plain_read(with_stats, services_only))
+        reads.append(weakref.ref(table))
+        return table
+
+    harness.engine.read = read  # type: ignore[method-assign]
+    harness.engine.table[KEY] = VirtualService(
+        Service(KEY, scheduler="wrr"),
+        {("10.0.2.%d" % n, 80): RealServer("10.0.2.%d" % n, 80, "masq", n) for n in (1, 2)},
+    )
+    harness.write(config_dict(harness.tmp))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await asyncio.sleep(0.3)
+        gc.collect()
+        assert reads and all(ref() is None for ref in reads)
+
+    assert harness.run(scenario) == 0
