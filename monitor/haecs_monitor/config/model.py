@@ -169,7 +169,8 @@ class RealServerConfig:
 
     def __init__(self, server: RealServer, checks: tuple[CheckSpec, ...] = ()) -> None:
         object.__setattr__(self, "server", server)
-        object.__setattr__(self, "_checks", checks[0] if len(checks) == 1 else tuple(checks))
+        bare = len(checks) == 1 and checks[0].__class__ is CheckSpec
+        object.__setattr__(self, "_checks", checks[0] if bare else tuple(checks))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a RealServerConfig cannot be changed (%s)" % name)

@@ -971,6 +971,7 @@ def test_a_real_server_with_one_check_keeps_it_without_a_tuple() -> None:
     )
     assert single.checks == (one,) and double.checks == (one, two) and none.checks == ()
     assert single._checks is one  # the spec itself: a tuple of one was 48 B more
+    assert RealServerConfig(server, (tuple(one),)).checks == (tuple(one),)  # type: ignore[arg-type]
     # equal and hashed by what it holds, whatever the form
     assert single == RealServerConfig(RealServer("10.0.2.1", 80, "masq"), (one,))
     assert hash(single) == hash(RealServerConfig(server, (one,)))
