@@ -23,6 +23,7 @@ from haecs_monitor.core.health import ServerRef
 from haecs_monitor.errors import NotFound
 from haecs_monitor.runtime import daemon, scheduler
 from haecs_monitor.runtime.events import EventLog
+from haecs_monitor.sharedfloat import SharedFloat
 from monitor_fakes import FakeEngine
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
@@ -945,7 +946,9 @@ def test_reconciles_are_spaced_to_a_tenth_of_the_time_when_a_read_is_slow(
 
 def test_results_within_a_millisecond_share_one_recorded_time() -> None:
     readings = iter([10.0, 10.0005, 10.0009, 10.002, 9.0])
-    owner = types.SimpleNamespace(clock=lambda: next(readings), _last_result_time=float("-inf"))
+    owner = types.SimpleNamespace(
+        clock=lambda: next(readings), _result_times=SharedFloat(daemon.RESULT_TIME_GRAIN)
+    )
     first = daemon.Monitor._result_time(owner)  # type: ignore[arg-type]
     assert first == 10.0
     assert daemon.Monitor._result_time(owner) is first  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from haecs_monitor.checks.syn.pending import Key, Pending, Resolve
 from haecs_monitor.checks.syn.ports import PortPool
 from haecs_monitor.checks.syn.route import SOURCE_MAX_AGE, source_address
 from haecs_monitor.config.model import CheckSpec
+from haecs_monitor.sharedfloat import SharedFloat
 
 RECEIVE_BUFFER = 4 << 20  # answers queued while the loop is busy
 READS_PER_WAKEUP = 256
@@ -60,7 +61,7 @@ class SynProber:
         self._sock = sock
         self._ports = ports
         self._pending = Pending()
-        self._shared_expiry = float("-inf")
+        self._expiries = SharedFloat(1.0)
         # By port, then address: the addresses are the configuration's own
         # strings, where an (address, port) key was a new tuple per target.
         self._targets: dict[int, dict[str, Target]] = {}
@@ -162,10 +163,7 @@ class SynProber:
         """When a source address learned at NOW is learned again.  The
         targets learned within one second share one float (24 B per target):
         some learn theirs again up to a second early."""
-        shared = self._shared_expiry
-        if not 0.0 <= now + SOURCE_MAX_AGE - shared < 1.0:
-            shared = self._shared_expiry = now + SOURCE_MAX_AGE
-        return shared
+        return self._expiries.share(now + SOURCE_MAX_AGE)
 
     def cancel(self, key: Key, resolve: Resolve, timed_out: bool, target: Target) -> None:
         """Stop waiting for a probe; after a timeout, learn TARGET's source
