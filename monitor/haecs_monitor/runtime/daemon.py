@@ -178,23 +178,11 @@ class Monitor:
             self.log.error("fatal", reason=str(error))
             await self.api.close()
             return 1
-        try:
-            self.state.load()
-            kernel = await self._in_ipvs_thread(self._engine.read)
-        except Exception as error:
-            self.log.error("fatal", reason="cannot read the IPVS table: %s" % error)
+        board = await self._adopt()
+        if board is None:
             await self.api.close()
             return 1
-        now = self.clock()
-        self._restore_leaving(kernel, now)
-        present = self._present(kernel)
-        self._hold_new_services([service.key for service in self.config.services], kernel)
-        # Let go of the table before the health board is built, whose objects
-        # then take its place.  (A local of this coroutine, it was held for
-        # the daemon's life: at 30,000 real servers, a read-back copy of each
-        # server, about 250 B per real server in the test kernel.)
-        del kernel
-        self.board = HealthBoard(self.config, now, present, self.rand)
+        self.board = board
         self._pending_remove |= (
             self.state.managed_gone(s.key for s in self.config.services)
             - self.config.static_services
@@ -308,6 +296,27 @@ class Monitor:
             return False
         known = {health.spec.probe_key for health in checks.values()}
         return any(spec.probe_key not in known for spec in unknown)
+
+    async def _adopt(self) -> Optional[HealthBoard]:
+        """The health board of the start, from the kernel's table: its
+        servers start up, leaving servers resume, new services are held.
+        None (logged) when the table cannot be read.
+
+        Not in run(): its locals, the table and the set of present servers,
+        would live as long as that coroutine, the daemon's life (at 30,000
+        real servers about 250 and 125 B per real server).
+        """
+        try:
+            self.state.load()
+            kernel = await self._in_ipvs_thread(self._engine.read)
+        except Exception as error:
+            self.log.error("fatal", reason="cannot read the IPVS table: %s" % error)
+            return None
+        now = self.clock()
+        self._restore_leaving(kernel, now)
+        present = self._present(kernel)
+        self._hold_new_services([service.key for service in self.config.services], kernel)
+        return HealthBoard(self.config, now, present, self.rand)
 
     def _present(self, kernel: Table) -> set[ServerRef]:
         """Configured servers the kernel holds and serves now (the health prior).

@@ -957,22 +957,35 @@ def test_results_within_a_millisecond_share_one_recorded_time() -> None:
     assert daemon.Monitor._result_time(owner) == 9.0  # type: ignore[arg-type]  # set back
 
 
-def test_the_table_read_at_the_start_is_let_go(harness: Harness) -> None:
-    """The kernel's table, read to adopt it, is not held for the daemon's life
-    (a read-back copy of every real server)."""
+def test_the_table_read_at_the_start_is_let_go(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's table, read to adopt it, and the set of the servers it
+    holds are not held for the daemon's life (a read-back copy of every real
+    server; a reference and a set entry each)."""
 
     class Read(dict):  # type: ignore[type-arg]  # a table that can be referenced weakly
         pass
 
-    reads: list[weakref.ref[Read]] = []
+    class Present(set):  # type: ignore[type-arg]  # the same for the present servers
+        pass
+
+    reads: list[weakref.ref[Any]] = []
     plain_read = harness.engine.read
+    plain_present = daemon.Monitor._present
 
     def read(with_stats: bool = False, services_only: bool = False) -> Table:
         table = Read(plain_read(with_stats, services_only))
         reads.append(weakref.ref(table))
         return table
 
+    def present(monitor: daemon.Monitor, kernel: Table) -> set[Any]:
+        servers = Present(plain_present(monitor, kernel))
+        reads.append(weakref.ref(servers))
+        return servers
+
     harness.engine.read = read  # type: ignore[method-assign]
+    monkeypatch.setattr(daemon.Monitor, "_present", present)
     harness.engine.table[KEY] = VirtualService(
         Service(KEY, scheduler="wrr"),
         {("10.0.2.%d" % n, 80): RealServer("10.0.2.%d" % n, 80, "masq", n) for n in (1, 2)},
@@ -982,6 +995,7 @@ def test_the_table_read_at_the_start_is_let_go(harness: Harness) -> None:
     async def scenario(monitor: daemon.Monitor) -> None:
         await asyncio.sleep(0.3)
         gc.collect()
-        assert reads and all(ref() is None for ref in reads)
+        assert len(reads) >= 2 and all(ref() is None for ref in reads)
+        assert len(monitor.board.servers) == 2
 
     assert harness.run(scenario) == 0
