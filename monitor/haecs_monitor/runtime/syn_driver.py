@@ -5,17 +5,19 @@ and sleeps again.  For a SYN probe that machinery is most of the cost: per
 check a task step or two, a future, two timers and several clock reads and
 event-loop turns, each a system call (epoll_wait, clock_gettime) that in a
 user-mode-Linux guest, or under a seccomp filter, costs far more than the
-probe's own sendto().  So this driver keeps SYN checks in two heaps, due
-times and deadlines, with ONE timer armed for the earliest: each wake-up
-sends every probe due within SLACK seconds and times out every probe past
-its deadline; answers come through the prober's reader, all read in one
-wake-up sharing one clock read.  Per check that leaves one sendto(), one
-recv() and a share of a wake-up.
+probe's own sendto().  So this driver keeps SYN checks' due times in a
+calendar queue of SLACK-second buckets (runtime/duequeue.py) and the probes
+in flight in a heap of deadlines, with ONE timer armed for the earliest:
+each wake-up sends every probe of the buckets that have begun and times out
+every probe past its deadline; answers come through the prober's reader, all
+read in one wake-up sharing one clock read.  Per check that leaves one
+sendto(), one recv() and a share of a wake-up.
 
 Same meaning as the task path: the board's (jittered) delays, a result per
 probe through the same observer, the same late-loop rule for timeouts
 (`blame_late_loop`).  A probe is never timed out before its deadline; it
-may be sent up to SLACK seconds before its due time.
+may be sent up to SLACK seconds before its due time, and the next is due a
+delay after the middle of its bucket (the due time to within SLACK / 2).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from haecs_monitor.checks.syn.pending import Key
 from haecs_monitor.checks.syn.prober import REFUSED, UP, SynProber, Target
 from haecs_monitor.config.model import CheckKey, CheckSpec
 from haecs_monitor.core.health import HealthBoard
+from haecs_monitor.runtime.duequeue import DueQueue
 
-SLACK = 0.005  # send what is due this soon in the same wake-up
+SLACK = 0.005  # the due times' grain: a bucket is sent when it begins
 
 Observer = Callable[[CheckKey, CheckSpec, CheckResult, float], None]
 Finish = Callable[[CheckSpec, CheckResult], CheckResult]  # the scheduler's blame_late_loop
@@ -60,7 +63,7 @@ class SynDriver:
         self._observe = observe
         self._board: Optional[HealthBoard] = None
         self._keys: set[CheckKey] = set()
-        self._due: list[tuple[float, int, CheckKey]] = []
+        self._due: DueQueue[CheckKey] = DueQueue(SLACK)
         self._deadlines: list[tuple[float, int, _Probe]] = []
         self._inflight: dict[CheckKey, _Probe] = {}
         self._probers: set[SynProber] = set()
@@ -109,7 +112,7 @@ class SynDriver:
         if dropped:
             self._forget_targets(dropped, self._keys)
         for key in added - self._keys:
-            heapq.heappush(self._due, (now + board.first_delay(key), next(self._order), key))
+            self._due.push(now + board.first_delay(key), key)
         self._keys |= added
         self._arm()
 
@@ -148,9 +151,7 @@ class SynDriver:
         deadlines = self._deadlines
         while deadlines and deadlines[0][2].done:
             heapq.heappop(deadlines)
-        when: Optional[float] = None
-        if self._due:
-            when = self._due[0][0]
+        when = self._due.first()
         if deadlines and (when is None or deadlines[0][0] < when):
             when = deadlines[0][0]
         if when is None:
@@ -174,10 +175,7 @@ class SynDriver:
                 if not probe.done:
                     probe.prober.cancel(probe.wire_key, probe.resolve, True, probe.target)
                     self._end(probe, None, now)
-        due = self._due
-        horizon = now + SLACK
-        while due and due[0][0] <= horizon:
-            when, _order, key = heapq.heappop(due)
+        for when, key in self._due.pop_until(now):
             self._start(key, now, when)
         self._arm()
 
@@ -249,4 +247,4 @@ class SynDriver:
         if board is None:
             return
         delay = max(0.0, board.next_delay(key))
-        heapq.heappush(self._due, (max(now, due + delay), next(self._order), key))
+        self._due.push(max(now, due + delay), key)

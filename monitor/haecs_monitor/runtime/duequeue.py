@@ -1,0 +1,79 @@
+"""Due times kept at a grain: a calendar queue for tens of thousands of checks.
+
+The SYN driver keeps one due time per check.  In a heap, each was an entry
+of its own (a tuple, a float and a tie-break counter: 116 B per check).
+Here the checks due within the same `grain` share one bucket (its index,
+one entry in a heap of indexes and a list, or the item itself when it is
+alone), and a check costs one list slot.
+
+The price is the due time's precision: a check's due time is known only to
+within its bucket.  `pop_until` hands a bucket out from its start, so a check
+leaves at most one grain early (the driver's SLACK), and gives each check the
+middle of its bucket as its due time, which the next one is counted from: on
+average neither early nor late, so periods do not drift one way.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterator
+from typing import Any, Generic, Optional, TypeVar
+
+Item = TypeVar("Item")
+_NONE = object()
+
+
+class DueQueue(Generic[Item]):
+    """Items by due time, in buckets of `grain` seconds."""
+
+    __slots__ = ("_buckets", "_count", "_starts", "grain")
+
+    def __init__(self, grain: float) -> None:
+        if not grain > 0:
+            raise ValueError("grain must be > 0, not %r" % (grain,))
+        self.grain = grain
+        # A bucket of one item is the item itself (a list of one was 88 B
+        # more), unless the item is a list.
+        self._buckets: dict[int, Any] = {}
+        self._starts: list[int] = []  # a heap of the buckets' indexes
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, when: float, item: Item) -> None:
+        """ITEM is due at WHEN (seconds, any clock)."""
+        index = math.floor(when / self.grain)
+        buckets = self._buckets
+        bucket = buckets.get(index, _NONE)
+        if bucket is _NONE:
+            buckets[index] = [item] if item.__class__ is list else item
+            heapq.heappush(self._starts, index)
+        elif bucket.__class__ is list:
+            bucket.append(item)
+        else:
+            buckets[index] = [bucket, item]
+        self._count += 1
+
+    def first(self) -> Optional[float]:
+        """When the earliest bucket starts, or None when empty."""
+        return self._starts[0] * self.grain if self._starts else None
+
+    def pop_until(self, time: float) -> Iterator[tuple[float, Item]]:
+        """Each item of every bucket starting at or before TIME, in bucket
+        order, with its due time (its bucket's middle); removed as it goes."""
+        starts, buckets, grain = self._starts, self._buckets, self.grain
+        while starts and starts[0] * grain <= time:
+            index = heapq.heappop(starts)
+            bucket = buckets.pop(index)
+            items = bucket if bucket.__class__ is list else (bucket,)
+            self._count -= len(items)
+            due = (index + 0.5) * grain
+            for item in items:
+                yield due, item
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self._starts.clear()
+        self._count = 0
