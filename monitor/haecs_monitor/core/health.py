@@ -118,6 +118,10 @@ Event = Union[CheckTransition, Transition, WeightChange]
 
 HISTORY = 10  # check results kept per check for status and events
 
+# The servers of one check: most checks have one, kept as itself (a tuple of
+# one was 48 B more per check).
+Users = Union[ServerRef, tuple[ServerRef, ...]]
+
 
 def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
     """`delay` times a random factor in [1 - jitter, 1 + jitter]."""
@@ -142,12 +146,16 @@ class CheckHealth:
         "unknowns",
         "up",
         "ups",
+        "users",
         "weight",
     )
 
     def __init__(self, spec: CheckSpec, up: bool, now: float) -> None:
         self.spec = spec
         self.up = up
+        # The servers it feeds (kept by the board): a slot here, where a dict
+        # by check beside the board's checks was 30-45 B more per check.
+        self.users: Users = ()
         self.successes = 0  # consecutive, while down
         self.failures = 0  # consecutive, while up
         self.weight: Optional[int] = None  # dynamic weight of the last success
@@ -413,14 +421,15 @@ def _migrate(
 
 def _index(
     services: Iterable[ServiceConfig],
-    users: dict[CheckKey, Users],
+    existing: Mapping[CheckKey, CheckHealth],
     present: Collection[ServerRef],
     old_checks: Mapping[CheckKey, CheckHealth],
     now: float,
 ) -> tuple[list[tuple[ServiceConfig, ServerRef, RealServerConfig]], dict[CheckKey, CheckHealth]]:
-    """The servers of `services`, each added to `users` under its checks'
-    keys, and the health of those checks: kept from `old_checks`, carried
-    over, or new (up when a server that uses it is `present` in the kernel)."""
+    """The servers of `services`, and the health of their checks: kept from
+    `old_checks`, carried over, or new (up when a server that uses it is
+    `present` in the kernel), each with these servers among its users, after
+    those its key has in `existing`."""
     entries: list[tuple[ServiceConfig, ServerRef, RealServerConfig]] = []
     keyed: list[tuple[CheckKey, CheckSpec]] = []
     added: dict[CheckKey, list[ServerRef]] = {}
@@ -432,23 +441,24 @@ def _index(
                 key = spec.dedup_key
                 added.setdefault(key, []).append(ref)
                 keyed.append((key, spec))
+    users: dict[CheckKey, Users] = {}
     for key, refs in added.items():
-        before = users.get(key)
-        users[key] = _users_value(_as_refs(before) + tuple(refs) if before is not None else refs)
+        before = existing.get(key)
+        users[key] = _users_value(
+            _as_refs(before.users) + tuple(refs) if before is not None else refs
+        )
     present_set = set(present)
 
     def initially_up(spec: CheckSpec) -> bool:
         return any(ref in present_set for ref in _as_refs(users.get(spec.dedup_key, ())))
 
-    return entries, _migrate(old_checks, keyed, initially_up, now)
-
-
-Users = Union[ServerRef, tuple[ServerRef, ...]]
+    checks = _migrate(old_checks, keyed, initially_up, now)
+    for key, health in checks.items():
+        health.users = users[key]
+    return entries, checks
 
 
 def _users_value(refs: Sequence[ServerRef]) -> Users:
-    """How the servers of one check are kept: most checks have one server,
-    kept as itself (a tuple of one was 48 B more per check)."""
     return refs[0] if len(refs) == 1 else tuple(refs)
 
 
@@ -493,7 +503,6 @@ class HealthBoard:
         self.config = config
         self.checks: dict[CheckKey, CheckHealth] = {}
         self.servers: dict[ServerRef, ServerHealth] = {}
-        self._users: dict[CheckKey, Users] = {}
         # The checks added and dropped since `take_check_changes`; None after
         # a build, when any may have.
         self._check_changes: Optional[tuple[set[CheckKey], set[CheckKey]]] = None
@@ -516,8 +525,7 @@ class HealthBoard:
         unchanged = (
             {id(service) for service in old_config.services} if old_config is not None else set()
         )
-        users: dict[CheckKey, Users] = {}
-        entries, checks = _index(config.services, users, present, old_checks, now)
+        entries, checks = _index(config.services, {}, present, old_checks, now)
         servers: dict[ServerRef, ServerHealth] = {}
         for service, ref, real_server in entries:
             kept_server = old_servers.get(ref) if id(service) in unchanged else None
@@ -532,7 +540,6 @@ class HealthBoard:
         )
         self.checks = checks
         self.servers = servers
-        self._users = users
         self._check_changes = None
         self._down = {ref for ref, server in servers.items() if not server.up}
 
@@ -555,7 +562,8 @@ class HealthBoard:
 
     def users(self, key: CheckKey) -> tuple[ServerRef, ...]:
         """The servers a check feeds."""
-        return _as_refs(self._users.get(key, ()))
+        check = self.checks.get(key)
+        return _as_refs(check.users) if check is not None else ()
 
     def record(
         self, key: CheckKey, result: CheckResult, now: float, duration: Optional[float] = None
@@ -568,7 +576,7 @@ class HealthBoard:
         check = self.checks.get(key)
         if check is None:
             return []
-        refs = _as_refs(self._users.get(key, ()))
+        refs = _as_refs(check.users)
         reweighs = not result.unknown and result.up and result.weight != check.weight
         weights = {ref: self.servers[ref].base_weight() for ref in refs} if reweighs else {}
         events: list[Event] = []
@@ -641,7 +649,7 @@ class HealthBoard:
         such a reload, in the test kernel mostly the page faults of their
         fresh memory.  Returns each server built, with the one it replaced."""
         servers = self.servers
-        users = self._users
+        checks = self.checks
         previous: dict[ServerRef, ServerHealth] = {}
         leaving: dict[CheckKey, set[ServerRef]] = {}
         for service in self.config.services:
@@ -656,17 +664,20 @@ class HealthBoard:
                 for spec in real_server.checks:
                     leaving.setdefault(spec.dedup_key, set()).add(ref)
         for key, gone in leaving.items():
-            remaining = tuple(ref for ref in _as_refs(users.get(key, ())) if ref not in gone)
-            if remaining:
-                users[key] = _users_value(remaining)
-            else:
-                users.pop(key, None)
+            check = checks.get(key)
+            if check is None:
+                continue
+            remaining = tuple(ref for ref in _as_refs(check.users) if ref not in gone)
+            check.users = _users_value(remaining) if remaining else ()
         changed = [service for service in config.services if id(service) not in kept]
-        checks = self.checks
-        entries, fresh = _index(changed, users, present, checks, now)
-        # Every check has a server (users and checks have the same keys), so
-        # the checks to drop are those of the removed servers left without one.
-        dropped = {key for key in leaving if key not in users}
+        entries, fresh = _index(changed, checks, present, checks, now)
+        # Every check has a server, so the checks to drop are those of the
+        # removed servers left without one (and not taken up again).
+        dropped = {
+            key
+            for key in leaving
+            if key not in fresh and (key not in checks or not checks[key].users)
+        }
         added = {key for key in fresh if key not in checks}
         for key in dropped:
             checks.pop(key, None)
