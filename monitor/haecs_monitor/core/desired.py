@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -173,10 +173,12 @@ def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, Servi
     sorry = below and bool(spec.sorry_servers)
     entry = VirtualService(spec.service)
     servers: dict[ServerKey, ServerOutcome] = {}
+    all_up = not sorry
     for item in spec.servers:
         outcome = _server(item, spec.on_failure, sorry)
         key = item.server.key
         servers[key] = outcome
+        all_up = all_up and outcome.reason == "up" and outcome.weight > 0
         if outcome.in_table:
             # The configured object itself where the weight is the same: the
             # desired table is rebuilt on every apply and kept until the next.
@@ -188,7 +190,36 @@ def _service(spec: ServiceInput, was_below: bool) -> tuple[VirtualService, Servi
         for sorry_server in spec.sorry_servers:
             entry.real_servers[sorry_server.key] = sorry_server
             servers[sorry_server.key] = _outcome(True, sorry_server.weight, "sorry")
-    return entry, ServiceOutcome(below, healthy, total, threshold, sorry, servers)
+    outcomes: Mapping[ServerKey, ServerOutcome] = (
+        _UpInTable(entry.real_servers) if all_up else servers
+    )
+    return entry, ServiceOutcome(below, healthy, total, threshold, sorry, outcomes)
+
+
+class _UpInTable(Mapping[ServerKey, ServerOutcome]):
+    """The outcomes of a service whose every server is up and in its table
+    at a weight above 0 (no sorry server), read from the table's entry: the
+    most common case, where a dict of them was 29 B per real server.
+
+    Exact as long as the entry only gains servers at weight 0, as the
+    leaving servers added to the desired table afterwards are."""
+
+    __slots__ = ("_servers",)
+
+    def __init__(self, servers: Mapping[ServerKey, RealServer]) -> None:
+        self._servers = servers
+
+    def __getitem__(self, key: ServerKey) -> ServerOutcome:
+        server = self._servers[key]
+        if server.weight <= 0:
+            raise KeyError(key)
+        return _outcome(True, server.weight, "up")
+
+    def __iter__(self) -> Iterator[ServerKey]:
+        return (key for key, server in self._servers.items() if server.weight > 0)
+
+    def __len__(self) -> int:
+        return sum(1 for _key in self)
 
 
 def _server(item: ServerInput, on_failure: str, replaced_by_sorry: bool) -> ServerOutcome:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from haecs_monitor.core import desired
 from haecs_monitor.core.desired import DISABLE, DRAIN, INHIBIT, Quorum, ServerInput, ServiceInput
@@ -60,6 +62,32 @@ def test_all_up_keeps_configured_weights() -> None:
     outcome = result.services[KEY]
     assert (outcome.below_quorum, outcome.healthy_weight, outcome.total_weight) == (False, 4, 4)
     assert outcome.servers[("10.0.2.1", 80)].reason == "up"
+
+
+def test_the_outcomes_of_a_service_all_up_are_read_from_its_entry() -> None:
+    """Every server up and in the table above weight 0 (the most common case):
+    the outcomes keep nothing but the entry's servers, and say what a dict of
+    them said, also after the leaving servers join the entry at weight 0."""
+    result = desired.compute(
+        [ServiceInput(SERVICE, (server(1, weight=3), server(2, health_weight=2)))]
+    )
+    entry, outcomes = result.table[KEY], result.services[KEY].servers
+    assert [o for o in gc.get_referents(outcomes) if not isinstance(o, type)] == [entry.real_servers]
+    up = {
+        ("10.0.2.1", 80): desired.ServerOutcome(True, 3, "up"),
+        ("10.0.2.2", 80): desired.ServerOutcome(True, 2, "up"),
+    }
+    assert dict(outcomes) == up and outcomes == up and len(outcomes) == 2
+    entry.real_servers[("10.0.2.9", 80)] = rs(9, 0)  # a leaving server, as leaving.add_to
+    assert dict(outcomes) == up and outcomes.get(("10.0.2.9", 80)) is None
+    assert outcomes.get(("10.0.2.8", 80)) is None and ("10.0.2.8", 80) not in outcomes
+    for inputs in (
+        (server(1), server(2, up=False)),  # one down
+        (server(1), server(2, health_weight=0)),  # up at weight 0
+        (server(1), server(2, admin=DRAIN)),
+    ):
+        other = desired.compute([ServiceInput(SERVICE, inputs)]).services[KEY].servers
+        assert isinstance(other, dict) and len(other) == 2
 
 
 def test_down_server_removed_by_default() -> None:
