@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import Any, Generic, Optional, TypeVar
 
 Item = TypeVar("Item")
@@ -72,6 +72,39 @@ class DueQueue(Generic[Item]):
             due = (index + 0.5) * grain
             for item in items:
                 yield due, item
+
+    def __iter__(self) -> Iterator[Item]:
+        """Every item, in no particular order."""
+        for bucket in self._buckets.values():
+            if bucket.__class__ is list:
+                yield from bucket
+            else:
+                yield bucket
+
+    def remove(self, items: Container[Item]) -> list[Item]:
+        """Take every one of ITEMS out (a pass over all); those found."""
+        found: list[Item] = []
+        buckets = self._buckets
+        for index, bucket in list(buckets.items()):
+            if bucket.__class__ is not list:
+                if bucket in items:
+                    found.append(bucket)
+                    del buckets[index]
+            elif any(item in items for item in bucket):
+                kept: list[Item] = []
+                for item in bucket:
+                    (found if item in items else kept).append(item)
+                if not kept:
+                    del buckets[index]
+                elif len(kept) == 1 and kept[0].__class__ is not list:
+                    buckets[index] = kept[0]
+                else:
+                    buckets[index] = kept
+        if found:
+            self._count -= len(found)
+            self._starts[:] = buckets
+            heapq.heapify(self._starts)
+        return found
 
     def clear(self) -> None:
         self._buckets.clear()

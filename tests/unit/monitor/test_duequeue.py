@@ -87,6 +87,21 @@ def test_an_item_alone_in_its_bucket_and_items_that_are_lists() -> None:
     assert len(queue) == 0
 
 
+def test_remove_takes_items_out_wherever_they_are() -> None:
+    queue: DueQueue[str] = DueQueue(GRAIN)
+    for when, item in ((1.0, "a"), (1.001, "b"), (1.002, "c"), (2.0, "d"), (3.0, "e"), (3.0, "a")):
+        queue.push(when, item)
+    assert sorted(queue) == ["a", "a", "b", "c", "d", "e"]
+    assert sorted(queue.remove({"a", "d", "x"})) == ["a", "a", "d"]
+    assert len(queue) == 3 and sorted(queue) == ["b", "c", "e"]
+    assert queue.first() == pytest.approx(1.0)
+    assert queue.remove({"b", "c"}) == ["b", "c"]
+    assert queue.first() == pytest.approx(3.0)  # the emptied bucket is gone
+    assert queue.remove(set()) == [] and len(queue) == 1
+    queue.push(3.001, "f")
+    assert [item for _due, item in queue.pop_until(3.0)] == ["e", "f"]
+
+
 def test_clear_and_a_grain_that_is_not_positive() -> None:
     queue: DueQueue[int] = DueQueue(GRAIN)
     for n in range(10):

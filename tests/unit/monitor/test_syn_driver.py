@@ -22,6 +22,7 @@ from haecs_monitor.config.load import parse_config
 from haecs_monitor.config.model import CheckSpec
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime import scheduler as scheduler_mod
+from haecs_monitor.runtime import syn_driver
 from haecs_monitor.runtime.events import EventLog
 
 
@@ -265,3 +266,67 @@ def test_a_partial_reload_starts_and_stops_only_its_syn_checks(
             assert {outcome for _key, outcome in seen} == {"up"}
 
         asyncio.run(main())
+
+
+class FakeProber:
+    """Sends nothing: every probe fails at once (as with no route), so the
+    driver schedules the next right away; counts the probes per port."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, int] = {}
+        self.forgotten: list[tuple[str, int]] = []
+
+    def target(self, address: str, port: int) -> tuple[str, int]:
+        return (address, port)
+
+    def send(self, target: tuple[str, int], now: float, resolve: Any) -> tuple[CheckResult, Any]:
+        self.sent[target[1]] = self.sent.get(target[1], 0) + 1
+        return CheckResult(False, None, "no route"), (b"", 0, target[1])
+
+    def cancel(self, *args: Any) -> None:
+        pass
+
+    def forget(self, address: str, port: int) -> None:
+        self.forgotten.append((address, port))
+
+
+def test_a_check_dropped_and_added_again_runs_once_and_the_driver_keeps_no_set_of_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each check it runs is due or in flight, nowhere else: one dropped and
+    added back in one update (a reload that dropped it and another that
+    brought it back, seen together) is not run twice as often; one dropped
+    is not run again and its target is forgotten."""
+    prober = FakeProber()
+    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
+    monkeypatch.setattr(
+        syn_driver.method, "choose", lambda loop, family: method.Choice("syn", prober=prober)
+    )
+    specs = {name: spec("tcp", port) for name, port in (("a", 1001), ("b", 1002), ("c", 1003))}
+    board = Board(specs, interval=0.05)
+    keys = {name: check.dedup_key for name, check in specs.items()}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        driver = syn_driver.SynDriver(loop, lambda s, result: result, lambda *a: None)
+        driver.sync(board, set(board.checks))  # type: ignore[arg-type]
+        assert len(driver) == 3 and driver.keys() == set(board.checks)
+        grown = [
+            name
+            for name, value in vars(driver).items()
+            if isinstance(value, (set, dict, list)) and len(value) >= 3
+        ]
+        assert grown == []
+        await asyncio.sleep(0.02)
+        driver.update(board, {keys["a"]}, {keys["a"], keys["c"]})  # type: ignore[arg-type]
+        assert len(driver) == 2 and driver.keys() == {keys["a"], keys["b"]}
+        assert prober.forgotten == [("127.0.0.1", 1003)]
+        prober.sent.clear()
+        await asyncio.sleep(0.53)
+        driver.stop()
+        assert len(driver) == 0
+
+    asyncio.run(main())
+    assert prober.sent.get(1003) is None
+    assert prober.sent[1002] >= 3  # about 10; fewer on a loaded machine
+    assert abs(prober.sent[1001] - prober.sent[1002]) <= 1
