@@ -41,7 +41,6 @@ class MonitorView(Protocol):
     notifier: Notifier
     api: Api
     check_names: CheckNames
-    state_changes: Counter[tuple[ServerRef, str]]  # (server, new state)
     reloads: Counter[str]
     last_error: Optional[str]
     last_reconcile: Optional[float]
@@ -289,10 +288,13 @@ def families(monitor: MonitorView) -> list[metrics.Family]:
     for listener in ("unix", "tcp"):
         refused.add(monitor.api.refused_connections.get(listener, 0), listener=listener)
     changes = metrics.Family("haecs_state_changes_total", "counter", "Real server state changes")
-    # Counted by the board's own ServerRef (no strings kept per server); named here.
+    # Counted by each server's health (no strings kept per server); named here.
+    servers = monitor.board.servers.values() if monitor.board is not None else ()
     named = sorted(
-        (ids.service_id(ref.service), ids.server_id(ref.address, ref.port), state, count)
-        for (ref, state), count in monitor.state_changes.items()
+        (ids.service_id(server.ref.service), ids.server_id(*server.ref.key), state, count)
+        for server in servers
+        for state, count in (("down", server.went_down), ("up", server.went_up))
+        if count
     )
     for service_id, server_id, state, count in named:
         changes.add(count, service=service_id, server=server_id, state=state)

@@ -280,7 +280,7 @@ class CheckHealth:
 class ServerHealth:
     """One real server of one service: up when all its checks are up."""
 
-    __slots__ = ("_own", "config", "ramp_start", "ref", "slow_start", "up")
+    __slots__ = ("_own", "config", "ramp_start", "ref", "slow_start", "up", "went_down", "went_up")
 
     def __init__(
         self,
@@ -299,6 +299,10 @@ class ServerHealth:
         self.slow_start = slow_start
         self.up = self._all_up()
         self.ramp_start: Optional[float] = None  # set when it comes back up
+        # Its transitions (the metrics' counters), kept here: a counter entry
+        # per server and state was about 100 B each.
+        self.went_up = 0
+        self.went_down = 0
 
     @property
     def state(self) -> str:
@@ -323,6 +327,10 @@ class ServerHealth:
         old = self.state
         self.up = up
         self.ramp_start = now if up and self.slow_start > 0 else None
+        if up:
+            self.went_up += 1
+        else:
+            self.went_down += 1
         return Transition(self.ref, old, self.state, self.reason(), now)
 
     def reason(self) -> str:
@@ -480,6 +488,8 @@ def _server_health(
     if previous is not None:  # evaluate() then reports changes against it
         server.up = previous.up
         server.ramp_start = previous.ramp_start if slow_start > 0 else None
+        server.went_up = previous.went_up
+        server.went_down = previous.went_down
     return server
 
 

@@ -123,7 +123,6 @@ class Monitor:
         self._systemd_status = ""
         self.api = Api(self)
         # metrics (the per-check ones are the scheduler's)
-        self.state_changes: Counter[tuple[ServerRef, str]] = Counter()
         self.reloads: Counter[str] = Counter()
         self.last_error: Optional[str] = None
         self.last_reconcile: Optional[float] = None
@@ -458,7 +457,6 @@ class Monitor:
     def _server_transition(self, event: Transition) -> None:
         service = ids.service_id(event.server.service)
         server = ids.server_id(event.server.address, event.server.port)
-        self.state_changes[(event.server, event.new)] += 1
         level = "warning" if event.new == "down" else "info"
         self.log.emit(
             level,

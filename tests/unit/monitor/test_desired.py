@@ -72,7 +72,9 @@ def test_the_outcomes_of_a_service_all_up_are_read_from_its_entry() -> None:
         [ServiceInput(SERVICE, (server(1, weight=3), server(2, health_weight=2)))]
     )
     entry, outcomes = result.table[KEY], result.services[KEY].servers
-    assert [o for o in gc.get_referents(outcomes) if not isinstance(o, type)] == [entry.real_servers]
+    assert [o for o in gc.get_referents(outcomes) if not isinstance(o, type)] == [
+        entry.real_servers
+    ]
     up = {
         ("10.0.2.1", 80): desired.ServerOutcome(True, 3, "up"),
         ("10.0.2.2", 80): desired.ServerOutcome(True, 2, "up"),

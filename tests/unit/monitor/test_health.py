@@ -210,6 +210,36 @@ def test_the_board_grows_by_one_entry_per_check_and_one_per_server() -> None:
     }
 
 
+def test_a_server_counts_its_transitions_across_reloads() -> None:
+    """The metrics' state changes, counted by each server's health and kept
+    by every kind of reload while the server stays configured."""
+    base = config(rise=1, fall=1)
+    board = HealthBoard(base, 0, {RS1, RS2})
+    feed(board, RS1, [FAIL, OK, FAIL])
+    feed(board, RS2, [FAIL])
+
+    def counts() -> dict[ServerRef, tuple[int, int]]:
+        return {
+            ref: (board.servers[ref].went_up, board.servers[ref].went_down) for ref in (RS1, RS2)
+        }
+
+    assert counts() == {RS1: (1, 2), RS2: (0, 1)}
+    other = {"address": "10.0.0.2", "port": 80, "real_servers": [{"address": "10.0.2.9"}]}
+    added = config(rise=1, fall=1, extra_services=[other])
+    both = dataclasses.replace(added, services=(base.services[0], added.services[1]))
+    changed = config(rise=2, fall=1, extra_services=[other])
+    reloads = (
+        both,  # the service taken over as it was: its servers' health kept
+        dataclasses.replace(changed, services=(changed.services[0], both.services[1])),
+        config(rise=2, fall=1),  # most services new: the board built again
+    )
+    for new in reloads:
+        assert board.reload(new, 10) == []
+        assert counts() == {RS1: (1, 2), RS2: (0, 1)}
+    feed(board, RS1, [OK, OK], start=20)  # rise 2
+    assert counts()[RS1] == (2, 2)
+
+
 def test_server_without_checks_is_always_up() -> None:
     board = HealthBoard(config(checks=[]), now=0)
     assert board.servers[RS1].up and board.servers[RS1].reason() == "no checks"

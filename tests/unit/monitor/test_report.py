@@ -42,7 +42,6 @@ def view(tmp: str, **changes: Any) -> Any:
         api=SimpleNamespace(refused_connections={"unix": 2}),
         check_names=report.CheckNames(config),
         check_durations={},
-        state_changes=Counter({(ServerRef(KEY, "10.0.2.1", 80), "down"): 4}),
         reloads=Counter({"accepted": 2, "rejected": 1}),
         last_error=None,
         last_reconcile=1010.0,
@@ -67,7 +66,9 @@ def test_status_of_a_monitor_still_starting(tmp_path: Any) -> None:
 
 
 def test_metrics_carry_the_counters(tmp_path: Any) -> None:
-    text = report.metrics_text(view(str(tmp_path), last_error="EPERM"))
+    board = HealthBoard(parse_config(config_dict(str(tmp_path))), 0.0)
+    board.servers[ServerRef(KEY, "10.0.2.1", 80)].went_down = 4
+    text = report.metrics_text(view(str(tmp_path), last_error="EPERM", board=board))
     lines = set(text.splitlines())
     assert 'haecs_kernel_operations_total{op="add_real_server"} 3' in lines
     assert 'haecs_api_connections_refused_total{listener="unix"} 2' in lines
