@@ -37,14 +37,17 @@ def test_checksum_of_a_known_segment() -> None:
 
 @pytest.mark.parametrize("seq", [0, 1, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF, 0x12345678])
 @pytest.mark.parametrize("source_port", [1, 1024, 40000, 65535])
-def test_template_matches_the_full_checksum(seq: int, source_port: int) -> None:
-    base = packet.checksum_base(SRC4, DST4, 8080)
-    built = packet.syn_with_base(base, source_port, 8080, seq)
-    plain = packet.syn_segment(source_port, 8080, seq)
-    assert built[:16] == plain[:16] and built[18:] == plain[18:]
-    (checksum,) = struct.unpack_from("!H", built, 16)
-    assert checksum == packet.tcp_checksum(SRC4, DST4, plain)
-    assert packet.ones_sum(packet.pseudo_header(SRC4, DST4, len(built)) + built) == 0xFFFF
+@pytest.mark.parametrize("port", [1, 80, 8080, 65535])
+def test_the_source_share_gives_the_full_checksum(seq: int, source_port: int, port: int) -> None:
+    share = packet.source_share(SRC4)
+    for destination in (DST4, b"\xff\xff\xff\xff", b"\x00\x00\x00\x01", b"\x0a\x40\x75\x30"):
+        built = packet.syn_to(share, destination, source_port, port, seq)
+        plain = packet.syn_segment(source_port, port, seq)
+        assert built[:16] == plain[:16] and built[18:] == plain[18:]
+        (checksum,) = struct.unpack_from("!H", built, 16)
+        assert checksum == packet.tcp_checksum(SRC4, destination, plain)
+        sealed = packet.pseudo_header(SRC4, destination, len(built)) + built
+        assert packet.ones_sum(sealed) == 0xFFFF
 
 
 def test_ipv6_pseudo_header_layout() -> None:

@@ -53,7 +53,7 @@ def test_a_probe_is_keyed_by_the_packed_address_it_packs_when_sent() -> None:
         loop.close()
 
 
-def test_targets_learned_within_a_second_share_one_expiry() -> None:
+def test_targets_learned_within_a_second_share_one_expiry_and_one_source_share() -> None:
     loop = asyncio.new_event_loop()
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as real:
@@ -68,5 +68,7 @@ def test_targets_learned_within_a_second_share_one_expiry() -> None:
             for target in (one, two):
                 prober.send(target, 200.0, lambda answer, when: None)
             assert isinstance(one, Target) and one.expires is two.expires
+            # the same source address: one checksum share for both
+            assert one.source_share is not None and one.source_share is two.source_share
     finally:
         loop.close()

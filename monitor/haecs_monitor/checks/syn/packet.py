@@ -3,9 +3,9 @@
 An IPv4 raw socket (no IP_HDRINCL) sends the TCP segment we give it and
 receives whole IP packets; an IPv6 raw socket sends and receives TCP
 segments only (the source address comes with recvfrom) and fills in the
-checksum itself with IPV6_CHECKSUM.  So IPv4 needs `checksum_base` (checksum
-over the pseudo-header, with the source address the kernel will use) and
-IPv6 needs `syn_segment` with a zero checksum.
+checksum itself with IPV6_CHECKSUM.  So IPv4 needs `syn_to` (checksum over
+the pseudo-header, with the source address the kernel will use) and IPv6
+needs `syn_segment` with a zero checksum.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ SEQ_MASK = 0xFFFFFFFF
 
 _HEADER = struct.Struct("!HHIIBBHHHBBH")  # ports, seq, ack, offset, flags, window, sum, urg, MSS
 _REPLY = struct.Struct("!HHIIBB")  # ports, seq, ack, offset, flags
+_ADDRESS_WORDS = struct.Struct("!HH")  # an IPv4 address as two 16-bit words
 
 
 def ones_sum(data: bytes) -> int:
@@ -59,22 +60,24 @@ def syn_segment(source_port: int, port: int, seq: int, checksum: int = 0) -> byt
     )
 
 
-def checksum_base(source: bytes, destination: bytes, port: int) -> int:
+def source_share(source: bytes) -> int:
     """The share of a SYN's checksum that is the same for every SYN from
-    SOURCE to DESTINATION:PORT (`syn_with_base` adds the rest).
+    SOURCE (`syn_to` adds the rest): the source address, the protocol and
+    length of the pseudo-header and the SYN's constant fields.
 
-    Everything but the source port and the sequence number is the same for
-    every probe of a target: its share of the checksum is summed once, and
-    each SYN adds three 16-bit words (RFC 1624's incremental update, here
-    from a zero base).  An int, kept by each target: at tens of thousands of
-    targets an object around it was 48 B more each."""
-    constant = syn_segment(0, port, 0)
-    return ones_sum(pseudo_header(source, destination, HEADER_LENGTH) + constant)
+    Everything but the destination, its port, the source port and the
+    sequence number is the same for every probe: its share of the checksum
+    is summed once, and each SYN adds seven 16-bit words (RFC 1624's
+    incremental update, here from a zero base).  One int per source address,
+    shared by the targets it reaches: an int per target was 32 B each."""
+    return ones_sum(pseudo_header(source, bytes(len(source)), HEADER_LENGTH) + syn_segment(0, 0, 0))
 
 
-def syn_with_base(base: int, source_port: int, port: int, seq: int) -> bytes:
-    """The SYN to PORT whose constant checksum share is BASE (`checksum_base`)."""
-    total = fold(base + source_port + (seq >> 16) + (seq & 0xFFFF))
+def syn_to(share: int, destination: bytes, source_port: int, port: int, seq: int) -> bytes:
+    """The SYN to DESTINATION (4 packed bytes):PORT from the source whose
+    share is SHARE (`source_share`)."""
+    high, low = _ADDRESS_WORDS.unpack(destination)
+    total = fold(share + high + low + port + source_port + (seq >> 16) + (seq & 0xFFFF))
     return syn_segment(source_port, port, seq, ~total & 0xFFFF)
 
 

@@ -40,15 +40,16 @@ class Target:
 
     # Not the packed address: packed again per probe (a fraction of a
     # microsecond), it is not 45 B more per target.
-    __slots__ = ("address", "checksum_base", "expires", "port")
+    __slots__ = ("address", "expires", "port", "source_share")
 
     def __init__(self, family: int, address: str, port: int) -> None:
         socket.inet_pton(family, address)  # OSError: not an address
         self.address = address
         self.port = port
-        # IPv4: the checksum's constant share (packet.checksum_base), from
-        # the source address the kernel chose; learned again after `expires`.
-        self.checksum_base: Optional[int] = None
+        # IPv4: the checksum's share of the source address the kernel chose
+        # (packet.source_share, one int per source); learned again after
+        # `expires`.
+        self.source_share: Optional[int] = None
         self.expires = 0.0
 
 
@@ -62,6 +63,7 @@ class SynProber:
         self._ports = ports
         self._pending = Pending()
         self._expiries = SharedFloat(1.0)
+        self._source_shares: dict[bytes, int] = {}  # by source address: a few
         # By port, then address: the addresses are the configuration's own
         # strings, where an (address, port) key was a new tuple per target.
         self._targets: dict[int, dict[str, Target]] = {}
@@ -135,20 +137,23 @@ class SynProber:
         when it could not be sent (no route: down; a local fault: unknown).
         The caller times the probe out: `cancel(key, resolve)`."""
         packed = socket.inet_pton(self.family, target.address)
-        if self._ipv4 and (target.checksum_base is None or target.expires <= now):
+        if self._ipv4 and (target.source_share is None or target.expires <= now):
             try:
                 source = source_address(self.family, target.address)
             except OSError as error:
                 return os_error("route", error), _NO_KEY
-            target.checksum_base = packet.checksum_base(source, packed, target.port)
+            share = self._source_shares.get(source)
+            if share is None:
+                share = self._source_shares[source] = packet.source_share(source)
+            target.source_share = share
             target.expires = self._expiry(now)
         our_port = self._ports.take()
         key = (packed, target.port, our_port)
         if self._pending.busy(key):  # every port of the pool busy towards this target
             return os_error("send", OSError(11, "all probe ports busy towards this target")), key
         seq = self._random.getrandbits(32)
-        if target.checksum_base is not None:
-            segment = packet.syn_with_base(target.checksum_base, our_port, target.port, seq)
+        if target.source_share is not None:
+            segment = packet.syn_to(target.source_share, packed, our_port, target.port, seq)
         else:  # IPv6: the kernel fills in the checksum (IPV6_CHECKSUM)
             segment = packet.syn_segment(our_port, target.port, seq)
         self._pending.add(key, seq, resolve)
