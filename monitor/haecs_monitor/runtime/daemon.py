@@ -79,7 +79,11 @@ DESIRED_SLICE_SECONDS = 0.02
 # of the monitor's time (nor keep the kernel lock and the CPU from checks).
 RECONCILE_SPACING = 10.0
 APPLY_WAIT_SECONDS = 30.0  # how long an API call waits for its change to reach the kernel
-RESULT_TIME_GRAIN = 0.001  # results this close together are recorded at one time
+# Results this close together are recorded at one time (the earliest): at a
+# thousand results a second, ten share one float.  The result time is what
+# the status shows and where a slow start's ramp begins; no check is
+# scheduled from it.
+RESULT_TIME_GRAIN = 0.01
 
 
 class Monitor:
@@ -395,10 +399,10 @@ class Monitor:
     # --------------------------------------------------------------- checks
 
     def _result_time(self) -> float:
-        """The clock for a check's result.  Results that come within a
-        millisecond of each other (the SYN probes' answers come in batches)
-        share one float: each check keeps the time of its last result, and
-        a float of its own was 24 B per check."""
+        """The clock for a check's result.  Results that come within
+        RESULT_TIME_GRAIN of each other share one float: each check keeps
+        the time of its last result, and a float of its own was 24 B per
+        check."""
         return self._result_times.share(self.clock())
 
     @property
