@@ -60,18 +60,24 @@ class DueQueue(Generic[Item]):
         """When the earliest bucket starts, or None when empty."""
         return self._starts[0] * self.grain if self._starts else None
 
-    def pop_until(self, time: float) -> Iterator[tuple[float, Item]]:
+    def pop_until(self, time: float) -> list[tuple[float, Item]]:
         """Each item of every bucket starting at or before TIME, in bucket
-        order, with its due time (its bucket's middle); removed as it goes."""
+        order, with its due time (its bucket's middle); removed.  An item
+        pushed while the caller goes through them waits for the next call,
+        even when it is due: a check that fails at once and is due again at
+        once cannot keep the caller going round."""
         starts, buckets, grain = self._starts, self._buckets, self.grain
+        found: list[tuple[float, Item]] = []
         while starts and starts[0] * grain <= time:
             index = heapq.heappop(starts)
             bucket = buckets.pop(index)
-            items = bucket if bucket.__class__ is list else (bucket,)
-            self._count -= len(items)
             due = (index + 0.5) * grain
-            for item in items:
-                yield due, item
+            if bucket.__class__ is list:
+                found.extend([(due, item) for item in bucket])
+            else:
+                found.append((due, bucket))
+        self._count -= len(found)
+        return found
 
     def __iter__(self) -> Iterator[Item]:
         """Every item, in no particular order."""

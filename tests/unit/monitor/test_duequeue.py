@@ -55,15 +55,18 @@ def test_an_item_leaves_at_most_one_grain_early_and_its_due_is_unbiased() -> Non
     assert abs(sum(errors) / len(errors)) < GRAIN / 50  # no drift one way
 
 
-def test_an_item_pushed_while_popping_into_a_begun_bucket_leaves_in_the_same_pass() -> None:
+def test_an_item_pushed_while_the_caller_goes_through_a_pass_waits_for_the_next() -> None:
+    """Even when due (a check that failed at once, due again at once): the
+    caller cannot be kept going round."""
     queue: DueQueue[str] = DueQueue(GRAIN)
     queue.push(1.0, "first")
+    queue.push(1.003, "second")  # the same bucket
     out = []
     for _due, item in queue.pop_until(1.0):
         out.append(item)
-        if item == "first":
-            queue.push(1.001, "again")  # due now: as the heap it replaces did
-    assert out == ["first", "again"] and len(queue) == 0
+        queue.push(1.001, "again")
+    assert out == ["first", "second"] and len(queue) == 2
+    assert [item for _due, item in queue.pop_until(1.0)] == ["again", "again"]
 
 
 def test_an_item_alone_in_its_bucket_and_items_that_are_lists() -> None:

@@ -281,6 +281,8 @@ class FakeProber:
 
     def send(self, target: tuple[str, int], now: float, resolve: Any) -> tuple[CheckResult, Any]:
         self.sent[target[1]] = self.sent.get(target[1], 0) + 1
+        if self.sent[target[1]] > 1_000_000:
+            raise RuntimeError("the driver went round without letting the loop run")
         return CheckResult(False, None, "no route"), (b"", 0, target[1])
 
     def cancel(self, *args: Any) -> None:
@@ -330,3 +332,27 @@ def test_a_check_dropped_and_added_again_runs_once_and_the_driver_keeps_no_set_o
     assert prober.sent.get(1003) is None
     assert prober.sent[1002] >= 3  # about 10; fewer on a loaded machine
     assert abs(prober.sent[1001] - prober.sent[1002]) <= 1
+
+
+def test_a_check_due_again_at_once_lets_the_loop_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe that fails at once, with an interval shorter than the due
+    times' grain, is sent again on the loop's next turn, not in a loop of
+    the driver's own."""
+    prober = FakeProber()
+    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
+    board = Board({"a": spec("tcp", 1001)}, interval=0.0001)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        driver = syn_driver.SynDriver(loop, lambda s, result: result, lambda *a: None)
+        driver.sync(board, set(board.checks))  # type: ignore[arg-type]
+        turns = 0
+        until = loop.time() + 0.1
+        while loop.time() < until:
+            await asyncio.sleep(0)
+            turns += 1
+        driver.stop()
+        return turns
+
+    turns = asyncio.run(main())
+    assert 10 < prober.sent[1001] <= turns + 2  # one probe a turn of the loop at most
