@@ -8,16 +8,17 @@ user-mode-Linux guest, or under a seccomp filter, costs far more than the
 probe's own sendto().  So this driver keeps SYN checks' due times in a
 calendar queue of SLACK-second buckets (runtime/duequeue.py) and the probes
 in flight in a heap of deadlines, with ONE timer armed for the earliest:
-each wake-up sends every probe of the buckets that have begun and times out
-every probe past its deadline; answers come through the prober's reader, all
+each wake-up sends every probe of the buckets handed out by then and times
+out every probe past its deadline; answers come through the prober's reader, all
 read in one wake-up sharing one clock read.  Per check that leaves one
 sendto(), one recv() and a share of a wake-up.
 
 Same meaning as the task path: the board's (jittered) delays, a result per
 probe through the same observer, the same late-loop rule for timeouts
 (`blame_late_loop`).  A probe is never timed out before its deadline; it
-may be sent up to SLACK seconds before its due time, and the next is due a
-delay after the middle of its bucket (the due time to within SLACK / 2).
+may be sent up to SLACK seconds before or after its due time, and the next
+is due a delay after the middle of its bucket (the due time to within
+SLACK / 2).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from haecs_monitor.config.model import CheckKey, CheckSpec
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime.duequeue import DueQueue
 
-SLACK = 0.005  # the due times' grain: a bucket is sent when it begins
+SLACK = 0.005  # the due times' grain: a bucket is sent at a point within it
 
 Observer = Callable[[CheckKey, CheckSpec, CheckResult, float], None]
 Finish = Callable[[CheckSpec, CheckResult], CheckResult]  # the scheduler's blame_late_loop
