@@ -100,6 +100,11 @@ class CheckSpec(_CheckFields):
         return self
 
     @staticmethod
+    def type_of(key: CheckKey) -> str:
+        """The check type of the check with dedup key KEY."""
+        return cast(str, key[0])
+
+    @staticmethod
     def endpoint_of(key: CheckKey) -> tuple[str, int]:
         """The address and port that the check with dedup key KEY probes."""
         return cast(str, key[1]), cast(int, key[2])

@@ -221,6 +221,9 @@ class _UpInTable(Mapping[ServerKey, ServerOutcome]):
     def __len__(self) -> int:
         return sum(1 for _key in self)
 
+    def __repr__(self) -> str:
+        return "%s(%r)" % (type(self).__name__, dict(self))
+
 
 def _server(item: ServerInput, on_failure: str, replaced_by_sorry: bool) -> ServerOutcome:
     if item.admin == DISABLE:

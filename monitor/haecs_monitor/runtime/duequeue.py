@@ -4,14 +4,17 @@ The SYN driver keeps one due time per check.  In a heap, each was an entry
 of its own (a tuple, a float and a tie-break counter: 116 B per check).
 Here the checks due within the same `grain` share one bucket (its index,
 one entry in a heap of indexes and a list, or the item itself when it is
-alone), and a check costs one list slot.
+alone): a check costs a list slot and its share of the bucket, about 40 B
+at a thousand checks a second, about 77 B at a hundred and fifty.
 
 The price is the due time's precision: a check's due time is known only to
 within its bucket, and a bucket is handed out at one point within it, so a
 check leaves at most one grain early or late (the driver's SLACK).  Each
 check gets the middle of its bucket as its due time, which the next one is
-counted from: on average neither early nor late, so periods do not drift
-one way.
+counted from: within half a grain of the exact time, as often early as
+late.  Without jitter, a check whose interval is not a whole number of
+grains then runs at the nearest whole number of them (2.0025 s at 2.005 s
+with 5 ms grains).
 
 The point within each bucket is spread by the golden ratio, not its start:
 wake-ups on a fixed grid of whole milliseconds line up with the kernel's

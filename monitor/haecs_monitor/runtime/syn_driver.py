@@ -104,18 +104,21 @@ class SynDriver:
         self.update(board, keys - running, running - keys)
 
     def update(self, board: HealthBoard, added: set[CheckKey], dropped: set[CheckKey]) -> None:
-        """Stop DROPPED (those it runs; a pass over all when there are any),
-        then start ADDED, which it does not run, after their first delay."""
+        """Stop DROPPED (those it runs: a pass over all when there are tcp
+        checks among them), then start ADDED after their first delay.  The
+        caller never adds a check it runs already (it would run twice as
+        often): the scheduler adds only checks new to the board."""
         self._board = board
         now = self.loop.time()
         stopped: list[CheckKey] = []
-        if dropped:
-            for key in dropped:
+        tcp = {key for key in dropped if CheckSpec.type_of(key) == "tcp"}
+        if tcp:
+            for key in tcp:
                 probe = self._inflight.pop(key, None)
                 if probe is not None:
                     self._drop(probe)
                     stopped.append(key)
-            stopped += self._due.remove(dropped)
+            stopped += self._due.remove(tcp)
         for key in added:
             self._due.push(now + board.first_delay(key), key)
         if stopped:
@@ -175,21 +178,31 @@ class SynDriver:
         self._timer = None
         now = self.loop.time()
         deadlines = self._deadlines
-        if deadlines and deadlines[0][0] <= now:
-            for prober in self._probers:
-                prober.read_now()  # an answer already queued is not a timeout
-            while deadlines and deadlines[0][0] <= now:
-                _deadline, _order, probe = heapq.heappop(deadlines)
-                if not probe.done:
-                    probe.prober.cancel(probe.wire_key, probe.resolve, True, probe.target)
-                    self._end(probe, None, now)
-        for when, key in self._due.pop_until(now):
-            self._start(key, now, when)
-        self._arm()
+        due: list[tuple[float, CheckKey]] = []
+        started = 0
+        try:
+            if deadlines and deadlines[0][0] <= now:
+                for prober in self._probers:
+                    prober.read_now()  # an answer already queued is not a timeout
+                while deadlines and deadlines[0][0] <= now:
+                    _deadline, _order, probe = heapq.heappop(deadlines)
+                    if not probe.done:
+                        probe.prober.cancel(probe.wire_key, probe.resolve, True, probe.target)
+                        self._end(probe, None, now)
+            due = self._due.pop_until(now)
+            for when, key in due:
+                started += 1
+                self._start(key, now, when)
+        finally:
+            # Whatever raised (an observer, a send) costs its own check at
+            # most: the rest of the pass is due again, and the timer armed.
+            for when, key in due[started:]:
+                self._due.push(when, key)
+            self._arm()
 
     def _start(self, key: CheckKey, now: float, due: float) -> None:
         board = self._board
-        if board is None or key in self._inflight:
+        if self._stopped or board is None or key in self._inflight:
             return
         health = board.checks.get(key)
         if health is None:

@@ -205,8 +205,9 @@ def test_the_board_grows_by_one_entry_per_check_and_one_per_server() -> None:
     }
     assert sized == {"checks", "servers"}
     assert {key: check.users for key, check in board.checks.items()} == {
-        key: board.users(key) if len(board.users(key)) > 1 else board.users(key)[0]
-        for key in board.checks
+        key_of(board, RS1): RS1,  # each server's own check: one user, kept bare
+        key_of(board, RS2): RS2,
+        key_of(board, RS1, 1): (RS1, RS2),  # the shared one
     }
 
 

@@ -313,12 +313,12 @@ def test_a_check_dropped_and_added_again_runs_once_and_the_driver_keeps_no_set_o
         driver = syn_driver.SynDriver(loop, lambda s, result: result, lambda *a: None)
         driver.sync(board, set(board.checks))  # type: ignore[arg-type]
         assert len(driver) == 3 and driver.keys() == set(board.checks)
+        queue = driver._due
+        held = [*vars(driver).items(), *((n, getattr(queue, n)) for n in queue.__slots__)]
         grown = [
-            name
-            for name, value in vars(driver).items()
-            if isinstance(value, (set, dict, list)) and len(value) >= 3
+            name for name, value in held if isinstance(value, (set, dict, list)) and len(value) >= 3
         ]
-        assert grown == []
+        assert grown == []  # the three are in one bucket: a list in a dict of one
         await asyncio.sleep(0.02)
         driver.update(board, {keys["a"]}, {keys["a"], keys["c"]})  # type: ignore[arg-type]
         assert len(driver) == 2 and driver.keys() == {keys["a"], keys["b"]}
@@ -356,3 +356,70 @@ def test_a_check_due_again_at_once_lets_the_loop_run(monkeypatch: pytest.MonkeyP
 
     turns = asyncio.run(main())
     assert 10 < prober.sent[1001] <= turns + 2  # one probe a turn of the loop at most
+
+
+def test_a_check_that_raises_costs_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An observer that raises once (or a send) loses at most the check it
+    was for: the rest of the pass stays due and the timer is armed again.
+    After stop(), nothing more is sent."""
+    prober = FakeProber()
+    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
+    specs = {name: spec("tcp", port) for name, port in (("a", 1001), ("b", 1002), ("c", 1003))}
+    board = Board(specs, interval=0.05)
+    raised: list[Any] = []
+
+    def observe(key: Any, *rest: Any) -> None:
+        if not raised:
+            raised.append(key)
+            raise RuntimeError("an observer that fails once")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: None)  # the one raise, expected
+        driver = syn_driver.SynDriver(loop, lambda s, result: result, observe)
+        driver.sync(board, set(board.checks))  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        assert len(raised) == 1 and len(driver) == 2  # the one that raised is gone
+        left = driver.keys()
+        sent = dict(prober.sent)
+        await asyncio.sleep(0.2)
+        assert all(prober.sent[key[2]] > sent[key[2]] for key in left)  # still running
+        driver.stop()
+        stopped = dict(prober.sent)
+        driver._start(next(iter(left)), loop.time(), loop.time())  # a pass stop() interrupted
+        await asyncio.sleep(0.1)
+        assert prober.sent == stopped
+
+    asyncio.run(main())
+
+
+def test_dropping_checks_that_are_not_tcp_takes_no_pass_over_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload that drops only http checks (never the SYN driver's) does
+    not go through every SYN check's due time."""
+    prober = FakeProber()
+    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
+    board = Board({"a": spec("tcp", 1001)}, interval=5.0)
+    passes: list[Any] = []
+    plain_remove = syn_driver.DueQueue.remove
+
+    def remove(queue: Any, items: Any) -> Any:
+        passes.append(set(items))
+        return plain_remove(queue, items)
+
+    monkeypatch.setattr(syn_driver.DueQueue, "remove", remove)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        driver = syn_driver.SynDriver(loop, lambda s, result: result, lambda *a: None)
+        driver.sync(board, set(board.checks))  # type: ignore[arg-type]
+        http = spec("http", 80).dedup_key
+        driver.update(board, set(), {http})  # type: ignore[arg-type]
+        assert passes == [] and len(driver) == 1
+        (tcp,) = board.checks
+        driver.update(board, set(), {http, tcp})  # type: ignore[arg-type]
+        assert passes == [{tcp}] and len(driver) == 0
+        driver.stop()
+
+    asyncio.run(main())

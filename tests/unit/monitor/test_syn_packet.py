@@ -50,6 +50,18 @@ def test_the_source_share_gives_the_full_checksum(seq: int, source_port: int, po
         assert packet.ones_sum(sealed) == 0xFFFF
 
 
+def test_a_checksum_of_zero() -> None:
+    """The sum folds to all ones: the checksum is 0 (valid in TCP), as the
+    full computation gives it."""
+    share = packet.source_share(SRC4)
+    high, low = struct.unpack("!HH", DST4)
+    rest = packet.fold(share + high + low + 8080 + 40000)
+    seq = 0xFFFF - rest  # the last word brings the sum to 0xFFFF
+    built = packet.syn_to(share, DST4, 40000, 8080, seq)
+    assert struct.unpack_from("!H", built, 16) == (0,)
+    assert packet.tcp_checksum(SRC4, DST4, packet.syn_segment(40000, 8080, seq)) == 0
+
+
 def test_ipv6_pseudo_header_layout() -> None:
     header = packet.pseudo_header(SRC6, DST6, 24)
     assert len(header) == 40

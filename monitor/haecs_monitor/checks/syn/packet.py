@@ -67,7 +67,7 @@ def source_share(source: bytes) -> int:
 
     Everything but the destination, its port, the source port and the
     sequence number is the same for every probe: its share of the checksum
-    is summed once, and each SYN adds seven 16-bit words (RFC 1624's
+    is summed once, and each SYN adds six 16-bit words (RFC 1624's
     incremental update, here from a zero base).  One int per source address,
     shared by the targets it reaches: an int per target was 32 B each."""
     return ones_sum(pseudo_header(source, bytes(len(source)), HEADER_LENGTH) + syn_segment(0, 0, 0))
