@@ -292,15 +292,21 @@ class FakeProber:
         self.forgotten.append((address, port))
 
 
+@pytest.fixture
+def prober(monkeypatch: pytest.MonkeyPatch) -> FakeProber:
+    """The stand-in prober, the one every SYN check of the driver gets."""
+    stand_in = FakeProber()
+    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: stand_in))
+    return stand_in
+
+
 def test_a_check_dropped_and_added_again_runs_once_and_the_driver_keeps_no_set_of_keys(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, prober: FakeProber
 ) -> None:
     """Each check it runs is due or in flight, nowhere else: one dropped and
     added back in one update (a reload that dropped it and another that
     brought it back, seen together) is not run twice as often; one dropped
     is not run again and its target is forgotten."""
-    prober = FakeProber()
-    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
     monkeypatch.setattr(
         syn_driver.method, "choose", lambda loop, family: method.Choice("syn", prober=prober)
     )
@@ -334,12 +340,10 @@ def test_a_check_dropped_and_added_again_runs_once_and_the_driver_keeps_no_set_o
     assert abs(prober.sent[1001] - prober.sent[1002]) <= 1
 
 
-def test_a_check_due_again_at_once_lets_the_loop_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_check_due_again_at_once_lets_the_loop_run(prober: FakeProber) -> None:
     """A probe that fails at once, with an interval shorter than the due
     times' grain, is sent again on the loop's next turn, not in a loop of
     the driver's own."""
-    prober = FakeProber()
-    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
     board = Board({"a": spec("tcp", 1001)}, interval=0.0001)
 
     async def main() -> int:
@@ -358,12 +362,10 @@ def test_a_check_due_again_at_once_lets_the_loop_run(monkeypatch: pytest.MonkeyP
     assert 10 < prober.sent[1001] <= turns + 2  # one probe a turn of the loop at most
 
 
-def test_a_check_that_raises_costs_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_check_that_raises_costs_only_itself(prober: FakeProber) -> None:
     """An observer that raises once (or a send) loses at most the check it
     was for: the rest of the pass stays due and the timer is armed again.
     After stop(), nothing more is sent."""
-    prober = FakeProber()
-    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
     specs = {name: spec("tcp", port) for name, port in (("a", 1001), ("b", 1002), ("c", 1003))}
     board = Board(specs, interval=0.05)
     raised: list[Any] = []
@@ -394,12 +396,10 @@ def test_a_check_that_raises_costs_only_itself(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_dropping_checks_that_are_not_tcp_takes_no_pass_over_the_queue(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, prober: FakeProber
 ) -> None:
     """A reload that drops only http checks (never the SYN driver's) does
     not go through every SYN check's due time."""
-    prober = FakeProber()
-    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: prober))
     board = Board({"a": spec("tcp", 1001)}, interval=5.0)
     passes: list[Any] = []
     plain_remove = syn_driver.DueQueue.remove
