@@ -30,12 +30,17 @@ GUEST_BACKENDS = [
 ]
 
 
-def _qemu_missing() -> str | None:
+def _vng() -> Path:
+    """Where install-deps --qemu puts virtme-ng's vng."""
     cache = Path(
         os.environ.get("HAECS_KERNEL_CACHE")
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "haecs-kernel"
     )
-    if not (cache / "virtme-ng-1.42" / "bin" / "vng").exists():
+    return cache / "virtme-ng-1.42" / "bin" / "vng"
+
+
+def _qemu_missing() -> str | None:
+    if not _vng().exists():
         return "virtme-ng not installed (tests/kernel/install-deps --qemu)"
     if not shutil.which("qemu-system-x86_64") or not list(Path("/boot").glob("vmlinuz-*")):
         return "qemu or a kernel image missing (tests/kernel/install-deps --qemu)"
@@ -475,3 +480,120 @@ def test_a_missing_guest_tool_is_named(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert "needs these host tools: pivot_root" in r.stderr, r.stderr
     assert "util-linux" in r.stderr
+
+
+# ------------------------------------------- a boot that never ran CMD ---
+# A guest kernel can die before its init reaches CMD (a panic during boot,
+# QEMU or UML killed): nothing of CMD ran, so the runner boots once more.
+# A stand-in for linux.uml plays the boots in FAKE_PLAN, one word a boot:
+#   crash    print a last message and stop before the init's marker
+#   midway   write the init's marker (CMD began), then stop
+#   error    leave a guest-error, as the init does when its set-up fails
+#   ok       write the marker, print on the guest's stdout, leave status 5
+# It answers --version like the real one, so the preflight passes.
+FAKE_UML = r"""#!/bin/bash
+if [ "${1:-}" = --version ]; then exec linux.uml --version; fi
+for a in "$@"; do case $a in init=*) work=$(dirname "${a#init=}") ;; esac; done
+n=$(( $(cat "$FAKE_COUNT" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$FAKE_COUNT"
+read -r -a plan <<< "$FAKE_PLAN"
+case ${plan[$((n - 1))]:-crash} in
+    crash) echo "Kernel panic - not syncing: fake boot $n" >&2; exit 1 ;;
+    midway) : > "$work/cmd-started"; echo "fake boot $n stopped midway" >&2; exit 1 ;;
+    error) echo "overlay on /etc" > "$work/guest-error"; exit 0 ;;
+    ok) : > "$work/cmd-started"; echo "CMD ran in boot $n" >&3; echo 5 > "$work/status" ;;
+esac
+"""
+
+
+def _stand_in(tmp_path: Path, script: str, var: str, **env: str) -> tuple[dict[str, str], Path]:
+    """A stand-in executable named by the runner's variable `var`: the
+    runner's environment, and the file where the stand-in counts its boots."""
+    fake = tmp_path / "stand-in"
+    fake.write_text(script)
+    fake.chmod(0o755)
+    count = tmp_path / "boots"
+    env.update({var: str(fake), "FAKE_COUNT": str(count), "TMPDIR": str(tmp_path)})
+    return dict(os.environ, **env), count
+
+
+def run_fake_uml(plan: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], int]:
+    """tests/kernel/run --backend uml -- true with the stand-in kernel; the
+    result and how many times it was booted."""
+    _skip_if_unavailable("uml")
+    env, count = _stand_in(tmp_path, FAKE_UML, "HAECS_KERNEL_UML", FAKE_PLAN=plan)
+    # The stand-in's "guest stdout" is fd 3, which the runner gives UML for
+    # the guest's stderr line: enough to see which boot's output got through.
+    r = run("uml", "true", env=env, limit=60)
+    assert not list(tmp_path.glob("haecs-kernel.*")), "work folder left behind"
+    return r, int(count.read_text())
+
+
+@pytest.mark.kernel
+def test_a_boot_that_stops_before_cmd_is_booted_once_more(tmp_path: Path) -> None:
+    r, boots = run_fake_uml("crash ok", tmp_path)
+    assert boots == 2
+    assert r.returncode == 5, r.stderr
+    assert "stopped after" in r.stderr and "before CMD started (kernel exit 1)" in r.stderr
+    assert "booting it once more" in r.stderr
+    assert "  | Kernel panic - not syncing: fake boot 1" in r.stderr, r.stderr
+    assert "CMD ran in boot 2" in r.stderr
+
+
+@pytest.mark.kernel
+def test_two_boots_that_stop_before_cmd_fail_with_their_last_messages(tmp_path: Path) -> None:
+    r, boots = run_fake_uml("crash crash ok", tmp_path)
+    assert boots == 2
+    assert r.returncode == 125
+    assert "stopped twice before CMD started (kernel exit 1" in r.stderr, r.stderr
+    assert "  | Kernel panic - not syncing: fake boot 2" in r.stderr, r.stderr
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("plan", "said"),
+    [
+        ("midway ok", "while CMD ran, without its exit status (kernel exit 1)"),
+        ("error ok", "the uml guest could not run CMD: overlay on /etc"),
+    ],
+)
+def test_a_boot_that_ran_cmd_or_failed_its_setup_is_not_repeated(
+    plan: str, said: str, tmp_path: Path
+) -> None:
+    r, boots = run_fake_uml(plan, tmp_path)
+    assert boots == 1
+    assert r.returncode == 125
+    assert said in r.stderr, r.stderr
+    assert "once more" not in r.stderr
+
+
+FAKE_VNG = r"""#!/bin/bash
+n=$(( $(cat "$FAKE_COUNT" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$FAKE_COUNT"
+if [ "$n" = 1 ]; then
+    for a in "$@"; do
+        case $a in "--qemu-opts=-serial file:"*) console=${a#--qemu-opts=-serial file:} ;; esac
+    done
+    echo "Kernel panic - not syncing: stand-in boot" > "$console"
+    exit 255
+fi
+PATH=$(dirname "$REAL_VNG"):$PATH exec "$REAL_VNG" "$@"
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.qemu
+def test_qemu_boot_that_stops_before_cmd_shows_its_console_and_boots_again(
+    tmp_path: Path,
+) -> None:
+    """The first boot stands in for a guest that panicked (vng exits 255 and
+    the kernel's copy of its console has the panic); the second is real."""
+    _skip_if_unavailable("qemu")
+    env, count = _stand_in(tmp_path, FAKE_VNG, "HAECS_KERNEL_VNG", REAL_VNG=str(_vng()))
+    r = run("qemu", "bash", "-c", "echo ran; exit 4", env=env)
+    assert r.returncode == 4, r.stderr
+    assert r.stdout == "ran\n"
+    assert count.read_text() == "2\n"
+    assert "before CMD started (kernel exit 255); booting it once more" in r.stderr, r.stderr
+    assert "  | Kernel panic - not syncing: stand-in boot" in r.stderr
+    assert not list(tmp_path.glob("haecs-kernel.*")), "work folder left behind"
