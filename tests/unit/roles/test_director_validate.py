@@ -26,24 +26,59 @@ CASES: list[tuple[dict[str, Any], list[str]]] = [
     ({}, []),
     ({"director_ipvs_timeouts": {"tcp": 120}}, []),
     ({"director_ipvs_timeouts": {"tcp": 1, "tcp_fin": 2147483, "udp": 300}}, []),
+    ({"director_ipvs_timeouts": {"tcp": None, "udp": "300"}}, []),
     (
         {"director_ipvs_timeouts": {"tcp": 0}},
-        ["director_ipvs_timeouts.tcp: must be from 1 to 2147483 seconds, got 0"],
+        ["director_ipvs_timeouts.tcp: must be a whole number of seconds from 1 to 2147483, got 0"],
     ),
     (
         {"director_ipvs_timeouts": {"udp": 2147484, "tcp_fin": 120}},
-        ["director_ipvs_timeouts.udp: must be from 1 to 2147483 seconds, got 2147484"],
+        [
+            "director_ipvs_timeouts.udp: must be a whole number of seconds from 1 to 2147483,"
+            " got 2147484"
+        ],
     ),
     (
         {"director_ipvs_timeouts": {"tcp": -5}, "director_drain_timeout": -1},
         [
             "director_drain_timeout: must be from 0 to 86400 seconds, got -1",
-            "director_ipvs_timeouts.tcp: must be from 1 to 2147483 seconds, got -5",
+            "director_ipvs_timeouts.tcp: must be a whole number of seconds from 1 to 2147483,"
+            " got -5",
         ],
     ),
-    # The argument spec: the keys and their type.
-    ({"director_ipvs_timeouts": {"tcpfin": 60}}, ["director_ipvs_timeouts", "tcpfin"]),
-    ({"director_ipvs_timeouts": {"tcp": "soon"}}, ["director_ipvs_timeouts", "tcp", "int"]),
+    (
+        {"director_ipvs_timeouts": {"tcpfin": 60}},
+        ["director_ipvs_timeouts.tcpfin: not a timeout of IPVS (tcp, tcp_fin, udp)"],
+    ),
+    (
+        {"director_ipvs_timeouts": {"tcp": "soon", "udp": 1.5, "tcp_fin": True}},
+        [
+            "director_ipvs_timeouts.tcp: must be a whole number of seconds from 1 to 2147483,"
+            ' got "soon"',
+            "director_ipvs_timeouts.udp: must be a whole number of seconds from 1 to 2147483,"
+            " got 1.5",
+            "director_ipvs_timeouts.tcp_fin: must be a whole number of seconds from 1 to 2147483,"
+            " got true",
+        ],
+    ),
+    # Not a mapping: ansible-core's check of sub-options stopped with a bare
+    # TypeError on these ("argument of type 'int' is not iterable"); "tcp=120"
+    # passed its conversion to a dict and failed in the role's own template.
+    (
+        {"director_ipvs_timeouts": 120},
+        ["director_ipvs_timeouts", "unable to convert to dict"],
+    ),
+    (
+        {"director_ipvs_timeouts": [120]},
+        ["director_ipvs_timeouts", "unable to convert to dict"],
+    ),
+    (
+        {"director_ipvs_timeouts": "tcp=120"},
+        [
+            "director_ipvs_timeouts: must be a mapping of tcp, tcp_fin and udp to seconds,"
+            ' got "tcp=120"'
+        ],
+    ),
 ]
 
 
