@@ -8,16 +8,12 @@ through the arenas the loader filled.  At 30,000 real servers that was
 about 100 MB of the daemon's RSS for good.  A forked child loads and pickles
 the model; the daemon unpickles it into compact memory of its own.
 
-The services are pickled in groups of a few hundred real servers.  A
-pickle's memo keeps every tuple it made alive until the end of the load,
-the arguments each real server is rebuilt from among them (about 220 B per
-real server); freed at the end, they left that much of the daemon's memory
-as holes between the model's objects for good.  A group at a time, the
-next group's objects fill the holes its predecessor's memo left.  A pickle
-per service did that too, but each unpickled its own copy of every string
-its servers repeat ("masq", "tcp", the scheduler, ...): about 40 B per real
-server at ten real servers a service, more with fewer.  Within a group
-they are one object.
+Each service is pickled on its own.  A pickle's memo keeps every tuple it
+made alive until the end of the load, the arguments each real server is
+rebuilt from among them (about 220 B per real server); freed at the end,
+they left that much of the daemon's memory as holes between the model's
+objects for good.  One service at a time, the next service's objects
+fill the holes its predecessor's memo left.
 
 The child is a plain fork: call this before any thread or event loop runs.
 """
@@ -77,25 +73,17 @@ def _loaded_message(path: str, sections: Optional[SectionMemory]) -> bytes:
     rest = io.BytesIO()
     pickler = _ServicesApart(rest, pickle.HIGHEST_PROTOCOL)
     pickler.dump(reply)
-    pickler.end_group()
-    return pickle.dumps(pickler.groups, protocol=pickle.HIGHEST_PROTOCOL) + rest.getvalue()
-
-
-# Real servers per group of services (a service with more is a group of its
-# own): what a group's memo holds at most, and how widely strings are shared.
-GROUP_REAL_SERVERS = 512
+    return pickle.dumps(pickler.services, protocol=pickle.HIGHEST_PROTOCOL) + rest.getvalue()
 
 
 class _ServicesApart(pickle.Pickler):
-    """Pickles the ServiceConfigs apart, in groups (into `groups`, each a
-    pickled list), and the rest with references to them by number, so that
-    the configuration and the section memory still share them."""
+    """Pickles each ServiceConfig on its own (into `services`) and the rest
+    with references to them, so that the configuration and the section
+    memory still share them."""
 
     def __init__(self, file: io.BytesIO, protocol: int) -> None:
         super().__init__(file, protocol)
-        self.groups: list[bytes] = []
-        self._group: list[ServiceConfig] = []
-        self._group_servers = 0
+        self.services: list[bytes] = []
         self._numbers: dict[int, int] = {}  # by id: the reply holds every service meanwhile
 
     def persistent_id(self, obj: Any) -> Optional[int]:
@@ -103,19 +91,9 @@ class _ServicesApart(pickle.Pickler):
             return None
         number = self._numbers.get(id(obj))
         if number is None:
-            number = self._numbers[id(obj)] = len(self._numbers)
-            self._group.append(obj)
-            self._group_servers += len(obj.real_servers)
-            if self._group_servers >= GROUP_REAL_SERVERS:
-                self.end_group()
+            number = self._numbers[id(obj)] = len(self.services)
+            self.services.append(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         return number
-
-    def end_group(self) -> None:
-        """Pickle the services met since the last group (numbered in order)."""
-        if self._group:
-            self.groups.append(pickle.dumps(self._group, protocol=pickle.HIGHEST_PROTOCOL))
-            self._group = []
-            self._group_servers = 0
 
 
 class _WithServices(pickle.Unpickler):
@@ -139,9 +117,7 @@ def _reply(message: bytes) -> Union[tuple[MonitorConfig, SectionMemory], list[st
     gc.disable()
     try:
         stream = io.BytesIO(message)
-        services: list[ServiceConfig] = []
-        for group in pickle.load(stream):
-            services.extend(pickle.loads(group))
+        services = [pickle.loads(service) for service in pickle.load(stream)]
         if not all(service.__class__ is ServiceConfig for service in services):
             return None
         reply = _WithServices(stream, services).load()

@@ -194,9 +194,7 @@ class Reader:
         if not isinstance(value, str) or value not in choices:
             self.fail(name, "must be one of %s, got %s" % (", ".join(choices), shown(value)))
             return None
-        # The choice's own string, not the file's: one object however many
-        # services repeat it, also once pickled for the daemon.
-        return choices[choices.index(value)]
+        return value
 
     def path_option(self, name: str) -> Optional[str]:
         """An absolute file system path."""

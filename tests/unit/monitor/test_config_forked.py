@@ -124,13 +124,7 @@ def many_services(tmp: str, services: int, per_service: int) -> dict[str, Any]:
     return json.loads(json.dumps(document))  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("group", [forked.GROUP_REAL_SERVERS, 1, 7])
-def test_each_service_comes_back_once_shared_by_config_and_memory(
-    group: int, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Whatever the groups the services are pickled in: one group, a group
-    per service, groups that end within a service's numbers."""
-    monkeypatch.setattr(forked, "GROUP_REAL_SERVERS", group)
+def test_each_service_comes_back_once_shared_by_config_and_memory(tmp_path: Any) -> None:
     path = write(str(tmp_path), many_services(str(tmp_path), 30, 3))
     sections = SectionMemory()
     config = forked.load_config_in_child(path, sections)
@@ -146,42 +140,12 @@ def test_each_service_comes_back_once_shared_by_config_and_memory(
     assert all(new is old for new, old in zip(again.services, config.services))
 
 
-def test_the_strings_services_repeat_come_back_as_one_object(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A pickle per service unpickled a copy of each such string per service
-    (about 40 B per real server at ten a service); a group of services shares
-    one, and a choice from the file is the choice's own string."""
-    monkeypatch.setattr(forked, "GROUP_REAL_SERVERS", 40)
-    path = write(str(tmp_path), many_services(str(tmp_path), 30, 3))
-    config = forked.load_config_in_child(path)
-    assert config == load_config(path)
-    groups: list[list[Any]] = [[]]
-    for service in config.services:
-        groups[-1].append(service)
-        if sum(len(s.real_servers) for s in groups[-1]) >= 40:
-            groups.append([])
-    assert len(groups) == 3  # 14 + 14 + 2 services
-    for group in groups:
-        servers = [rs.server for service in group for rs in service.real_servers]
-        assert len({id(rs.forwarding) for rs in servers}) == 1
-        assert len({id(rs.tunnel_type) for rs in servers}) == 1
-        checks = [spec for service in group for rs in service.real_servers for spec in rs.checks]
-        assert len({id(spec.type) for spec in checks}) == 1
-        assert len({id(service.on_failure) for service in group}) == 1
-    # What the groups are pickled from: a choice is the loader's own string,
-    # one object however many services the file repeats it in.
-    loaded = load_config(path)
-    assert len({id(service.on_failure) for service in loaded.services}) == 1
-    assert len({id(spec.type) for service in loaded.services for spec in service.checks}) == 1
-
-
 def test_the_unpickled_model_keeps_no_dead_memory_between_its_objects(tmp_path: Any) -> None:
     """A single pickle's memo held every real server's constructor arguments
     until the end of the load: their memory, freed last, stayed as holes
     between the model's objects.  Measured as the traced peak of the daemon's
     unpickling against what the model keeps (one pickle: 1.34x here, one
-    pickle per service 1.18x, groups of 512 real servers 1.14x)."""
+    pickle per service 1.18x)."""
     import gc
     import tracemalloc
 
