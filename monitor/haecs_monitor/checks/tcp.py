@@ -58,11 +58,7 @@ async def check_on(
     if "%" not in address:  # a scoped IPv6 address: connect knows the scope
         choice = method.choose(loop, family)
         if choice.prober is not None:
-            try:
-                target = choice.prober.target(address, port)
-            except OSError as error:  # not an address of this family
-                return down("address: %s" % error)
-            return await choice.prober.probe(spec, target)
+            return await choice.prober.probe(spec, address, port)
         if choice.method == "unavailable":
             return unknown("tcp check by SYN: %s" % choice.reason)
     return await connect_check(spec, address, port, loop, family)

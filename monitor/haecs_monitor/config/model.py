@@ -104,11 +104,6 @@ class CheckSpec(_CheckFields):
         """The check type of the check with dedup key KEY."""
         return cast(str, key[0])
 
-    @staticmethod
-    def endpoint_of(key: CheckKey) -> tuple[str, int]:
-        """The address and port that the check with dedup key KEY probes."""
-        return cast(str, key[1]), cast(int, key[2])
-
     @property
     def probe_key(self) -> CheckKey:
         """What is probed and how, without the timing: checks with equal probe

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 from haecs_monitor.checks.base import CheckResult
 from haecs_monitor.checks.syn import method
 from haecs_monitor.checks.syn.pending import Key
-from haecs_monitor.checks.syn.prober import REFUSED, UP, SynProber, Target
+from haecs_monitor.checks.syn.prober import REFUSED, UP, SynProber
 from haecs_monitor.config.model import CheckKey, CheckSpec
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime.duequeue import DueQueue
@@ -48,7 +48,6 @@ class _Probe:
     key: CheckKey
     spec: CheckSpec
     prober: SynProber
-    target: Target
     started: float
     deadline: float
     due: float  # when it was due: the next is due a delay after this
@@ -82,11 +81,7 @@ class SynDriver:
             return None
         family = method.FAMILIES["ipv6" if ":" in spec.address else "ipv4"]
         prober = method.choose(loop, family).prober
-        if prober is None:
-            return None
-        try:
-            prober.target(spec.address, spec.port)
-        except OSError:
+        if prober is None or not prober.accepts(spec.address):
             return None
         return prober
 
@@ -98,8 +93,7 @@ class SynDriver:
         return {*self._due, *self._inflight}
 
     def sync(self, board: HealthBoard, keys: set[CheckKey]) -> None:
-        """Run exactly KEYS of BOARD: new ones start after their first delay;
-        the probers forget the targets no check has any more."""
+        """Run exactly KEYS of BOARD: new ones start after their first delay."""
         running = self.keys()
         self.update(board, keys - running, running - keys)
 
@@ -110,19 +104,15 @@ class SynDriver:
         often): the scheduler adds only checks new to the board."""
         self._board = board
         now = self.loop.time()
-        stopped: list[CheckKey] = []
         tcp = {key for key in dropped if CheckSpec.type_of(key) == "tcp"}
         if tcp:
             for key in tcp:
                 probe = self._inflight.pop(key, None)
                 if probe is not None:
                     self._drop(probe)
-                    stopped.append(key)
-            stopped += self._due.remove(tcp)
+            self._due.remove(tcp)
         for key in added:
             self._due.push(now + board.first_delay(key), key)
-        if stopped:
-            self._forget_targets(stopped)
         self._arm()
 
     def stop(self) -> None:
@@ -138,22 +128,9 @@ class SynDriver:
 
     # ------------------------------------------------------------ internals
 
-    def _forget_targets(self, stopped: list[CheckKey]) -> None:
-        """The probers forget the targets of STOPPED that no check it still
-        runs has."""
-        endpoint = CheckSpec.endpoint_of
-        gone = {endpoint(key) for key in stopped}
-        for key in itertools.chain(self._due, self._inflight):
-            gone.discard(endpoint(key))
-        for address, port in gone:
-            family = method.FAMILIES["ipv6" if ":" in address else "ipv4"]
-            prober = method.choose(self.loop, family).prober
-            if prober is not None:
-                prober.forget(address, port)
-
     def _drop(self, probe: _Probe) -> None:
         probe.done = True
-        probe.prober.cancel(probe.wire_key, probe.resolve, False, probe.target)
+        probe.prober.cancel(probe.wire_key, probe.resolve, False, probe.spec.address)
 
     def _arm(self) -> None:
         """One timer, at the earliest due time or live deadline."""
@@ -187,7 +164,7 @@ class SynDriver:
                 while deadlines and deadlines[0][0] <= now:
                     _deadline, _order, probe = heapq.heappop(deadlines)
                     if not probe.done:
-                        probe.prober.cancel(probe.wire_key, probe.resolve, True, probe.target)
+                        probe.prober.cancel(probe.wire_key, probe.resolve, True, probe.spec.address)
                         self._end(probe, None, now)
             due = self._due.pop_until(now)
             for when, key in due:
@@ -212,17 +189,9 @@ class SynDriver:
         if prober is None:  # cannot happen for a key the scheduler gave us; keep it alive
             self._schedule(key, now, due)
             return
-        probe = _Probe(
-            key,
-            spec,
-            prober,
-            prober.target(spec.address, spec.port),
-            now,
-            now + spec.timing.timeout,
-            due,
-        )
+        probe = _Probe(key, spec, prober, now, now + spec.timing.timeout, due)
         probe.resolve = lambda answer, when: self._answered(probe, answer, when)
-        failed, probe.wire_key = prober.send(probe.target, now, probe.resolve)
+        failed, probe.wire_key = prober.send(spec.address, spec.port, now, probe.resolve)
         if failed is not None:
             probe.done = True
             self._deliver(probe, failed, now)

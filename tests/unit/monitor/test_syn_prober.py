@@ -1,12 +1,16 @@
-"""The SYN prober's per-target state, without a raw socket."""
+"""The SYN prober's per-address state, without a raw socket."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from typing import Any
 
-from haecs_monitor.checks.syn.prober import SynProber, Target
+import pytest
+from haecs_monitor.checks.syn import packet
+from haecs_monitor.checks.syn import prober as prober_module
+from haecs_monitor.checks.syn.prober import SynProber
 from haecs_monitor.checks.syn.route import SOURCE_MAX_AGE
 
 
@@ -35,40 +39,100 @@ def _prober(loop: asyncio.AbstractEventLoop, real: socket.socket) -> tuple[SynPr
     return SynProber(socket.AF_INET, loop, sock, _Ports()), sock  # type: ignore[arg-type]
 
 
+def _send(prober: SynProber, address: str, port: int, now: float) -> Any:
+    return prober.send(address, port, now, lambda answer, when: None)
+
+
 def test_a_probe_is_keyed_by_the_packed_address_it_packs_when_sent() -> None:
     loop = asyncio.new_event_loop()
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as real:
             prober, sock = _prober(loop, real)
-            target = prober.target("127.0.0.1", 8080)
-            assert not hasattr(target, "packed")  # not kept per target
-            failed, key = prober.send(target, 5.0, lambda answer, when: None)
+            failed, key = _send(prober, "127.0.0.1", 8080, 5.0)
             assert failed is None
             assert key == (socket.inet_aton("127.0.0.1"), 8080, 40000)
             ((segment, address),) = sock.sent
             assert address == ("127.0.0.1", 0)
             assert segment[:4] == (40000).to_bytes(2, "big") + (8080).to_bytes(2, "big")
-            assert target.expires == 5.0 + SOURCE_MAX_AGE
+            expected = packet.syn_to(
+                packet.source_share(socket.inet_aton("127.0.0.1")),
+                socket.inet_aton("127.0.0.1"),
+                40000,
+                8080,
+                int.from_bytes(segment[4:8], "big"),
+            )
+            assert segment == expected  # the checksum over our real source address
     finally:
         loop.close()
 
 
-def test_targets_learned_within_a_second_share_one_expiry_and_one_source_share() -> None:
+@pytest.fixture
+def looked_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The destinations whose source address was looked up: all through
+    192.0.2.1, but 10.9.9.9 which has no route."""
+    destinations: list[str] = []
+
+    def source_address(family: int, destination: str) -> bytes:
+        destinations.append(destination)
+        if destination == "10.9.9.9":
+            raise OSError(101, "Network is unreachable")
+        return socket.inet_aton("192.0.2.1")
+
+    monkeypatch.setattr(prober_module, "source_address", source_address)
+    return destinations
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[SynProber, _Socket]]:
+    """A prober on a socket that records what is sent."""
     loop = asyncio.new_event_loop()
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as real:
-            prober, _sock = _prober(loop, real)
-            first = prober._expiry(100.0)
-            assert first == 100.0 + SOURCE_MAX_AGE
-            assert prober._expiry(100.9) is first  # up to a second early, never late
-            later = prober._expiry(101.0)
-            assert later == 101.0 + SOURCE_MAX_AGE and later is not first
-            assert prober._expiry(50.0) == 50.0 + SOURCE_MAX_AGE  # a clock set back
-            one, two = prober.target("10.0.0.1", 80), prober.target("10.0.0.2", 80)
-            for target in (one, two):
-                prober.send(target, 200.0, lambda answer, when: None)
-            assert isinstance(one, Target) and one.expires is two.expires
-            # the same source address: one checksum share for both
-            assert one.source_share is not None and one.source_share is two.source_share
+            yield _prober(loop, real)
     finally:
         loop.close()
+
+
+def test_the_source_is_known_per_address_one_int_per_source_and_all_learned_again_after_its_age(
+    looked_up: list[str], fake: tuple[SynProber, _Socket]
+) -> None:
+    """One entry per address (not per port, no object per target), one
+    checksum share per source; every address is learned again after
+    SOURCE_MAX_AGE, so one no check probes any more is gone by then."""
+    prober, sock = fake
+    for port in (80, 443):
+        _send(prober, "10.0.0.1", port, 100.0)
+    _send(prober, "10.0.0.2", 80, 100.5)
+    assert looked_up == ["10.0.0.1", "10.0.0.2"]
+    assert prober.knows("10.0.0.1") and prober.knows("10.0.0.2")
+    assert prober._shares["10.0.0.1"] is prober._shares["10.0.0.2"]
+    _send(prober, "10.0.0.1", 81, 100.0 + SOURCE_MAX_AGE - 0.01)
+    assert looked_up == ["10.0.0.1", "10.0.0.2"]
+    _send(prober, "10.0.0.1", 82, 100.0 + SOURCE_MAX_AGE)
+    assert looked_up[2:] == ["10.0.0.1"]
+    assert not prober.knows("10.0.0.2")  # not probed since: gone
+    _send(prober, "10.0.0.1", 83, 20.0)  # the clock was set back
+    assert looked_up[3:] == ["10.0.0.1"]
+    assert len(sock.sent) == 6
+
+
+def test_a_timed_out_probe_learns_its_source_again_and_a_bad_address_is_down(
+    looked_up: list[str], fake: tuple[SynProber, _Socket]
+) -> None:
+    prober, sock = fake
+    resolve = lambda answer, when: None  # noqa: E731
+    _failed, key = prober.send("10.0.0.1", 80, 1.0, resolve)
+    prober.cancel(key, resolve, False, "10.0.0.1")  # dropped: still known
+    assert prober.knows("10.0.0.1")
+    _failed, key = prober.send("10.0.0.1", 80, 2.0, resolve)
+    prober.cancel(key, resolve, True, "10.0.0.1")  # timed out: learned again
+    assert not prober.knows("10.0.0.1")
+    _send(prober, "10.0.0.1", 81, 3.0)
+    assert looked_up == ["10.0.0.1", "10.0.0.1"]
+    failed, _key = _send(prober, "10.9.9.9", 80, 3.0)
+    assert failed is not None and failed.outcome == "down" and "route" in failed.detail
+    assert not prober.knows("10.9.9.9")
+    failed, _key = _send(prober, "fe80::1", 80, 3.0)
+    assert failed is not None and failed.outcome == "down" and "address" in failed.detail
+    assert not prober.accepts("fe80::1") and prober.accepts("10.0.0.1")
+    assert len(sock.sent) == 3

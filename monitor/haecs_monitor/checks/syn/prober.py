@@ -25,7 +25,6 @@ from haecs_monitor.checks.syn.pending import Key, Pending, Resolve
 from haecs_monitor.checks.syn.ports import PortPool
 from haecs_monitor.checks.syn.route import SOURCE_MAX_AGE, source_address
 from haecs_monitor.config.model import CheckSpec
-from haecs_monitor.sharedfloat import SharedFloat
 
 RECEIVE_BUFFER = 4 << 20  # answers queued while the loop is busy
 READS_PER_WAKEUP = 256
@@ -33,24 +32,6 @@ READS_PER_WAKEUP = 256
 UP = up("SYN-ACK: listening")
 REFUSED = down("refused (RST)")
 _NO_KEY: Key = (b"", 0, 0)
-
-
-class Target:
-    """What stays the same between probes of one address and port."""
-
-    # Not the packed address: packed again per probe (a fraction of a
-    # microsecond), it is not 45 B more per target.
-    __slots__ = ("address", "expires", "port", "source_share")
-
-    def __init__(self, family: int, address: str, port: int) -> None:
-        socket.inet_pton(family, address)  # OSError: not an address
-        self.address = address
-        self.port = port
-        # IPv4: the checksum's share of the source address the kernel chose
-        # (packet.source_share, one int per source); learned again after
-        # `expires`.
-        self.source_share: Optional[int] = None
-        self.expires = 0.0
 
 
 class SynProber:
@@ -62,11 +43,15 @@ class SynProber:
         self._sock = sock
         self._ports = ports
         self._pending = Pending()
-        self._expiries = SharedFloat(1.0)
+        # IPv4: the checksum's share of the source address the kernel chose
+        # towards each destination address (packet.source_share: one int per
+        # source, the addresses the configuration's own strings), all learned
+        # again every SOURCE_MAX_AGE.  An address no check probes any more is
+        # gone by then, with no object or bookkeeping per target (a target
+        # object with its own expiry was 64 B per real server).
+        self._shares: dict[str, int] = {}
         self._source_shares: dict[bytes, int] = {}  # by source address: a few
-        # By port, then address: the addresses are the configuration's own
-        # strings, where an (address, port) key was a new tuple per target.
-        self._targets: dict[int, dict[str, Target]] = {}
+        self._shares_until = 0.0
         self._random = random.Random()
         self._ipv4 = family == socket.AF_INET
         self._destination_port = 0 if self._ipv4 else socket.IPPROTO_TCP
@@ -110,74 +95,77 @@ class SynProber:
         self._ports.close()
         self._pending.clear()
 
-    def target(self, address: str, port: int) -> Target:
-        """The cached target; OSError when ADDRESS is not one of this family."""
-        at_port = self._targets.get(port)
-        target = at_port.get(address) if at_port is not None else None
-        if target is None:
-            target = Target(self.family, address, port)
-            self._targets.setdefault(port, {})[address] = target
-        return target
+    def accepts(self, address: str) -> bool:
+        """Whether ADDRESS is an address of this prober's family."""
+        try:
+            socket.inet_pton(self.family, address)
+        except (OSError, ValueError):
+            return False
+        return True
 
-    def knows(self, address: str, port: int) -> bool:
-        """Whether a target of ADDRESS:PORT is cached."""
-        return address in self._targets.get(port, {})
-
-    def forget(self, address: str, port: int) -> None:
-        at_port = self._targets.get(port)
-        if at_port is not None:
-            at_port.pop(address, None)
-            if not at_port:
-                del self._targets[port]
+    def knows(self, address: str) -> bool:
+        """Whether the source address towards ADDRESS is known now."""
+        return address in self._shares
 
     def send(
-        self, target: Target, now: float, resolve: Resolve
+        self, address: str, port: int, now: float, resolve: Resolve
     ) -> tuple[Optional[CheckResult], Key]:
-        """Send one SYN to TARGET; RESOLVE gets its answer.  A result instead
-        when it could not be sent (no route: down; a local fault: unknown).
-        The caller times the probe out: `cancel(key, resolve)`."""
-        packed = socket.inet_pton(self.family, target.address)
-        if self._ipv4 and (target.source_share is None or target.expires <= now):
+        """Send one SYN to ADDRESS:PORT; RESOLVE gets its answer.  A result
+        instead when it could not be sent (no route: down; a local fault:
+        unknown).  The caller times the probe out: `cancel(key, resolve)`."""
+        try:
+            packed = socket.inet_pton(self.family, address)
+        except (OSError, ValueError) as error:
+            return down("address: %s" % error), _NO_KEY
+        share: Optional[int] = None
+        if self._ipv4:
             try:
-                source = source_address(self.family, target.address)
+                share = self._share(address, now)
             except OSError as error:
                 return os_error("route", error), _NO_KEY
-            share = self._source_shares.get(source)
-            if share is None:
-                share = self._source_shares[source] = packet.source_share(source)
-            target.source_share = share
-            target.expires = self._expiry(now)
         our_port = self._ports.take()
-        key = (packed, target.port, our_port)
+        key = (packed, port, our_port)
         if self._pending.busy(key):  # every port of the pool busy towards this target
             return os_error("send", OSError(11, "all probe ports busy towards this target")), key
         seq = self._random.getrandbits(32)
-        if target.source_share is not None:
-            segment = packet.syn_to(target.source_share, packed, our_port, target.port, seq)
+        if share is not None:
+            segment = packet.syn_to(share, packed, our_port, port, seq)
         else:  # IPv6: the kernel fills in the checksum (IPV6_CHECKSUM)
-            segment = packet.syn_segment(our_port, target.port, seq)
+            segment = packet.syn_segment(our_port, port, seq)
         self._pending.add(key, seq, resolve)
         try:
-            self._sock.sendto(segment, (target.address, self._destination_port))
+            self._sock.sendto(segment, (address, self._destination_port))
         except OSError as error:
             self._pending.remove(key, resolve)
             return os_error("send", error), key
         return None, key
 
-    def _expiry(self, now: float) -> float:
-        """When a source address learned at NOW is learned again.  The
-        targets learned within one second share one float (24 B per target):
-        some learn theirs again up to a second early."""
-        return self._expiries.share(now + SOURCE_MAX_AGE)
+    def _share(self, address: str, now: float) -> int:
+        """The checksum share of our source address towards ADDRESS, learned
+        when not known (every address again after SOURCE_MAX_AGE, or after
+        the clock was set back); OSError when there is no route or no
+        descriptor."""
+        if not self._shares_until - SOURCE_MAX_AGE <= now < self._shares_until:
+            self._shares.clear()
+            self._source_shares.clear()
+            self._shares_until = now + SOURCE_MAX_AGE
+        share = self._shares.get(address)
+        if share is None:
+            source = source_address(self.family, address)
+            share = self._source_shares.get(source)
+            if share is None:
+                share = self._source_shares[source] = packet.source_share(source)
+            self._shares[address] = share
+        return share
 
-    def cancel(self, key: Key, resolve: Resolve, timed_out: bool, target: Target) -> None:
-        """Stop waiting for a probe; after a timeout, learn TARGET's source
-        address again at the next probe (a route may have changed)."""
+    def cancel(self, key: Key, resolve: Resolve, timed_out: bool, address: str) -> None:
+        """Stop waiting for a probe; after a timeout, learn the source address
+        towards ADDRESS again at the next probe (a route may have changed)."""
         self._pending.remove(key, resolve)
         if timed_out:
-            target.expires = 0.0
+            self._shares.pop(address, None)
 
-    async def probe(self, spec: CheckSpec, target: Target) -> CheckResult:
+    async def probe(self, spec: CheckSpec, address: str, port: int) -> CheckResult:
         """One probe as a coroutine: send, wait for the answer or the timeout."""
         loop = self.loop
         now = loop.time()
@@ -187,7 +175,7 @@ class SynProber:
             if not future.done():
                 future.set_result(answer)
 
-        failed, key = self.send(target, now, resolve)
+        failed, key = self.send(address, port, now, resolve)
         if failed is not None:
             return failed
         timer = loop.call_at(now + spec.timing.timeout, _expire, future)
@@ -195,7 +183,7 @@ class SynProber:
             answer = await future
         finally:
             timer.cancel()
-            self.cancel(key, resolve, future.done() and future.result() is None, target)
+            self.cancel(key, resolve, future.done() and future.result() is None, address)
         if answer is None:
             return timed_out(spec, now)
         return UP if answer else REFUSED

@@ -3,9 +3,10 @@
 IPv4 SYNs carry a checksum over a pseudo-header that includes our source
 address, which the kernel only picks when it sends the packet.  A connected
 UDP socket makes it pick one without sending anything: getsockname() tells
-which.  The prober keeps the answer per target for SOURCE_MAX_AGE seconds
-and forgets it at once when a probe through it times out, so a route or
-address change costs at most one timed-out probe.
+which.  The prober keeps the answer per destination address, learns every
+one again after SOURCE_MAX_AGE seconds and forgets one at once when a probe
+to it times out, so a route or address change costs at most one timed-out
+probe.
 """
 
 from __future__ import annotations
