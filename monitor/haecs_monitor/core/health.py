@@ -128,22 +128,54 @@ def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
     return delay * (1.0 + jitter * (2.0 * rand() - 1.0))
 
 
+class _Unknowns:
+    """A check's results that the monitor could not get (local faults): kept
+    apart, made at the first one, as most checks never have any."""
+
+    __slots__ = ("count", "last", "streak")
+
+    def __init__(self) -> None:
+        self.count = 0  # since the check began
+        self.streak = 0  # in a row, up to now
+        self.last = ""  # the last one's detail
+
+    def copy(self) -> _Unknowns:
+        copied = _Unknowns()
+        copied.count, copied.streak, copied.last = self.count, self.streak, self.last
+        return copied
+
+
+_NO_UNKNOWNS = _Unknowns()  # read-only stand-in: never counted into
+
+# Durations kept as one float per value at 3 significant digits (the last
+# run's duration of each check: a float of its own was 24 B per check).
+_DURATIONS: dict[float, float] = {}
+_DURATIONS_KEPT = 4096
+
+
+def _shared_duration(seconds: float) -> float:
+    rounded = float("%.3g" % seconds)
+    shared = _DURATIONS.get(rounded)
+    if shared is None:
+        shared = rounded
+        if len(_DURATIONS) < _DURATIONS_KEPT:
+            _DURATIONS[rounded] = rounded
+    return shared
+
+
 class CheckHealth:
     """The rise/fall state of one check, shared by every server that uses it."""
 
     __slots__ = (
+        "_streak",
+        "_unknowns",
         "changed_at",
         "detail",
         "downs",
-        "failures",
         "history",
         "last_checked",
         "last_duration",
-        "last_unknown",
         "spec",
-        "successes",
-        "unknown_streak",
-        "unknowns",
         "up",
         "ups",
         "users",
@@ -156,8 +188,10 @@ class CheckHealth:
         # The servers it feeds (kept by the board): a slot here, where a dict
         # by check beside the board's checks was 30-45 B more per check.
         self.users: Users = ()
-        self.successes = 0  # consecutive, while down
-        self.failures = 0  # consecutive, while up
+        # Consecutive results of one kind up to now: successes above 0,
+        # failures below (one slot where two counts, one of them always 0,
+        # were 8 B more per check).
+        self._streak = 0
         self.weight: Optional[int] = None  # dynamic weight of the last success
         self.detail = "not checked yet"
         self.last_checked: Optional[float] = None  # of the last result not unknown
@@ -169,14 +203,38 @@ class CheckHealth:
         # kept here: one slot each instead of a counter entry per outcome).
         self.ups = 0
         self.downs = 0
-        self.unknowns = 0  # results the monitor could not get (local faults)
-        self.unknown_streak = 0  # of them in a row, up to now
-        self.last_unknown = ""
-        self.last_duration: Optional[float] = None  # seconds the last run took
+        self._unknowns = _NO_UNKNOWNS
+        # Seconds the last run took, to 3 significant digits (shared floats).
+        self.last_duration: Optional[float] = None
 
     @property
     def state(self) -> str:
         return UP if self.up else DOWN
+
+    @property
+    def successes(self) -> int:
+        """Consecutive successes up to now."""
+        return self._streak if self._streak > 0 else 0
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures up to now."""
+        return -self._streak if self._streak < 0 else 0
+
+    @property
+    def unknowns(self) -> int:
+        """Results the monitor could not get (local faults) since the check began."""
+        return self._unknowns.count
+
+    @property
+    def unknown_streak(self) -> int:
+        """Of them in a row, up to now."""
+        return self._unknowns.streak
+
+    @property
+    def last_unknown(self) -> str:
+        """The last one's detail ("" when none)."""
+        return self._unknowns.last
 
     @property
     def confirmed(self) -> bool:
@@ -186,44 +244,47 @@ class CheckHealth:
     @property
     def in_transition(self) -> bool:
         """Some, but not yet all, of the results needed to change state."""
-        return self.failures > 0 if self.up else self.successes > 0
+        return self._streak < 0 if self.up else self._streak > 0
 
     def observe(
         self, result: CheckResult, now: float, duration: Optional[float] = None
     ) -> Optional[CheckTransition]:
         if duration is not None:
-            self.last_duration = duration
+            self.last_duration = _shared_duration(duration)
         mark = "?" if result.unknown else "+" if result.up else "-"
         # Interned: the checks of a steady director share a few histories
         # ("++++++++++") instead of holding a copy each.
         self.history = sys.intern((self.history + mark)[-HISTORY:])
+        unknowns = self._unknowns
         if result.unknown:
             # Says nothing about the server: the counts and the state stay.
-            self.unknowns += 1
-            self.unknown_streak += 1
-            self.last_unknown = result.detail
+            if unknowns is _NO_UNKNOWNS:
+                unknowns = self._unknowns = _Unknowns()
+            unknowns.count += 1
+            unknowns.streak += 1
+            unknowns.last = result.detail
             return None
-        self.unknown_streak = 0
+        if unknowns.streak:
+            unknowns.streak = 0
         self.last_checked = now
         self.detail = result.detail
+        streak = self._streak
         if result.up:
             self.ups += 1
-            self.successes += 1
-            self.failures = 0
+            streak = self._streak = streak + 1 if streak > 0 else 1
             self.weight = result.weight
         else:
             self.downs += 1
-            self.failures += 1
-            self.successes = 0
-        if self.up and self.failures >= self.spec.timing.fall:
-            reason = "%d consecutive failure(s): %s" % (self.failures, result.detail)
-        elif not self.up and self.successes >= self.spec.timing.rise:
-            reason = "%d consecutive success(es): %s" % (self.successes, result.detail)
+            streak = self._streak = streak - 1 if streak < 0 else -1
+        if self.up and -streak >= self.spec.timing.fall:
+            reason = "%d consecutive failure(s): %s" % (-streak, result.detail)
+        elif not self.up and streak >= self.spec.timing.rise:
+            reason = "%d consecutive success(es): %s" % (streak, result.detail)
         else:
             return None
         old = self.state
         self.up = not self.up
-        self.successes = self.failures = 0
+        self._streak = 0
         self.changed_at = now
         return CheckTransition(self.spec, old, self.state, reason, now)
 
@@ -243,18 +304,16 @@ class CheckHealth:
     def carried_to(self, spec: CheckSpec) -> CheckHealth:
         """This state under a new spec (same probe, other timing)."""
         moved = CheckHealth(spec, self.up, self.changed_at)
-        moved.successes = self.successes
-        moved.failures = self.failures
+        moved._streak = self._streak
         moved.weight = self.weight
         moved.detail = self.detail
         moved.last_checked = self.last_checked
         moved.ups = self.ups
         moved.downs = self.downs
-        moved.unknowns = self.unknowns
+        if self._unknowns is not _NO_UNKNOWNS:
+            moved._unknowns = self._unknowns.copy()
         moved.last_duration = self.last_duration
         moved.history = self.history
-        moved.unknown_streak = self.unknown_streak
-        moved.last_unknown = self.last_unknown
         return moved
 
     def as_dict(self) -> dict[str, object]:

@@ -362,6 +362,45 @@ def test_results_are_counted_by_outcome_with_the_last_duration() -> None:
     assert (check.ups, check.downs, check.unknowns, check.last_duration) == (1, 1, 1, 0.125)
 
 
+def test_the_last_durations_are_shared_floats_to_three_digits() -> None:
+    board = HealthBoard(config(), now=0, present={RS1, RS2})
+    one, two = (board.servers[ref].checks[0] for ref in (RS1, RS2))
+    board.record(one.spec.dedup_key, OK, 1, duration=0.00123449)
+    board.record(two.spec.dedup_key, OK, 1, duration=0.0012341)
+    assert one.last_duration == 0.00123 and one.last_duration is two.last_duration
+    board.record(two.spec.dedup_key, OK, 2, duration=2.5)
+    assert two.last_duration == 2.5
+
+
+def test_a_streak_is_one_count_and_unknowns_are_kept_apart_from_the_first() -> None:
+    """Consecutive successes and failures are one signed count; a check
+    without unknown results has no record of them (most checks), one with
+    them its own, carried (not shared) when its timing changes."""
+    board = HealthBoard(config(), now=0, present={RS1, RS2})
+    check = board.servers[RS1].checks[0]
+    key = check.spec.dedup_key
+    for at, result in enumerate([OK, OK, FAIL, FAIL], start=1):
+        board.record(key, result, at)
+    assert (check.successes, check.failures, check.in_transition) == (0, 2, True)
+    other = board.servers[RS2].checks[0]
+    assert check._unknowns is other._unknowns  # no record of their own yet
+    unknown = CheckResult(False, None, "no fd", unknown=True)
+    board.record(key, unknown, 5)
+    board.record(key, unknown, 6)
+    assert (check.unknowns, check.unknown_streak, check.last_unknown) == (2, 2, "no fd")
+    assert other.unknowns == 0 and check._unknowns is not other._unknowns
+    board.reload(config(interval=3), now=10, present={RS1, RS2})
+    moved = board.servers[RS1].checks[0]
+    assert moved is not check and (moved.failures, moved.unknowns) == (2, 2)
+    check.observe(OK, 11)
+    board.record(moved.spec.dedup_key, unknown, 12)
+    assert (moved.unknowns, moved.unknown_streak) == (3, 3)
+    assert (check.unknowns, check.unknown_streak) == (2, 0)  # not shared
+    board.record(moved.spec.dedup_key, OK, 13)
+    assert (moved.successes, moved.failures, moved.unknown_streak) == (1, 0, 0)
+    assert not moved.in_transition  # up: a success is no transition
+
+
 def test_reload_new_check_starts_from_kernel_presence() -> None:
     board = HealthBoard(config(), now=0, present={RS1, RS2})
     new = config(checks=[{"type": "tcp"}, {"type": "http"}])
