@@ -10,7 +10,6 @@ from haecs_monitor.config.model import CheckKey, CheckSpec, MonitorConfig
 from haecs_monitor.control import metrics
 from haecs_monitor.core import ids
 from haecs_monitor.core.desired import ENABLED
-from haecs_monitor.core.health import ServerRef
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -162,8 +161,9 @@ def status(monitor: MonitorView) -> dict[str, Any]:
             "servers": [],
             "sorry_servers": [],
         }
+        healths = board.servers.of_service(service.key)
         for real_server in service.real_servers:
-            health = board.servers[ServerRef(service.key, *real_server.key)]
+            health = healths[real_server.key]
             server_id = ids.server_id(*real_server.key)
             placed = outcome.servers.get(real_server.key) if outcome else None
             entry["servers"].append(
@@ -291,7 +291,7 @@ def families(monitor: MonitorView) -> list[metrics.Family]:
     # Counted by each server's health (no strings kept per server); named here.
     servers = monitor.board.servers.values() if monitor.board is not None else ()
     named = sorted(
-        (ids.service_id(server.ref.service), ids.server_id(*server.ref.key), state, count)
+        (ids.service_id(server.service), ids.server_id(*server.key), state, count)
         for server in servers
         for state, count in (("down", server.went_down), ("up", server.went_up))
         if count

@@ -40,8 +40,9 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Optional, Union
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
@@ -120,7 +121,9 @@ HISTORY = 10  # check results kept per check for status and events
 
 # The servers of one check: most checks have one, kept as itself (a tuple of
 # one was 48 B more per check).
-Users = Union[ServerRef, tuple[ServerRef, ...]]
+Users = Union["ServerHealth", tuple["ServerHealth", ...]]
+
+RealServerKey = tuple[str, int]  # a real server's key within its service
 
 
 def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
@@ -337,18 +340,31 @@ class CheckHealth:
 
 
 class ServerHealth:
-    """One real server of one service: up when all its checks are up."""
+    """One real server of one service: up when all its checks are up.
 
-    __slots__ = ("_own", "config", "ramp_start", "ref", "slow_start", "up", "went_down", "went_up")
+    It keeps its service's key and its configuration, not a ServerRef: `ref`
+    makes one when asked (events, status), where one kept per server, the
+    key of the board's table of them, was 56 B each."""
+
+    __slots__ = (
+        "_own",
+        "config",
+        "ramp_start",
+        "service",
+        "slow_start",
+        "up",
+        "went_down",
+        "went_up",
+    )
 
     def __init__(
         self,
-        ref: ServerRef,
+        service: ServiceKey,
         config: RealServerConfig,
         checks: tuple[CheckHealth, ...],
         slow_start: float = 0.0,
     ) -> None:
-        self.ref = ref
+        self.service = service
         self.config = config
         # Most servers have one check, kept as itself: a tuple of one was
         # 48 B more per server.
@@ -366,6 +382,16 @@ class ServerHealth:
     @property
     def state(self) -> str:
         return UP if self.up else DOWN
+
+    @property
+    def ref(self) -> ServerRef:
+        server = self.config.server
+        return ServerRef(self.service, server.address, server.port)
+
+    @property
+    def key(self) -> RealServerKey:
+        """Its key within its service (the configured server's)."""
+        return self.config.key
 
     @property
     def checks(self) -> tuple[CheckHealth, ...]:
@@ -431,10 +457,11 @@ class ServerHealth:
         return min(end, max(step_at, now + min_step))
 
     def as_dict(self, now: float) -> dict[str, object]:
+        server = self.config.server
         return {
-            "service": str(self.ref.service),
-            "address": self.ref.address,
-            "port": self.ref.port,
+            "service": str(self.service),
+            "address": server.address,
+            "port": server.port,
             "state": self.state,
             "reason": self.reason(),
             "weight": self.weight_at(now),
@@ -488,68 +515,142 @@ def _migrate(
 
 def _index(
     services: Iterable[ServiceConfig],
-    existing: Mapping[CheckKey, CheckHealth],
     present: Collection[ServerRef],
     old_checks: Mapping[CheckKey, CheckHealth],
     now: float,
-) -> tuple[list[tuple[ServiceConfig, ServerRef, RealServerConfig]], dict[CheckKey, CheckHealth]]:
+) -> tuple[list[tuple[ServiceConfig, RealServerConfig]], dict[CheckKey, CheckHealth]]:
     """The servers of `services`, and the health of their checks: kept from
-    `old_checks`, carried over, or new (up when a server that uses it is
-    `present` in the kernel), each with these servers among its users, after
-    those its key has in `existing`."""
-    entries: list[tuple[ServiceConfig, ServerRef, RealServerConfig]] = []
+    `old_checks`, carried over, or new (up when a server of `services` that
+    uses it is `present` in the kernel).  The caller builds the servers and
+    adds them to their checks' users (`_add_users`)."""
+    entries: list[tuple[ServiceConfig, RealServerConfig]] = []
     keyed: list[tuple[CheckKey, CheckSpec]] = []
-    added: dict[CheckKey, list[ServerRef]] = {}
+    present_set = present if isinstance(present, (set, frozenset)) else set(present)
+    used_where_present: set[CheckKey] = set()
     for service in services:
+        service_key = service.key
         for real_server in service.real_servers:
-            ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-            entries.append((service, ref, real_server))
+            entries.append((service, real_server))
+            here = bool(present_set) and ServerRef(service_key, *real_server.key) in present_set
             for spec in real_server.checks:
                 key = spec.dedup_key
-                added.setdefault(key, []).append(ref)
                 keyed.append((key, spec))
-    users: dict[CheckKey, Users] = {}
-    for key, refs in added.items():
-        before = existing.get(key)
-        users[key] = _users_value(
-            _as_refs(before.users) + tuple(refs) if before is not None else refs
-        )
-    present_set = set(present)
+                if here:
+                    used_where_present.add(key)
 
     def initially_up(spec: CheckSpec) -> bool:
-        return any(ref in present_set for ref in _as_refs(users.get(spec.dedup_key, ())))
+        return spec.dedup_key in used_where_present
 
-    checks = _migrate(old_checks, keyed, initially_up, now)
-    for key, health in checks.items():
-        health.users = users[key]
-    return entries, checks
+    return entries, _migrate(old_checks, keyed, initially_up, now)
 
 
-def _users_value(refs: Sequence[ServerRef]) -> Users:
-    return refs[0] if len(refs) == 1 else tuple(refs)
+def _add_users(servers: Iterable[ServerHealth]) -> None:
+    """Each of SERVERS among the users of its checks, after those they have."""
+    added: dict[CheckHealth, list[ServerHealth]] = {}
+    for server in servers:
+        for check in server.checks:
+            users = added.get(check)
+            if users is None:
+                added[check] = [server]
+            else:
+                users.append(server)
+    for check, users in added.items():
+        check.users = _users_value((*_as_servers(check.users), *users))
 
 
-def _as_refs(users: Users) -> tuple[ServerRef, ...]:
-    return (users,) if users.__class__ is ServerRef else users  # type: ignore[return-value]
+def _users_value(servers: Sequence[ServerHealth]) -> Users:
+    return servers[0] if len(servers) == 1 else tuple(servers)
+
+
+def _as_servers(users: Users) -> tuple[ServerHealth, ...]:
+    return (users,) if users.__class__ is ServerHealth else users  # type: ignore[return-value]
 
 
 def _server_health(
-    ref: ServerRef,
+    service: ServiceKey,
     real_server: RealServerConfig,
     slow_start: float,
     checks: Mapping[CheckKey, CheckHealth],
-    old_servers: Mapping[ServerRef, ServerHealth],
+    previous: Optional[ServerHealth],
 ) -> ServerHealth:
     """A server's health over its checks, in the state it had before a reload."""
     own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
-    server = ServerHealth(ref, real_server, own, slow_start)
-    previous = old_servers.get(ref)
+    server = ServerHealth(service, real_server, own, slow_start)
     if previous is not None:  # evaluate() then reports changes against it
         server.up = previous.up
         server.ramp_start = previous.ramp_start if slow_start > 0 else None
         server.went_up = previous.went_up
         server.went_down = previous.went_down
     return server
+
+
+_NO_SERVERS: Mapping[RealServerKey, ServerHealth] = MappingProxyType({})
+
+
+class ServerTable:
+    """The board's servers by ServerRef, kept by service and real server key.
+
+    No ServerRef is kept per server (56 B each as the key of one dict of
+    them): a lookup takes the ref's fields, iterating makes the refs, and
+    `of_service` gives a service's servers by key without making any."""
+
+    __slots__ = ("_by_service", "_count")
+
+    def __init__(self) -> None:
+        self._by_service: dict[ServiceKey, dict[RealServerKey, ServerHealth]] = {}
+        self._count = 0
+
+    def add(self, server: ServerHealth) -> None:
+        """Put SERVER in (in place of one with the same service and key)."""
+        servers = self._by_service.get(server.service)
+        if servers is None:
+            servers = self._by_service[server.service] = {}
+        key = server.key
+        if key not in servers:
+            self._count += 1
+        servers[key] = server
+
+    def pop_service(self, service: ServiceKey) -> dict[RealServerKey, ServerHealth]:
+        """Take out every server of SERVICE; them, by key."""
+        servers = self._by_service.pop(service, {})
+        self._count -= len(servers)
+        return servers
+
+    def find(self, service: ServiceKey, key: RealServerKey) -> Optional[ServerHealth]:
+        return self._by_service.get(service, _NO_SERVERS).get(key)
+
+    def of_service(self, service: ServiceKey) -> Mapping[RealServerKey, ServerHealth]:
+        """The servers of SERVICE by key (the table's own: read only)."""
+        return self._by_service.get(service, _NO_SERVERS)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, ref: ServerRef) -> ServerHealth:
+        server = self.find(ref.service, (ref.address, ref.port))
+        if server is None:
+            raise KeyError(ref)
+        return server
+
+    def get(self, ref: ServerRef) -> Optional[ServerHealth]:
+        return self.find(ref.service, (ref.address, ref.port))
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, ServerRef) and self.get(ref) is not None
+
+    def __iter__(self) -> Iterator[ServerRef]:
+        for service, servers in self._by_service.items():
+            for address, port in servers:
+                yield ServerRef(service, address, port)
+
+    def items(self) -> Iterator[tuple[ServerRef, ServerHealth]]:
+        for service, servers in self._by_service.items():
+            for (address, port), server in servers.items():
+                yield ServerRef(service, address, port), server
+
+    def values(self) -> Iterator[ServerHealth]:
+        for servers in self._by_service.values():
+            yield from servers.values()
 
 
 class HealthBoard:
@@ -559,6 +660,12 @@ class HealthBoard:
     `next_delay()` before running it again, and builds the desired table from
     `servers` (`up`, `weight_at(now)`).  `present` is the set of servers the
     kernel's table holds (and serves) now.
+
+    A check and its servers refer to each other (`users`, `checks`).  Every
+    check the board drops has its users emptied, so that what a build or a
+    reload drops is freed by reference counting alone: the long-lived
+    objects are frozen out of the cyclic collector's reach
+    (runtime/gcfreeze.py), and a cycle among them would stay for good.
     """
 
     def __init__(
@@ -571,14 +678,15 @@ class HealthBoard:
         self._rand = rand
         self.config = config
         self.checks: dict[CheckKey, CheckHealth] = {}
-        self.servers: dict[ServerRef, ServerHealth] = {}
+        self.servers = ServerTable()
         # The checks added and dropped since `take_check_changes`; None after
         # a build, when any may have.
         self._check_changes: Optional[tuple[set[CheckKey], set[CheckKey]]] = None
-        self._down: set[ServerRef] = set()  # kept with every change: few, counted at once
+        # The servers down, kept with every change: few, counted at once.
+        self._down: set[ServerHealth] = set()
         # The checks the last build or reload started and stopped.
         self.reload_counts = (0, 0)
-        self._build(config, now, present, {}, {})
+        self._build(config, now, present, {}, ServerTable())
 
     def _build(
         self,
@@ -586,7 +694,7 @@ class HealthBoard:
         now: float,
         present: Collection[ServerRef],
         old_checks: Mapping[CheckKey, CheckHealth],
-        old_servers: Mapping[ServerRef, ServerHealth],
+        old_servers: ServerTable,
         old_config: Optional[MonitorConfig] = None,
     ) -> None:
         # A service the reload took over unchanged (the same object, see
@@ -594,14 +702,22 @@ class HealthBoard:
         unchanged = (
             {id(service) for service in old_config.services} if old_config is not None else set()
         )
-        entries, checks = _index(config.services, {}, present, old_checks, now)
-        servers: dict[ServerRef, ServerHealth] = {}
-        for service, ref, real_server in entries:
-            kept_server = old_servers.get(ref) if id(service) in unchanged else None
-            if kept_server is not None and kept_server.config is real_server:
-                servers[ref] = kept_server
-                continue
-            servers[ref] = _server_health(ref, real_server, service.slow_start, checks, old_servers)
+        entries, checks = _index(config.services, present, old_checks, now)
+        servers = ServerTable()
+        for service, real_server in entries:
+            previous = old_servers.find(service.key, real_server.key)
+            if previous is not None and id(service) in unchanged and previous.config is real_server:
+                servers.add(previous)
+            else:
+                servers.add(
+                    _server_health(service.key, real_server, service.slow_start, checks, previous)
+                )
+        for key, check in old_checks.items():
+            if checks.get(key) is not check:
+                check.users = ()  # dropped: see HealthBoard on the cycle
+        for check in checks.values():
+            check.users = ()
+        _add_users(servers.values())
         self.config = config
         self.reload_counts = (
             sum(1 for key in checks if key not in old_checks),
@@ -610,17 +726,17 @@ class HealthBoard:
         self.checks = checks
         self.servers = servers
         self._check_changes = None
-        self._down = {ref for ref, server in servers.items() if not server.up}
+        self._down = {server for server in servers.values() if not server.up}
 
     def up_count(self) -> int:
         """How many servers are up."""
         return len(self.servers) - len(self._down)
 
-    def _followed(self, transition: Transition) -> None:
+    def _followed(self, server: ServerHealth, transition: Transition) -> None:
         if transition.new == UP:
-            self._down.discard(transition.server)
+            self._down.discard(server)
         else:
-            self._down.add(transition.server)
+            self._down.add(server)
 
     def take_check_changes(self) -> Optional[tuple[set[CheckKey], set[CheckKey]]]:
         """The checks added and dropped since the last call, or None when they
@@ -632,7 +748,7 @@ class HealthBoard:
     def users(self, key: CheckKey) -> tuple[ServerRef, ...]:
         """The servers a check feeds."""
         check = self.checks.get(key)
-        return _as_refs(check.users) if check is not None else ()
+        return tuple(server.ref for server in _as_servers(check.users)) if check else ()
 
     def record(
         self, key: CheckKey, result: CheckResult, now: float, duration: Optional[float] = None
@@ -645,9 +761,9 @@ class HealthBoard:
         check = self.checks.get(key)
         if check is None:
             return []
-        refs = _as_refs(check.users)
+        servers = _as_servers(check.users)
         reweighs = not result.unknown and result.up and result.weight != check.weight
-        weights = {ref: self.servers[ref].base_weight() for ref in refs} if reweighs else {}
+        weights = {server: server.base_weight() for server in servers} if reweighs else {}
         events: list[Event] = []
         change = check.observe(result, now, duration)
         if change is not None:
@@ -657,17 +773,18 @@ class HealthBoard:
             # when all its checks are (kept so by every build and reload):
             # none of its servers can change.  Most results end here.
             return events
-        for ref in refs:
-            server = self.servers[ref]
+        for server in servers:
             transition = server.evaluate(now)
             if transition is not None:
-                self._followed(transition)
+                self._followed(server, transition)
                 events.append(transition)
                 continue
             if reweighs:
                 weight = server.base_weight()
-                if server.up and weight != weights[ref]:
-                    events.append(WeightChange(ref, weights[ref], weight, result.detail, now))
+                if server.up and weight != weights[server]:
+                    events.append(
+                        WeightChange(server.ref, weights[server], weight, result.detail, now)
+                    )
         return events
 
     def next_delay(self, key: CheckKey) -> float:
@@ -691,60 +808,64 @@ class HealthBoard:
         if len(kept) * 2 < len(config.services):
             old_servers = self.servers
             self._build(config, now, present, self.checks, old_servers, self.config)
-            rebuilt: Iterable[tuple[ServerRef, Optional[ServerHealth]]] = (
-                (ref, old_servers.get(ref)) for ref in self.servers
+            rebuilt: Iterable[tuple[ServerHealth, Optional[ServerHealth]]] = (
+                (server, old_servers.find(server.service, server.key))
+                for server in self.servers.values()
             )
         else:
             rebuilt = self._rebuild_changed(config, now, present, kept)
         events: list[Event] = []
-        for ref, before in rebuilt:
-            server = self.servers[ref]
+        for server, before in rebuilt:
             if before is not None and server is not before:
                 transition = server.evaluate(now)
                 if transition is not None:
-                    self._followed(transition)
+                    self._followed(server, transition)
                     events.append(transition)
         return events
 
     def _rebuild_changed(
         self, config: MonitorConfig, now: float, present: Collection[ServerRef], kept: set[int]
-    ) -> list[tuple[ServerRef, Optional[ServerHealth]]]:
+    ) -> list[tuple[ServerHealth, Optional[ServerHealth]]]:
         """`_build` for a reload that took most services over as they were
         (the same objects, config/sections.py): only the servers of services
         that are new or changed are built again, the rest of the board is
         kept as it is.  At 30,000 real servers, one changed service costs
         milliseconds where the whole board took about 0.2 s of the loop.
-        The board's dicts are changed in place: copies of them were most of
+        The board's tables are changed in place: copies of them were most of
         such a reload, in the test kernel mostly the page faults of their
         fresh memory.  Returns each server built, with the one it replaced."""
         servers = self.servers
         checks = self.checks
-        previous: dict[ServerRef, ServerHealth] = {}
-        leaving: dict[CheckKey, set[ServerRef]] = {}
+        previous: dict[tuple[ServiceKey, RealServerKey], ServerHealth] = {}
+        gone: set[ServerHealth] = set()
+        leaving: set[CheckHealth] = set()
         for service in self.config.services:
             if id(service) in kept:
                 continue
-            for real_server in service.real_servers:
-                ref = ServerRef(service.key, real_server.server.address, real_server.server.port)
-                before = servers.pop(ref, None)
-                if before is not None:
-                    previous[ref] = before
-                self._down.discard(ref)
-                for spec in real_server.checks:
-                    leaving.setdefault(spec.dedup_key, set()).add(ref)
-        for key, gone in leaving.items():
-            check = checks.get(key)
-            if check is None:
-                continue
-            remaining = tuple(ref for ref in _as_refs(check.users) if ref not in gone)
+            for server_key, old in servers.pop_service(service.key).items():
+                previous[(service.key, server_key)] = old
+                gone.add(old)
+                self._down.discard(old)
+                leaving.update(old.checks)
+        for check in leaving:
+            remaining = tuple(server for server in _as_servers(check.users) if server not in gone)
             check.users = _users_value(remaining) if remaining else ()
         changed = [service for service in config.services if id(service) not in kept]
-        entries, fresh = _index(changed, checks, present, checks, now)
+        entries, fresh = _index(changed, present, checks, now)
+        built: list[tuple[ServerHealth, Optional[ServerHealth]]] = []
+        for service, real_server in entries:
+            before = previous.get((service.key, real_server.key))
+            server = _server_health(service.key, real_server, service.slow_start, fresh, before)
+            servers.add(server)
+            built.append((server, before))
+            if not server.up:
+                self._down.add(server)
+        _add_users(server for server, _before in built)
         # Every check has a server, so the checks to drop are those of the
         # removed servers left without one (and not taken up again).
         dropped = {
             key
-            for key in leaving
+            for key in (check.spec.dedup_key for check in leaving)
             if key not in fresh and (key not in checks or not checks[key].users)
         }
         added = {key for key in fresh if key not in checks}
@@ -756,15 +877,12 @@ class HealthBoard:
             self._check_changes[0].update(added)
             self._check_changes[1].update(dropped)
         self.reload_counts = (len(added), len(dropped))
-        for service, ref, real_server in entries:
-            server = _server_health(ref, real_server, service.slow_start, checks, previous)
-            servers[ref] = server
-            if not server.up:
-                self._down.add(ref)
         self.config = config
-        return [(ref, previous.get(ref)) for _unused, ref, _unused_too in entries]
+        return built
 
     def ramping(self, since: float) -> list[ServerRef]:
         """Servers whose slow-start weight was still growing at `since`: the
         weight of each has moved on since then, or will."""
-        return [ref for ref, server in self.servers.items() if server.up and server.ramping(since)]
+        return [
+            server.ref for server in self.servers.values() if server.up and server.ramping(since)
+        ]

@@ -45,6 +45,7 @@ from haecs_monitor.core.health import (
     HealthBoard,
     ServerHealth,
     ServerRef,
+    ServerTable,
     Transition,
     WeightChange,
 )
@@ -607,9 +608,8 @@ class Monitor:
     def _release_held(self, service: ServiceConfig) -> bool:
         """True (and logged) when a held service may now be created."""
         assert self.board is not None
-        healths = [
-            self.board.servers[ServerRef(service.key, *rs.key)] for rs in service.real_servers
-        ]
+        servers = self.board.servers.of_service(service.key)
+        healths = [servers[rs.key] for rs in service.real_servers]
         up = [health for health in healths if health.up]
         if up:
             reason = "real server %s is up" % ids.server_id(up[0].ref.address, up[0].ref.port)
@@ -680,12 +680,13 @@ class Monitor:
             return result
 
     def _desired_input(
-        self, service: ServiceConfig, servers: Mapping[ServerRef, ServerHealth], now: float
+        self, service: ServiceConfig, servers: ServerTable, now: float
     ) -> desired_mod.ServiceInput:
         service_id = ids.service_id(service.key)
+        healths = servers.of_service(service.key)
         inputs = []
         for real_server in service.real_servers:
-            health = servers[ServerRef(service.key, *real_server.key)]
+            health = healths[real_server.key]
             admin = self.state.admin_state(service_id, ids.server_id(*real_server.key))
             inputs.append(
                 desired_mod.ServerInput(real_server.server, health.up, health.weight_at(now), admin)

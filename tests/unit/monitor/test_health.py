@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from haecs_monitor.core.health import (
     CheckTransition,
     HealthBoard,
     ServerRef,
+    ServerTable,
     Transition,
     WeightChange,
     jittered,
@@ -201,14 +203,21 @@ def test_the_board_grows_by_one_entry_per_check_and_one_per_server() -> None:
     sized = {
         name
         for name, value in vars(board).items()
-        if isinstance(value, (dict, set, list)) and len(value) >= 2
+        if isinstance(value, (dict, set, list, ServerTable)) and len(value) >= 2
     }
     assert sized == {"checks", "servers"}
+    one, two = board.servers[RS1], board.servers[RS2]
     assert {key: check.users for key, check in board.checks.items()} == {
-        key_of(board, RS1): RS1,  # each server's own check: one user, kept bare
-        key_of(board, RS2): RS2,
-        key_of(board, RS1, 1): (RS1, RS2),  # the shared one
+        key_of(board, RS1): one,  # each server's own check: one user, kept bare
+        key_of(board, RS2): two,
+        key_of(board, RS1, 1): (one, two),  # the shared one
     }
+    # No ServerRef kept: the servers are kept by service, then by the
+    # configured server's own key tuple.
+    assert all(type(value) is not ServerRef for value in gc.get_referents(one))
+    assert one.key is one.config.server.key and one.ref == RS1
+    assert list(board.servers) == [RS1, RS2] and RS1 in board.servers
+    assert ServerRef(SERVICE, "10.0.2.9", 80) not in board.servers
 
 
 def test_a_server_counts_its_transitions_across_reloads() -> None:
@@ -453,7 +462,7 @@ def full_reload(board: HealthBoard, new: MonitorConfig, now: float, present: Any
         if ref in old_servers and server is not old_servers[ref]:
             transition = server.evaluate(now)
             if transition is not None:
-                board._followed(transition)  # the count of servers up, as reload keeps it
+                board._followed(server, transition)  # the count of servers up, as reload keeps it
                 events.append(transition)
     return events
 
@@ -668,3 +677,51 @@ def test_check_changes_add_up_over_reloads_not_yet_taken() -> None:
     added, dropped = board.take_check_changes() or (set(), set())
     assert (running - dropped) | added == set(board.checks) == running
     assert dropped == {moved.services[0].real_servers[0].checks[0].dedup_key} | added
+
+
+def test_what_a_reload_drops_is_freed_by_reference_counting() -> None:
+    """A check and its servers refer to each other: every reload path (the
+    whole board built again, the changed services only, a check carried to
+    a new timing) must break that for what it drops, as the daemon freezes
+    them out of the cyclic collector's reach."""
+
+    def service(port: int, check: str, interval: float = 2) -> Any:
+        return {
+            "address": "10.0.0.1",
+            "port": port,
+            "checks": [{"type": check, "interval": interval}],
+            "real_servers": [
+                {"address": "10.0.%d.%d" % (port, n), "port": 80, "forwarding": "masq"}
+                for n in (1, 2)
+            ],
+        }
+
+    def configs() -> Any:
+        first = parse_config({"services": [service(port, "tcp") for port in (80, 81, 82)]})
+        yield first
+        # the changed services only: one service's check type, one's timing
+        edited = parse_config(
+            {"services": [service(80, "tcp"), service(81, "http"), service(82, "tcp", 3)]}
+        )
+        yield dataclasses.replace(edited, services=(first.services[0], *edited.services[1:]))
+        # the whole board: every service new
+        yield parse_config({"services": [service(port, "http") for port in (83, 84, 85)]})
+
+    board: Any = None
+    gc.collect()
+    gc.disable()
+    try:
+        for index, each in enumerate(configs()):
+            if board is None:
+                board = HealthBoard(each, now=0, present=set())
+            else:
+                board.reload(each, now=index)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()  # what only cycles keep: unreachable from the board
+        left = [type(obj).__name__ for obj in gc.garbage]
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(0)
+        gc.enable()
+    assert len(board.servers) == len(board.checks) == 6
+    assert "CheckHealth" not in left and "ServerHealth" not in left, sorted(set(left))
