@@ -344,25 +344,20 @@ class ServerHealth:
 
     It keeps its service's key and its configuration, not a ServerRef: `ref`
     makes one when asked (events, status), where one kept per server, the
-    key of the board's table of them, was 56 B each."""
+    key of the board's table of them, was 56 B each.  A server of a service
+    with slow start is a SlowStartHealth, which keeps when it came back up;
+    the others keep no slot for it (16 B each)."""
 
-    __slots__ = (
-        "_own",
-        "config",
-        "ramp_start",
-        "service",
-        "slow_start",
-        "up",
-        "went_down",
-        "went_up",
-    )
+    __slots__ = ("_own", "changes", "config", "service", "up")
+
+    slow_start = 0.0  # seconds to ramp its weight after it came back up
+    ramp_start: Optional[float] = None  # when it came back up, while it ramps
 
     def __init__(
         self,
         service: ServiceKey,
         config: RealServerConfig,
         checks: tuple[CheckHealth, ...],
-        slow_start: float = 0.0,
     ) -> None:
         self.service = service
         self.config = config
@@ -371,13 +366,21 @@ class ServerHealth:
         self._own: Union[CheckHealth, tuple[CheckHealth, ...]] = (
             checks[0] if len(checks) == 1 else checks
         )
-        self.slow_start = slow_start
         self.up = self._all_up()
-        self.ramp_start: Optional[float] = None  # set when it comes back up
-        # Its transitions (the metrics' counters), kept here: a counter entry
-        # per server and state was about 100 B each.
-        self.went_up = 0
-        self.went_down = 0
+        # Its state changes (the metrics' counters), kept here: a counter
+        # entry per server and state was about 100 B each.  They alternate and
+        # the last one ended in its state, so one count gives both kinds.
+        self.changes = 0
+
+    @property
+    def went_up(self) -> int:
+        """How many times it went up."""
+        return (self.changes + 1) // 2 if self.up else self.changes // 2
+
+    @property
+    def went_down(self) -> int:
+        """How many times it went down."""
+        return self.changes // 2 if self.up else (self.changes + 1) // 2
 
     @property
     def state(self) -> str:
@@ -411,12 +414,12 @@ class ServerHealth:
             return None
         old = self.state
         self.up = up
-        self.ramp_start = now if up and self.slow_start > 0 else None
-        if up:
-            self.went_up += 1
-        else:
-            self.went_down += 1
+        self.changes += 1
+        self._changed(now)
         return Transition(self.ref, old, self.state, self.reason(), now)
+
+    def _changed(self, now: float) -> None:
+        """It went up or down at NOW (a slow start begins or ends)."""
 
     def reason(self) -> str:
         if not self.checks:
@@ -469,6 +472,27 @@ class ServerHealth:
             "ramping": self.ramping(now),
             "checks": [check.as_dict() for check in self.checks],
         }
+
+
+class SlowStartHealth(ServerHealth):
+    """A server of a service with slow start: when it comes back up, its
+    weight ramps from 1 over `slow_start` seconds (`weight_at`)."""
+
+    __slots__ = ("ramp_start", "slow_start")
+
+    def __init__(
+        self,
+        service: ServiceKey,
+        config: RealServerConfig,
+        checks: tuple[CheckHealth, ...],
+        slow_start: float,
+    ) -> None:
+        super().__init__(service, config, checks)
+        self.slow_start = slow_start
+        self.ramp_start = None
+
+    def _changed(self, now: float) -> None:
+        self.ramp_start = now if self.up else None
 
 
 def migrate_checks(
@@ -563,7 +587,7 @@ def _users_value(servers: Sequence[ServerHealth]) -> Users:
 
 
 def _as_servers(users: Users) -> tuple[ServerHealth, ...]:
-    return (users,) if users.__class__ is ServerHealth else users  # type: ignore[return-value]
+    return users if users.__class__ is tuple else (users,)  # type: ignore[return-value]
 
 
 def _server_health(
@@ -575,12 +599,16 @@ def _server_health(
 ) -> ServerHealth:
     """A server's health over its checks, in the state it had before a reload."""
     own = tuple(checks[spec.dedup_key] for spec in dict.fromkeys(real_server.checks))
-    server = ServerHealth(service, real_server, own, slow_start)
+    server: ServerHealth
+    if slow_start > 0:
+        server = SlowStartHealth(service, real_server, own, slow_start)
+        if previous is not None:
+            server.ramp_start = previous.ramp_start
+    else:
+        server = ServerHealth(service, real_server, own)
     if previous is not None:  # evaluate() then reports changes against it
         server.up = previous.up
-        server.ramp_start = previous.ramp_start if slow_start > 0 else None
-        server.went_up = previous.went_up
-        server.went_down = previous.went_down
+        server.changes = previous.changes
     return server
 
 

@@ -15,6 +15,7 @@ from haecs_monitor.core.health import (
     CheckHealth,
     CheckTransition,
     HealthBoard,
+    ServerHealth,
     ServerRef,
     ServerTable,
     Transition,
@@ -216,6 +217,14 @@ def test_the_board_grows_by_one_entry_per_check_and_one_per_server() -> None:
     # configured server's own key tuple.
     assert all(type(value) is not ServerRef for value in gc.get_referents(one))
     assert one.key is one.config.server.key and one.ref == RS1
+    # Without slow start: no slots for a ramp, one count of state changes.
+    assert type(one) is ServerHealth and sorted(ServerHealth.__slots__) == [
+        "_own",
+        "changes",
+        "config",
+        "service",
+        "up",
+    ]
     assert list(board.servers) == [RS1, RS2] and RS1 in board.servers
     assert ServerRef(SERVICE, "10.0.2.9", 80) not in board.servers
 

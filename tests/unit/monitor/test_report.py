@@ -67,13 +67,19 @@ def test_status_of_a_monitor_still_starting(tmp_path: Any) -> None:
 
 def test_metrics_carry_the_counters(tmp_path: Any) -> None:
     board = HealthBoard(parse_config(config_dict(str(tmp_path))), 0.0)
-    board.servers[ServerRef(KEY, "10.0.2.1", 80)].went_down = 4
+    server = board.servers[ServerRef(KEY, "10.0.2.1", 80)]
+    server.changes = 7  # down (not in the kernel at the start): down 4 times, up 3
+    assert (server.went_down, server.went_up) == (4, 3)
     text = report.metrics_text(view(str(tmp_path), last_error="EPERM", board=board))
     lines = set(text.splitlines())
     assert 'haecs_kernel_operations_total{op="add_real_server"} 3' in lines
     assert 'haecs_api_connections_refused_total{listener="unix"} 2' in lines
     assert (
         'haecs_state_changes_total{service="tcp:10.0.0.1:80",server="10.0.2.1:80",state="down"} 4'
+        in lines
+    )
+    assert (
+        'haecs_state_changes_total{service="tcp:10.0.0.1:80",server="10.0.2.1:80",state="up"} 3'
         in lines
     )
     assert 'haecs_config_reloads_total{result="rejected"} 1' in lines
