@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable
 from dataclasses import dataclass
+from sys import intern
 from typing import Any, NamedTuple, Optional, Union, cast
 
 from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
@@ -19,6 +20,7 @@ from ansible_collections.haecs.lvs.plugins.module_utils.ipvs.model import (
     format_endpoint,
 )
 from haecs_monitor.errors import HaecsError
+from haecs_monitor.slots import SLOTS
 
 # A check option after validation: hashable, so a CheckSpec is hashable too.
 ParamValue = Union[str, int, float, bool, None, tuple["ParamValue", ...]]
@@ -203,12 +205,14 @@ class RealServerConfig:
         # A check of the server's own endpoint is pickled without it and
         # unpickled with the server's own address and port objects: a pickle
         # shares equal strings but makes every int anew (a port above 256 is
-        # an object of its own: two more per real server).
+        # an object of its own: two more per real server).  The server goes
+        # as its settings (a configured server has no counters), so that its
+        # repeated strings are interned on the way back (see ServiceConfig).
         server = self.server
         return (
             _real_server_config,
             (
-                server,
+                server._compared(),
                 tuple(
                     (
                         spec.type,
@@ -224,15 +228,27 @@ class RealServerConfig:
 
 
 def _real_server_config(
-    server: RealServer,
+    settings: tuple[Any, ...],
     checks: tuple[tuple[str, CheckTiming, Optional[str], Optional[int], Params], ...],
 ) -> RealServerConfig:
     """A RealServerConfig unpickled (see its __reduce__)."""
+    address, port, forwarding, weight, upper, lower, tunnel_type, tunnel_port, checksum = settings
+    server = RealServer(
+        address,
+        port,
+        intern(forwarding),
+        weight,
+        upper,
+        lower,
+        intern(tunnel_type),
+        tunnel_port,
+        intern(checksum),
+    )
     return RealServerConfig(
         server,
         tuple(
             CheckSpec(
-                check_type,
+                intern(check_type),
                 timing,
                 server.address if address is None else address,
                 server.port if port is None else port,
@@ -252,7 +268,7 @@ class QuorumConfig:
     hysteresis: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class ServiceConfig:
     service: Service
     real_servers: tuple[RealServerConfig, ...] = ()
@@ -260,6 +276,34 @@ class ServiceConfig:
     slow_start: float = 0.0  # seconds to ramp a recovered server's weight
     quorum: Optional[QuorumConfig] = None
     sorry_servers: tuple[RealServer, ...] = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Each service is a pickle of its own (config/forked.py), so every
+        # string all services repeat (family, protocol, scheduler,
+        # on_failure; its servers' forwarding and tunnel settings and its
+        # checks' type, see RealServerConfig) was a copy per service after
+        # the unpickle: they are interned there (about 40 B per real server
+        # at 10 per service).  A configured service has no counters.
+        service, key = self.service, self.service.key
+        return (
+            _service_config,
+            (
+                (key.family, key.protocol, key.address, key.port, key.fwmark),
+                (
+                    service.scheduler,
+                    service.scheduler_flags,
+                    service.one_packet,
+                    service.persistence_timeout,
+                    service.persistence_prefix,
+                    service.persistence_engine,
+                ),
+                self.real_servers,
+                self.on_failure,
+                self.slow_start,
+                self.quorum,
+                self.sorry_servers,
+            ),
+        )
 
     @property
     def key(self) -> ServiceKey:
@@ -271,6 +315,28 @@ class ServiceConfig:
         return tuple(
             {check.dedup_key: check for rs in self.real_servers for check in rs.checks}.values()
         )
+
+
+def _service_config(
+    key: tuple[Any, ...],
+    settings: tuple[Any, ...],
+    real_servers: tuple[RealServerConfig, ...],
+    on_failure: str,
+    slow_start: float,
+    quorum: Optional[QuorumConfig],
+    sorry_servers: tuple[RealServer, ...],
+) -> ServiceConfig:
+    """A ServiceConfig unpickled (see its __reduce__)."""
+    family, protocol, address, port, fwmark = key
+    scheduler, *rest = settings
+    service = Service(
+        ServiceKey(intern(family), intern(protocol), address, port, fwmark),
+        intern(scheduler),
+        *rest,
+    )
+    return ServiceConfig(
+        service, real_servers, intern(on_failure), slow_start, quorum, sorry_servers
+    )
 
 
 @dataclass(frozen=True)

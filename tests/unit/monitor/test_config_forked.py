@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -64,6 +65,29 @@ def test_a_check_of_the_servers_own_endpoint_shares_its_objects(tmp_path: Any) -
     # A spec is its own key (no second tuple per check), its timing shared.
     assert check.dedup_key is check and elsewhere.dedup_key is elsewhere
     assert check.timing is elsewhere.timing
+
+
+def test_the_strings_every_service_repeats_come_back_as_one_object(tmp_path: Any) -> None:
+    """Each service is a pickle of its own: its family, protocol, scheduler,
+    on_failure, its servers' forwarding and tunnel settings and its checks'
+    type would be a copy per service; they come back interned, the model
+    equal to the one loaded here."""
+    document = many_services(str(tmp_path), services=3, per_service=2)
+    path = write(str(tmp_path), document)
+    config = forked.load_config_in_child(path)
+    assert config == load_config(path)
+    first, second, third = config.services
+    assert first.service.key != second.service.key
+    assert first.service.scheduler is third.service.scheduler
+    for name in ("family", "protocol"):
+        assert getattr(first.service.key, name) is getattr(third.service.key, name)
+    assert first.on_failure is third.on_failure
+    one, other = first.real_servers[0], third.real_servers[1]
+    for name in ("forwarding", "tunnel_type", "tunnel_checksum"):
+        assert getattr(one.server, name) is getattr(other.server, name), name
+    assert one.checks[0].type is other.checks[0].type
+    assert one.checks[0].timing is other.checks[0].timing
+    assert not hasattr(first, "__dict__") or sys.version_info < (3, 10)  # slots
 
 
 def test_an_invalid_config_gives_the_same_errors(tmp_path: Any) -> None:
