@@ -131,24 +131,27 @@ def jittered(delay: float, jitter: float, rand: RandomSource) -> float:
     return delay * (1.0 + jitter * (2.0 * rand() - 1.0))
 
 
-class _Unknowns:
-    """A check's results that the monitor could not get (local faults): kept
-    apart, made at the first one, as most checks never have any."""
+class _Seldom:
+    """What few checks have: results the monitor could not get (local
+    faults) and a dynamic weight (script checks).  Kept apart, made when a
+    check first has one: most checks never do."""
 
-    __slots__ = ("count", "last", "streak")
+    __slots__ = ("last_unknown", "unknown_streak", "unknowns", "weight")
 
     def __init__(self) -> None:
-        self.count = 0  # since the check began
-        self.streak = 0  # in a row, up to now
-        self.last = ""  # the last one's detail
+        self.unknowns = 0  # since the check began
+        self.unknown_streak = 0  # in a row, up to now
+        self.last_unknown = ""  # the last one's detail
+        self.weight: Optional[int] = None  # the dynamic weight of the last success
 
-    def copy(self) -> _Unknowns:
-        copied = _Unknowns()
-        copied.count, copied.streak, copied.last = self.count, self.streak, self.last
+    def copy(self) -> _Seldom:
+        copied = _Seldom()
+        copied.unknowns, copied.unknown_streak = self.unknowns, self.unknown_streak
+        copied.last_unknown, copied.weight = self.last_unknown, self.weight
         return copied
 
 
-_NO_UNKNOWNS = _Unknowns()  # read-only stand-in: never counted into
+_NOTHING_SELDOM = _Seldom()  # the read-only stand-in of checks without any
 
 # Durations kept as one float per value at 3 significant digits (the last
 # run's duration of each check: a float of its own was 24 B per check).
@@ -169,9 +172,11 @@ def _shared_duration(seconds: float) -> float:
 class CheckHealth:
     """The rise/fall state of one check, shared by every server that uses it."""
 
+    # 12 slots: with the collector's header 128 B, one of pymalloc's sizes
+    # (a 13th slot was 144 B).
     __slots__ = (
+        "_seldom",
         "_streak",
-        "_unknowns",
         "changed_at",
         "detail",
         "downs",
@@ -182,7 +187,6 @@ class CheckHealth:
         "up",
         "ups",
         "users",
-        "weight",
     )
 
     def __init__(self, spec: CheckSpec, up: bool, now: float) -> None:
@@ -195,7 +199,6 @@ class CheckHealth:
         # failures below (one slot where two counts, one of them always 0,
         # were 8 B more per check).
         self._streak = 0
-        self.weight: Optional[int] = None  # dynamic weight of the last success
         self.detail = "not checked yet"
         self.last_checked: Optional[float] = None  # of the last result not unknown
         self.changed_at = now
@@ -206,7 +209,7 @@ class CheckHealth:
         # kept here: one slot each instead of a counter entry per outcome).
         self.ups = 0
         self.downs = 0
-        self._unknowns = _NO_UNKNOWNS
+        self._seldom = _NOTHING_SELDOM
         # Seconds the last run took, to 3 significant digits (shared floats).
         self.last_duration: Optional[float] = None
 
@@ -227,17 +230,28 @@ class CheckHealth:
     @property
     def unknowns(self) -> int:
         """Results the monitor could not get (local faults) since the check began."""
-        return self._unknowns.count
+        return self._seldom.unknowns
 
     @property
     def unknown_streak(self) -> int:
         """Of them in a row, up to now."""
-        return self._unknowns.streak
+        return self._seldom.unknown_streak
 
     @property
     def last_unknown(self) -> str:
         """The last one's detail ("" when none)."""
-        return self._unknowns.last
+        return self._seldom.last_unknown
+
+    @property
+    def weight(self) -> Optional[int]:
+        """The dynamic weight of the last success (script checks), or None."""
+        return self._seldom.weight
+
+    def _own_seldom(self) -> _Seldom:
+        seldom = self._seldom
+        if seldom is _NOTHING_SELDOM:
+            seldom = self._seldom = _Seldom()
+        return seldom
 
     @property
     def confirmed(self) -> bool:
@@ -258,24 +272,24 @@ class CheckHealth:
         # Interned: the checks of a steady director share a few histories
         # ("++++++++++") instead of holding a copy each.
         self.history = sys.intern((self.history + mark)[-HISTORY:])
-        unknowns = self._unknowns
+        seldom = self._seldom
         if result.unknown:
             # Says nothing about the server: the counts and the state stay.
-            if unknowns is _NO_UNKNOWNS:
-                unknowns = self._unknowns = _Unknowns()
-            unknowns.count += 1
-            unknowns.streak += 1
-            unknowns.last = result.detail
+            seldom = self._own_seldom()
+            seldom.unknowns += 1
+            seldom.unknown_streak += 1
+            seldom.last_unknown = result.detail
             return None
-        if unknowns.streak:
-            unknowns.streak = 0
+        if seldom.unknown_streak:
+            seldom.unknown_streak = 0
         self.last_checked = now
         self.detail = result.detail
         streak = self._streak
         if result.up:
             self.ups += 1
             streak = self._streak = streak + 1 if streak > 0 else 1
-            self.weight = result.weight
+            if result.weight != seldom.weight:
+                self._own_seldom().weight = result.weight
         else:
             self.downs += 1
             streak = self._streak = streak - 1 if streak < 0 else -1
@@ -308,13 +322,12 @@ class CheckHealth:
         """This state under a new spec (same probe, other timing)."""
         moved = CheckHealth(spec, self.up, self.changed_at)
         moved._streak = self._streak
-        moved.weight = self.weight
         moved.detail = self.detail
         moved.last_checked = self.last_checked
         moved.ups = self.ups
         moved.downs = self.downs
-        if self._unknowns is not _NO_UNKNOWNS:
-            moved._unknowns = self._unknowns.copy()
+        if self._seldom is not _NOTHING_SELDOM:
+            moved._seldom = self._seldom.copy()
         moved.last_duration = self.last_duration
         moved.history = self.history
         return moved
@@ -348,7 +361,7 @@ class ServerHealth:
     with slow start is a SlowStartHealth, which keeps when it came back up;
     the others keep no slot for it (16 B each)."""
 
-    __slots__ = ("_own", "changes", "config", "service", "up")
+    __slots__ = ("_own", "_state", "config", "service")
 
     slow_start = 0.0  # seconds to ramp its weight after it came back up
     ramp_start: Optional[float] = None  # when it came back up, while it ramps
@@ -366,11 +379,29 @@ class ServerHealth:
         self._own: Union[CheckHealth, tuple[CheckHealth, ...]] = (
             checks[0] if len(checks) == 1 else checks
         )
-        self.up = self._all_up()
-        # Its state changes (the metrics' counters), kept here: a counter
-        # entry per server and state was about 100 B each.  They alternate and
-        # the last one ended in its state, so one count gives both kinds.
-        self.changes = 0
+        # Whether it is up, and its state changes (the metrics' counters: a
+        # counter entry per server and state was about 100 B each), in one
+        # int: changes * 2, plus 1 while up.  Four slots and the collector's
+        # header are 64 B, one of pymalloc's sizes; a fifth slot was 80 B.
+        self._state = 1 if self._all_up() else 0
+
+    @property
+    def up(self) -> bool:
+        return self._state & 1 == 1
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        self._state = self._state & ~1 | (1 if value else 0)
+
+    @property
+    def changes(self) -> int:
+        """How many times it went up or down.  They alternate and the last
+        one ended in its state, so one count gives both kinds."""
+        return self._state >> 1
+
+    @changes.setter
+    def changes(self, value: int) -> None:
+        self._state = value << 1 | self._state & 1
 
     @property
     def went_up(self) -> int:

@@ -220,11 +220,15 @@ def test_the_board_grows_by_one_entry_per_check_and_one_per_server() -> None:
     # Without slow start: no slots for a ramp, one count of state changes.
     assert type(one) is ServerHealth and sorted(ServerHealth.__slots__) == [
         "_own",
-        "changes",
+        "_state",
         "config",
         "service",
-        "up",
     ]
+    one.changes = 5
+    assert (one.up, one.changes, one.went_up, one.went_down) == (True, 5, 3, 2)
+    one.up = False
+    assert (one.up, one.changes, one.went_up, one.went_down) == (False, 5, 2, 3)
+    one.up, one.changes = True, 0
     assert list(board.servers) == [RS1, RS2] and RS1 in board.servers
     assert ServerRef(SERVICE, "10.0.2.9", 80) not in board.servers
 
@@ -392,8 +396,9 @@ def test_the_last_durations_are_shared_floats_to_three_digits() -> None:
 
 def test_a_streak_is_one_count_and_unknowns_are_kept_apart_from_the_first() -> None:
     """Consecutive successes and failures are one signed count; a check
-    without unknown results has no record of them (most checks), one with
-    them its own, carried (not shared) when its timing changes."""
+    without unknown results or a dynamic weight has no record of them (most
+    checks), one with them its own, carried (not shared) when its timing
+    changes."""
     board = HealthBoard(config(), now=0, present={RS1, RS2})
     check = board.servers[RS1].checks[0]
     key = check.spec.dedup_key
@@ -401,12 +406,12 @@ def test_a_streak_is_one_count_and_unknowns_are_kept_apart_from_the_first() -> N
         board.record(key, result, at)
     assert (check.successes, check.failures, check.in_transition) == (0, 2, True)
     other = board.servers[RS2].checks[0]
-    assert check._unknowns is other._unknowns  # no record of their own yet
+    assert check._seldom is other._seldom  # no record of their own yet
     unknown = CheckResult(False, None, "no fd", unknown=True)
     board.record(key, unknown, 5)
     board.record(key, unknown, 6)
     assert (check.unknowns, check.unknown_streak, check.last_unknown) == (2, 2, "no fd")
-    assert other.unknowns == 0 and check._unknowns is not other._unknowns
+    assert other.unknowns == 0 and check._seldom is not other._seldom
     board.reload(config(interval=3), now=10, present={RS1, RS2})
     moved = board.servers[RS1].checks[0]
     assert moved is not check and (moved.failures, moved.unknowns) == (2, 2)
@@ -417,6 +422,13 @@ def test_a_streak_is_one_count_and_unknowns_are_kept_apart_from_the_first() -> N
     board.record(moved.spec.dedup_key, OK, 13)
     assert (moved.successes, moved.failures, moved.unknown_streak) == (1, 0, 0)
     assert not moved.in_transition  # up: a success is no transition
+    weighed = board.servers[RS2].checks[0]
+    board.record(weighed.spec.dedup_key, OK, 14)
+    assert weighed is not other and weighed._seldom is other._seldom  # still none
+    board.record(weighed.spec.dedup_key, CheckResult(True, 3, "exit 5"), 15)
+    assert weighed.weight == 3 and weighed._seldom is not other._seldom
+    board.record(weighed.spec.dedup_key, OK, 16)
+    assert weighed.weight is None and check.weight is None
 
 
 def test_reload_new_check_starts_from_kernel_presence() -> None:
