@@ -116,6 +116,24 @@ def test_the_source_is_known_per_address_one_int_per_source_and_all_learned_agai
     assert len(sock.sent) == 6
 
 
+def test_a_new_age_begins_once_whatever_the_float_rounding(
+    looked_up: list[str], fake: tuple[SynProber, _Socket]
+) -> None:
+    """At a time where now + age - age rounds above now, the sends of one
+    tick must not each begin the age again (a review found each of them
+    clearing the cache and looking the route up)."""
+    now = next(
+        t / 1000
+        for t in range(60000, 120000)
+        if (t / 1000 + SOURCE_MAX_AGE) - SOURCE_MAX_AGE > t / 1000
+    )
+    prober, _sock = fake
+    for port in (80, 81):
+        for address in ("10.0.0.1", "10.0.0.2"):
+            _send(prober, address, port, now)
+    assert looked_up == ["10.0.0.1", "10.0.0.2"]
+
+
 def test_a_timed_out_probe_learns_its_source_again_and_a_bad_address_is_down(
     looked_up: list[str], fake: tuple[SynProber, _Socket]
 ) -> None:

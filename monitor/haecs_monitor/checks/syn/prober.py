@@ -51,6 +51,9 @@ class SynProber:
         # object with its own expiry was 64 B per real server).
         self._shares: dict[str, int] = {}
         self._source_shares: dict[bytes, int] = {}  # by source address: a few
+        # The age of all of them: from _shares_since, until _shares_until
+        # (both kept: now + age - age is not always now again in floats).
+        self._shares_since = 0.0
         self._shares_until = 0.0
         self._random = random.Random()
         self._ipv4 = family == socket.AF_INET
@@ -145,9 +148,10 @@ class SynProber:
         when not known (every address again after SOURCE_MAX_AGE, or after
         the clock was set back); OSError when there is no route or no
         descriptor."""
-        if not self._shares_until - SOURCE_MAX_AGE <= now < self._shares_until:
+        if not self._shares_since <= now < self._shares_until:
             self._shares.clear()
             self._source_shares.clear()
+            self._shares_since = now
             self._shares_until = now + SOURCE_MAX_AGE
         share = self._shares.get(address)
         if share is None:
