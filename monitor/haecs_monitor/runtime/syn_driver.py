@@ -56,6 +56,13 @@ class _Probe:
     resolve: Callable[[bool, float], None] = field(init=False)
 
 
+def _ended(answer: bool, when: float) -> None:
+    """The resolve of a probe that has ended.  Its own closure refers to the
+    probe, which refers to it: a cycle, kept for good when the probe was in
+    flight as the daemon froze the long-lived objects (after a start or a
+    reload), unless it is broken when the probe ends."""
+
+
 class SynDriver:
     def __init__(self, loop: asyncio.AbstractEventLoop, finish: Finish, observe: Observer) -> None:
         self.loop = loop
@@ -131,6 +138,7 @@ class SynDriver:
     def _drop(self, probe: _Probe) -> None:
         probe.done = True
         probe.prober.cancel(probe.wire_key, probe.resolve, False, probe.spec.address)
+        probe.resolve = _ended
 
     def _arm(self) -> None:
         """One timer, at the earliest due time or live deadline."""
@@ -224,6 +232,7 @@ class SynDriver:
         self._deliver(probe, result, now)
 
     def _deliver(self, probe: _Probe, result: CheckResult, now: float) -> None:
+        probe.resolve = _ended  # the prober no longer holds it (answered, cancelled, not sent)
         result = self._finish(probe.spec, result)
         self._observe(probe.key, probe.spec, result, now - probe.started)
         board = self._board

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import io
 import socket
 import time
@@ -410,3 +411,50 @@ def test_dropping_checks_that_are_not_tcp_takes_no_pass_over_the_queue(
         driver.stop()
 
     asyncio.run(main())
+
+
+class SilentProber(FakeProber):
+    """Sends every probe and never answers: each one times out."""
+
+    def send(self, address: str, port: int, now: float, resolve: Any) -> tuple[None, Any]:
+        self.sent[port] = self.sent.get(port, 0) + 1
+        return None, (b"", 0, port)
+
+    def read_now(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answered", ["timed out", "failed to send", "dropped"])
+def test_an_ended_probe_is_freed_by_reference_counting(
+    monkeypatch: pytest.MonkeyPatch, answered: str
+) -> None:
+    """A probe's resolve refers to the probe: a cycle, which the daemon's
+    freeze of long-lived objects would keep for good (a review found it);
+    it is broken when the probe ends, however it ends."""
+    stand_in = FakeProber() if answered == "failed to send" else SilentProber()
+    monkeypatch.setattr(syn_driver.SynDriver, "prober_for", staticmethod(lambda loop, s: stand_in))
+    check = spec("tcp", 1001, timeout=0.02)
+    board = Board({"a": check}, interval=0.03)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        driver = syn_driver.SynDriver(loop, lambda s, result: result, lambda *a: None)
+        driver.sync(board, set(board.checks))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        if answered == "dropped":
+            driver.update(board, set(), set(board.checks))  # type: ignore[arg-type]
+        driver.stop()
+
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(main())
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(obj).__name__ for obj in gc.garbage]
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(0)
+        gc.enable()
+    assert sum(stand_in.sent.values()) >= 3
+    assert "_Probe" not in left
