@@ -215,10 +215,10 @@ def test_the_board_grows_by_one_entry_per_check_and_one_per_server() -> None:
     }
     # No ServerRef kept: the servers are kept by service, then by the
     # configured server's own key tuple.
-    assert all(type(value) is not ServerRef for value in gc.get_referents(one))
+    assert not any(isinstance(value, ServerRef) for value in gc.get_referents(one))
     assert one.key is one.config.server.key and one.ref == RS1
     # Without slow start: no slots for a ramp, one count of state changes.
-    assert type(one) is ServerHealth and sorted(ServerHealth.__slots__) == [
+    assert one.__class__ is ServerHealth and sorted(ServerHealth.__slots__) == [
         "_own",
         "_state",
         "config",

@@ -138,7 +138,10 @@ def test_a_timed_out_probe_learns_its_source_again_and_a_bad_address_is_down(
     looked_up: list[str], fake: tuple[SynProber, _Socket]
 ) -> None:
     prober, sock = fake
-    resolve = lambda answer, when: None  # noqa: E731
+
+    def resolve(answer: bool, when: float) -> None:
+        pass
+
     _failed, key = prober.send("10.0.0.1", 80, 1.0, resolve)
     prober.cancel(key, resolve, False, "10.0.0.1")  # dropped: still known
     assert prober.knows("10.0.0.1")
