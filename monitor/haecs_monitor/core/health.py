@@ -37,6 +37,7 @@ Semantics (HAProxy's):
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import sys
@@ -153,20 +154,16 @@ class _Seldom:
 
 _NOTHING_SELDOM = _Seldom()  # the read-only stand-in of checks without any
 
-# Durations kept as one float per value at 3 significant digits (the last
-# run's duration of each check: a float of its own was 24 B per check).
-_DURATIONS: dict[float, float] = {}
-_DURATIONS_KEPT = 4096
+
+@functools.lru_cache(maxsize=4096)
+def _one_float(value: float) -> float:
+    return value
 
 
 def _shared_duration(seconds: float) -> float:
-    rounded = float("%.3g" % seconds)
-    shared = _DURATIONS.get(rounded)
-    if shared is None:
-        shared = rounded
-        if len(_DURATIONS) < _DURATIONS_KEPT:
-            _DURATIONS[rounded] = rounded
-    return shared
+    """SECONDS to 3 significant digits, one float per value (the last run's
+    duration of each check: a float of its own was 24 B per check)."""
+    return _one_float(float("%.3g" % seconds))
 
 
 class CheckHealth:
