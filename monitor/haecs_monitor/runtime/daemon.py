@@ -399,19 +399,19 @@ class Monitor:
 
     # --------------------------------------------------------------- checks
 
-    def _result_time(self) -> float:
-        """The clock for a check's result.  Results that come within
-        RESULT_TIME_GRAIN of each other share one float: each check keeps
-        the time of its last result, and a float of its own was 24 B per
-        check."""
-        return self._result_times.share(self.clock())
+    def _result_time(self, when: float) -> float:
+        """WHEN, the clock's reading as a check's result came, as it is
+        recorded.  Results that come within RESULT_TIME_GRAIN of each other
+        share one float: each check keeps the time of its last result, and a
+        float of its own was 24 B per check."""
+        return self._result_times.share(when)
 
     @property
     def check_durations(self) -> dict[str, Histogram]:
         return self.scheduler.durations
 
     def _observe(
-        self, key: CheckKey, spec: CheckSpec, result: CheckResult, duration: float
+        self, key: CheckKey, spec: CheckSpec, result: CheckResult, duration: float, when: float
     ) -> None:
         assert self.board is not None
         if key not in self.board.checks:
@@ -432,7 +432,7 @@ class Monitor:
                 duration_seconds=round(duration, 4),
             )
         changed_services: set[ServiceKey] = set()  # the held ones are computed anyway
-        for event in self.board.record(key, result, self._result_time(), duration):
+        for event in self.board.record(key, result, self._result_time(when), duration):
             if isinstance(event, CheckTransition):
                 self.log.info(
                     "check_%s" % event.new,

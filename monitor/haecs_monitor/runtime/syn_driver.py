@@ -39,7 +39,10 @@ from haecs_monitor.runtime.duequeue import DueQueue
 
 SLACK = 0.005  # the due times' grain: a bucket is sent at a point within it
 
-Observer = Callable[[CheckKey, CheckSpec, CheckResult, float], None]
+# (key, spec, result, duration, when): WHEN is the loop time the result came
+# (read once for the whole wake-up): the monitor's clock, which asyncio's
+# loop.time() is, records it without reading the clock again.
+Observer = Callable[[CheckKey, CheckSpec, CheckResult, float, float], None]
 Finish = Callable[[CheckSpec, CheckResult], CheckResult]  # the scheduler's blame_late_loop
 
 
@@ -234,7 +237,7 @@ class SynDriver:
     def _deliver(self, probe: _Probe, result: CheckResult, now: float) -> None:
         probe.resolve = _ended  # the prober no longer holds it (answered, cancelled, not sent)
         result = self._finish(probe.spec, result)
-        self._observe(probe.key, probe.spec, result, now - probe.started)
+        self._observe(probe.key, probe.spec, result, now - probe.started, now)
         board = self._board
         if not self._stopped and board is not None and probe.key in board.checks:
             self._schedule(probe.key, now, probe.due)

@@ -945,16 +945,16 @@ def test_reconciles_are_spaced_to_a_tenth_of_the_time_when_a_read_is_slow(
 
 
 def test_results_within_ten_milliseconds_share_one_recorded_time() -> None:
-    readings = iter([10.0, 10.005, 10.009, 10.012, 9.0])
-    owner = types.SimpleNamespace(
-        clock=lambda: next(readings), _result_times=SharedFloat(daemon.RESULT_TIME_GRAIN)
-    )
-    first = daemon.Monitor._result_time(owner)  # type: ignore[arg-type]
+    def unread() -> float:
+        raise AssertionError("the result's time comes with it: no clock read")
+
+    owner = types.SimpleNamespace(clock=unread, _result_times=SharedFloat(daemon.RESULT_TIME_GRAIN))
+    first = daemon.Monitor._result_time(owner, 10.0)  # type: ignore[arg-type]
     assert first == 10.0
-    assert daemon.Monitor._result_time(owner) is first  # type: ignore[arg-type]
-    assert daemon.Monitor._result_time(owner) is first  # type: ignore[arg-type]
-    assert daemon.Monitor._result_time(owner) == 10.012  # type: ignore[arg-type]
-    assert daemon.Monitor._result_time(owner) == 9.0  # type: ignore[arg-type]  # set back
+    assert daemon.Monitor._result_time(owner, 10.005) is first  # type: ignore[arg-type]
+    assert daemon.Monitor._result_time(owner, 10.009) is first  # type: ignore[arg-type]
+    assert daemon.Monitor._result_time(owner, 10.012) == 10.012  # type: ignore[arg-type]
+    assert daemon.Monitor._result_time(owner, 9.0) == 9.0  # type: ignore[arg-type]  # set back
 
 
 def test_the_table_read_at_the_start_is_let_go(

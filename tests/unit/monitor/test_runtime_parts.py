@@ -118,7 +118,7 @@ def test_scheduler_runs_one_task_per_check_and_stops_them(monkeypatch: pytest.Mo
         scheduler = scheduler_mod.CheckScheduler(
             EventLog(io.StringIO()),
             loop.time,
-            lambda key, spec, result, duration: observed.append(result.outcome),
+            lambda key, spec, result, duration, when: observed.append(result.outcome),
         )
         scheduler.sync(board)
         scheduler.sync(board)  # again: no second task for a check

@@ -100,7 +100,7 @@ def test_up_refused_and_timed_out_without_tasks(monkeypatch: pytest.MonkeyPatch)
             scheduler = scheduler_mod.CheckScheduler(
                 EventLog(io.StringIO()),
                 loop.time,
-                lambda key, check, result, duration: seen[names[key]].append(result),
+                lambda key, check, result, duration, when: seen[names[key]].append(result),
             )
             names = {check.dedup_key: name for name, check in specs.items()}
             board = Board(specs)
@@ -137,7 +137,7 @@ def test_a_timeout_noticed_late_is_unknown(monkeypatch: pytest.MonkeyPatch) -> N
         async def main() -> None:
             loop = asyncio.get_running_loop()
             scheduler = scheduler_mod.CheckScheduler(
-                EventLog(io.StringIO()), loop.time, lambda k, c, result, d: seen.append(result)
+                EventLog(io.StringIO()), loop.time, lambda k, c, result, d, w: seen.append(result)
             )
             scheduler.sync(Board(specs, interval=5.0))  # type: ignore[arg-type]
             await asyncio.sleep(0.05)  # the probe is out
@@ -148,6 +148,46 @@ def test_a_timeout_noticed_late_is_unknown(monkeypatch: pytest.MonkeyPatch) -> N
         asyncio.run(main())
     assert len(seen) == 1
     assert seen[0].unknown and "noticed it" in seen[0].detail
+
+
+@needs_raw
+def test_a_result_comes_with_the_loop_time_it_was_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The observer gets the time each SYN result came: the loop time read
+    once for the wake-up that read it, so recording it reads no clock (a
+    clock read is a system call in a user-mode-Linux guest, as costly as
+    the probe's sendto()); the scheduler's clock is not read either."""
+    monkeypatch.setenv(method.ENVIRONMENT, "syn")
+    seen: list[tuple[float, float, float]] = []
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(0.0)
+        return 0.0
+
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))  # three addresses: three checks, one listener
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        specs = {str(n): spec("tcp", port, address="127.0.0.%d" % n) for n in (1, 2, 3)}
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+
+            def observe(
+                key: Any, check: Any, result: CheckResult, duration: float, when: float
+            ) -> None:
+                assert result.up
+                seen.append((when, duration, loop.time()))
+
+            scheduler = scheduler_mod.CheckScheduler(EventLog(io.StringIO()), clock, observe)
+            scheduler.sync(Board(specs, interval=0.1))  # type: ignore[arg-type]
+            await asyncio.sleep(0.5)
+            await scheduler.stop()
+
+        asyncio.run(main())
+    assert len(seen) >= 6 and reads == []
+    assert all(duration >= 0 and when <= after for when, duration, after in seen)
+    assert len({id(when) for when, _duration, _after in seen}) < len(seen)  # one read, shared
 
 
 @needs_raw
@@ -162,9 +202,12 @@ def test_probes_start_an_interval_apart_even_when_each_times_out(
         async def main() -> None:
             loop = asyncio.get_running_loop()
 
-            def observe(key: Any, check: Any, result: CheckResult, duration: float) -> None:
+            def observe(
+                key: Any, check: Any, result: CheckResult, duration: float, when: float
+            ) -> None:
                 assert result.timed_out
-                starts.append(loop.time() - duration)
+                assert when <= loop.time()
+                starts.append(when - duration)
 
             scheduler = scheduler_mod.CheckScheduler(EventLog(io.StringIO()), loop.time, observe)
             scheduler.sync(Board(specs, interval=0.3))  # type: ignore[arg-type]
@@ -190,7 +233,7 @@ def test_without_raw_socket_every_check_goes_by_the_heap(monkeypatch: pytest.Mon
     async def main() -> None:
         loop = asyncio.get_running_loop()
         scheduler = scheduler_mod.CheckScheduler(
-            EventLog(io.StringIO()), loop.time, lambda k, c, result, d: seen.append(result)
+            EventLog(io.StringIO()), loop.time, lambda k, c, result, d, w: seen.append(result)
         )
         scheduler.sync(Board({"closed": spec("tcp", free_port())}))  # type: ignore[arg-type]
         assert len(scheduler._waiting) == 1 and scheduler._driver is None
@@ -236,7 +279,7 @@ def test_a_partial_reload_starts_and_stops_only_its_syn_checks(
             scheduler = scheduler_mod.CheckScheduler(
                 EventLog(io.StringIO()),
                 loop.time,
-                lambda key, check, result, duration: seen.append((key, result.outcome)),
+                lambda key, check, result, duration, when: seen.append((key, result.outcome)),
             )
             board = HealthBoard(base, loop.time(), set(), lambda: 0.0)
             scheduler.sync(board)
