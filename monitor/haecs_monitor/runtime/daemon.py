@@ -62,10 +62,12 @@ from haecs_monitor.runtime.state import ADMIN_ACTIONS, MonitorState
 from haecs_monitor.runtime.tasks import cancel_and_wait
 from haecs_monitor.sharedfloat import SharedFloat
 
-# A change goes to the kernel at once (a failed server leaves the table as
-# soon as its check says so) unless another came less than BURST_SECONDS
-# before it: then the changes of the burst are gathered COALESCE_SECONDS at
-# a time into one apply.  (What arrives during an apply goes in the next.)
+# A change goes to the kernel at once unless another came less than
+# BURST_SECONDS before it: then the changes of the burst are gathered
+# COALESCE_SECONDS at a time into one apply.  A server that failed is never
+# kept waiting: its change ends the gathering (each millisecond it stays in
+# the table, new connections go to it).  What arrives during an apply goes
+# in the next.
 COALESCE_SECONDS = 0.02
 BURST_SECONDS = 0.1
 # How long the desired table is computed before the event loop gets a turn
@@ -134,6 +136,7 @@ class Monitor:
         self.last_apply: Optional[float] = None
         # coordination
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()  # a server failed: its change is not gathered
         self._reconcile_now = False
         # The services whose desired entry the next apply computes again (a
         # server of theirs changed state, or a reload changed them); None:
@@ -432,6 +435,7 @@ class Monitor:
                 duration_seconds=round(duration, 4),
             )
         changed_services: set[ServiceKey] = set()  # the held ones are computed anyway
+        failed = False
         for event in self.board.record(key, result, self._result_time(when), duration):
             if isinstance(event, CheckTransition):
                 self.log.info(
@@ -444,6 +448,7 @@ class Monitor:
             elif isinstance(event, Transition):
                 self._server_transition(event)
                 changed_services.add(event.server.service)
+                failed = failed or event.new == "down"
             elif isinstance(event, WeightChange):
                 self.log.info(
                     "weight_changed",
@@ -457,7 +462,7 @@ class Monitor:
         # A held service may be created once every check has a result, which
         # need not be a transition (a server that starts down and stays down).
         if changed_services or (self._held and not result.unknown):
-            self._request_apply(services=changed_services)
+            self._request_apply(services=changed_services, urgent=failed)
 
     def _server_transition(self, event: Transition) -> None:
         service = ids.service_id(event.server.service)
@@ -475,13 +480,17 @@ class Monitor:
     # -------------------------------------------------------------- applier
 
     def _request_apply(
-        self, reconcile: bool = False, services: Optional[Iterable[ServiceKey]] = None
+        self,
+        reconcile: bool = False,
+        services: Optional[Iterable[ServiceKey]] = None,
+        urgent: bool = False,
     ) -> asyncio.Future[Outcome]:
         """Wake the applier; the future resolves when the change is in the kernel.
 
         `services`: the only services whose desired entry changed (None: any
         may have).  At 30,000 real servers the whole table costs about 0.5 s
-        natively; one server's transition needs its own service's entry."""
+        natively; one server's transition needs its own service's entry.
+        `urgent`: a server failed; its change is not gathered with a burst."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         if reconcile:
@@ -490,6 +499,8 @@ class Monitor:
             self._recompute = None
         elif self._recompute is not None:
             self._recompute.update(services)
+        if urgent:
+            self._hurry.set()
         self._wake.set()
         return future
 
@@ -510,10 +521,11 @@ class Monitor:
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self.clock()))
                 if self.clock() - woken_at < BURST_SECONDS:
-                    await asyncio.sleep(COALESCE_SECONDS)
+                    await self._gather_burst()
                 woken_at = self.clock()
             except asyncio.TimeoutError:
                 pass
+            self._hurry.clear()
             if self._recompute is not None:
                 self._recompute |= ramping_services  # weights that follow the clock
             self._wake.clear()
@@ -524,6 +536,16 @@ class Monitor:
             if full:
                 stretch = RECONCILE_SPACING * (self.clock() - started)
                 next_reconcile = self.clock() + max(interval, stretch)
+
+    async def _gather_burst(self) -> None:
+        """Let more of a burst's changes come, COALESCE_SECONDS at most, and
+        not at all once a server has failed."""
+        if self._hurry.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._hurry.wait(), COALESCE_SECONDS)
+        except asyncio.TimeoutError:
+            pass
 
     def _next_ramp_step(self) -> tuple[Optional[float], set[ServiceKey]]:
         """When the next slow-start weight is due, and the services whose

@@ -314,6 +314,31 @@ def test_tells_systemd_ready_reloading_status_and_stopping(
         sink.close()
 
 
+def test_a_failed_server_is_not_kept_waiting_by_a_burst(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes that come close together are gathered into one apply, but a
+    server that failed ends the gathering: it leaves the table at once.  A
+    server coming back is gathered with the burst as before."""
+    harness.write(config_dict(harness.tmp))
+
+    async def scenario(monitor: daemon.Monitor) -> None:
+        await until(lambda: harness.weights() == {"10.0.2.1": 1, "10.0.2.2": 2}, "both up")
+        monkeypatch.setattr(daemon, "BURST_SECONDS", 1e9)  # every change from now: a burst
+        monkeypatch.setattr(daemon, "COALESCE_SECONDS", 3.0)
+        await monitor._request_apply()  # a change just before the failure
+        harness.down.add("10.0.2.2")
+        # at once: in half the gathering's time, though its checks take some of it
+        await until(lambda: "10.0.2.2" not in harness.weights(), "the removal", timeout=1.5)
+        harness.down.discard("10.0.2.2")
+        await until(lambda: harness.events("server_up"), "the server up again")
+        await asyncio.sleep(0.3)
+        assert "10.0.2.2" not in harness.weights()  # gathered: 3 s here
+        await until(lambda: "10.0.2.2" in harness.weights(), "the burst applied")
+
+    assert harness.run(scenario) == 0
+
+
 def test_a_new_service_waits_for_something_to_serve(harness: Harness) -> None:
     """No window where the VIP exists with no real server unless all are down."""
     harness.write(config_dict(harness.tmp))
