@@ -96,6 +96,8 @@ class Monitor:
         config: MonitorConfig,
         engine: Engine,
         log: EventLog,
+        # The event loop's clock as well (asyncio's loop.time() is
+        # time.monotonic()): the SYN driver's results come with loop times.
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,

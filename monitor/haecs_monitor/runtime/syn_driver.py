@@ -171,7 +171,7 @@ class SynDriver:
         try:
             if deadlines and deadlines[0][0] <= now:
                 for prober in self._probers:
-                    prober.read_now()  # an answer already queued is not a timeout
+                    prober.read_now(now)  # an answer already queued is not a timeout
                 while deadlines and deadlines[0][0] <= now:
                     _deadline, _order, probe = heapq.heappop(deadlines)
                     if not probe.done:

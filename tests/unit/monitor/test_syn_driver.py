@@ -463,7 +463,7 @@ class SilentProber(FakeProber):
         self.sent[port] = self.sent.get(port, 0) + 1
         return None, (b"", 0, port)
 
-    def read_now(self) -> None:
+    def read_now(self, now: float) -> None:
         pass
 
 

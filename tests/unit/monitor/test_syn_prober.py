@@ -157,3 +157,58 @@ def test_a_timed_out_probe_learns_its_source_again_and_a_bad_address_is_down(
     assert failed is not None and failed.outcome == "down" and "address" in failed.detail
     assert not prober.accepts("fe80::1") and prober.accepts("10.0.0.1")
     assert len(sock.sent) == 3
+
+
+class _Answering(_Socket):
+    """Also queues segments to read: recv() hands them out, then would block."""
+
+    def __init__(self, real: socket.socket) -> None:
+        super().__init__(real)
+        self.queued: list[bytes] = []
+        self.reads = 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        if not self.queued:
+            raise BlockingIOError(11, "nothing queued")
+        return self.queued.pop(0)
+
+
+def _syn_ack(segment: bytes, address: str) -> bytes:
+    """The IPv4 packet from ADDRESS that answers our SYN SEGMENT."""
+    our_port, port, seq = int.from_bytes(segment[:2], "big"), segment[2:4], segment[4:8]
+    ack = ((int.from_bytes(seq, "big") + 1) & 0xFFFFFFFF).to_bytes(4, "big")
+    header = bytes([0x45, 0, 0, 40, 0, 0, 0, 0, 64, socket.IPPROTO_TCP, 0, 0])
+    header += socket.inet_aton(address) + socket.inet_aton("192.0.2.1")
+    tcp = port + our_port.to_bytes(2, "big") + bytes(4) + ack + bytes([0x50, 0x12]) + bytes(6)
+    return header + tcp
+
+
+def test_reading_stops_when_no_probe_waits_but_strays_are_read_to_the_end(
+    looked_up: list[str],
+) -> None:
+    """Once the answers leave no probe waiting, no recv() looks for more (a
+    system call that finds nothing at each wake-up); with nothing waiting,
+    what is queued is read until nothing is left, so a stray cannot keep the
+    socket readable.  Answers read at a time given are resolved at it."""
+    loop = asyncio.new_event_loop()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as real:
+            sock = _Answering(real)
+            prober = SynProber(socket.AF_INET, loop, sock, _Ports())  # type: ignore[arg-type]
+            answers: list[tuple[bool, float]] = []
+            for address in ("10.0.0.1", "10.0.0.2"):
+                failed, _key = prober.send(
+                    address, 80, 5.0, lambda answer, when: answers.append((answer, when))
+                )
+                assert failed is None
+            (first, _), (second, _) = sock.sent
+            stray = _syn_ack(first, "10.0.0.3")
+            sock.queued = [_syn_ack(first, "10.0.0.1"), _syn_ack(second, "10.0.0.2"), stray]
+            prober.read_now(7.5)
+            assert answers == [(True, 7.5), (True, 7.5)]
+            assert sock.reads == 2 and sock.queued == [stray]
+            prober.read_now(8.0)  # nothing waits: the stray, then nothing
+            assert sock.reads == 4 and sock.queued == [] and len(answers) == 2
+    finally:
+        loop.close()

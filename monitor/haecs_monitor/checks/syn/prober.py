@@ -192,9 +192,17 @@ class SynProber:
             return timed_out(spec, now)
         return UP if answer else REFUSED
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, now: Optional[float] = None) -> None:
+        """Read the answers queued (up to READS_PER_WAKEUP) and resolve their
+        probes at NOW (default: the loop's time, read once for the lot).
+        Reading stops when an answer leaves no probe waiting: what else may
+        be queued (strays, duplicates) wakes the loop again, and it is not
+        worth a recv() that finds nothing at every wake-up (a system call
+        each, costly in a user-mode-Linux guest).  Otherwise it reads until
+        nothing is left, so that strays never keep the socket readable."""
         sock = self._sock
-        match = self._pending.match
+        pending = self._pending
+        match = pending.match
         ipv4 = self._ipv4
         answers: list[tuple[Resolve, bool]] = []
         for _unused in range(READS_PER_WAKEUP):
@@ -213,14 +221,17 @@ class SynProber:
                 matched = match(reply)
                 if matched is not None:
                     answers.append(matched)
+                    if not pending:
+                        break
         if answers:
-            now = self.loop.time()  # one clock read for the lot
+            if now is None:
+                now = self.loop.time()  # one clock read for the lot
             for resolve, answer in answers:
                 resolve(answer, now)
 
-    def read_now(self) -> None:
-        """Read what has arrived (before timing probes out)."""
-        self._on_readable()
+    def read_now(self, now: float) -> None:
+        """Read what has arrived before NOW, when probes are timed out."""
+        self._on_readable(now)
 
 
 def _expire(future: asyncio.Future[Optional[bool]]) -> None:
