@@ -202,7 +202,7 @@ def test_reading_stops_when_no_probe_waits_but_strays_are_read_to_the_end(
                     address, 80, 5.0, lambda answer, when: answers.append((answer, when))
                 )
                 assert failed is None
-            (first, _), (second, _) = sock.sent
+            (first, _first_to), (second, _second_to) = sock.sent
             stray = _syn_ack(first, "10.0.0.3")
             sock.queued = [_syn_ack(first, "10.0.0.1"), _syn_ack(second, "10.0.0.2"), stray]
             prober.read_now(7.5)
