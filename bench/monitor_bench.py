@@ -432,19 +432,8 @@ def sh(*argv: str) -> str:
 def setup_network() -> None:
     sh("modprobe", "-a", "ip_vs", "ip_vs_wlc", "veth")
     sh("ip", "netns", "add", NETNS)
-    sh(
-        "ip",
-        "link",
-        "add",
-        "hbd0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        REAL_SERVER_LINK,
-        "netns",
-        NETNS,
-    )
+    peer = REAL_SERVER_LINK
+    sh("ip", "link", "add", "hbd0", "type", "veth", "peer", "name", peer, "netns", NETNS)
     sh("ip", "addr", "add", "10.0.0.1/30", "dev", "hbd0")
     sh("ip", "link", "set", "hbd0", "up")
     sh("ip", "route", "add", "10.64.0.0/10", "via", "10.0.0.2")

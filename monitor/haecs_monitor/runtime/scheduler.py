@@ -31,7 +31,7 @@ from haecs_monitor.config.model import CheckKey, CheckSpec
 from haecs_monitor.control.metrics import Histogram
 from haecs_monitor.core.health import HealthBoard
 from haecs_monitor.runtime.events import EventLog
-from haecs_monitor.runtime.syn_driver import SynDriver
+from haecs_monitor.runtime.syn_driver import Observer, SynDriver
 from haecs_monitor.runtime.tasks import cancel_and_wait
 
 CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is cut off
@@ -42,11 +42,6 @@ CHECK_GRACE_SECONDS = 2.0  # a check overrunning its own timeout by this much is
 # arrived during it is read before the deadline fires.)
 LATE_SHARE = 0.25
 LATE_MIN_SECONDS = 0.1
-
-# (key, spec, result, duration, when): WHEN is the clock's reading as the
-# result came, taken for the duration anyway (a clock read is a system call
-# in a user-mode-Linux guest or under seccomp: one a check is worth saving).
-Observer = Callable[[CheckKey, CheckSpec, CheckResult, float, float], None]
 
 
 class CheckScheduler:
@@ -213,7 +208,7 @@ class CheckScheduler:
             spec = health.spec
             started = self.clock()
             result = blame_late_loop(spec, await self.run(spec, loop))
-            finished = self.clock()
+            finished = self.clock()  # the result's time too: one clock read, not two
             self._observe(key, spec, result, finished - started, finished)
         finally:
             if self._running.get(key) is asyncio.current_task():

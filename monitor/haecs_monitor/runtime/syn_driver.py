@@ -39,9 +39,11 @@ from haecs_monitor.runtime.duequeue import DueQueue
 
 SLACK = 0.005  # the due times' grain: a bucket is sent at a point within it
 
-# (key, spec, result, duration, when): WHEN is the loop time the result came
-# (read once for the whole wake-up): the monitor's clock, which asyncio's
-# loop.time() is, records it without reading the clock again.
+# What a check's result goes to, for the SYN driver and the scheduler's task
+# path alike: (key, spec, result, duration, when).  WHEN is the clock's
+# reading as the result came (the SYN driver's, read once for a wake-up; the
+# loop's time is the monitor's clock), so that recording it reads no clock:
+# a clock read is a system call in a user-mode-Linux guest or under seccomp.
 Observer = Callable[[CheckKey, CheckSpec, CheckResult, float, float], None]
 Finish = Callable[[CheckSpec, CheckResult], CheckResult]  # the scheduler's blame_late_loop
 
